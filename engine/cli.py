@@ -1,0 +1,47 @@
+"""The `harmonic` command line.
+
+Subcommands come from the entry-point group `harmonic.commands`: each entry is a function
+that adds its subparsers. The engine registers its own here; `training` registers its
+commands the same way, so the engine never imports training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+COMMAND_GROUP = "harmonic.commands"
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad flag); printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harmonic", description="HarmonicRNN: generate raw audio with linear RNNs, and train them."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        entry.load()(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UserError as error:
+        print(f"harmonic {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"harmonic {args.command}: stopped", file=sys.stderr)
+        return 130
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Adds the engine's subcommands."""
+    from engine.commands import info
+
+    info.register(commands)

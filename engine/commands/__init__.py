@@ -1,0 +1,1 @@
+"""The engine's `harmonic` subcommands, one module each."""

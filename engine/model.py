@@ -1,0 +1,191 @@
+"""The functional model API shared by training, the generator and the app.
+
+    config = preset("realtime")
+    params = init_params(config, key)
+    logits = forward(params, config, tokens)            # [B, T] -> [B, T, 256]
+    state = init_state(params, config, batch)
+    logits, state = step(params, config, state, token)  # [B] -> [B, 256]
+    logits, state = prefill(params, config, tokens)     # seed [B, L] -> next [B, 256]
+
+`forward(...)[:, t]` is the distribution of `tokens[:, t]` given `tokens[:, :t]`: the
+model shifts its input right by one and puts START_TOKEN first. Feeding START_TOKEN to
+`step`, then tokens[:, 0], tokens[:, 1], ... gives at call t the logits of
+`forward(...)[:, t]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.config import PRESETS, ModelConfig, preset
+from engine.halo import left_context
+from engine.mulaw import SILENCE
+from engine.unet import HarmonicRNN, LevelState
+
+START_TOKEN = SILENCE
+
+ModelState = LevelState
+
+__all__ = [
+    "START_TOKEN",
+    "ModelConfig",
+    "ModelState",
+    "PRESETS",
+    "count_params",
+    "forward",
+    "init_params",
+    "init_state",
+    "level_param_counts",
+    "param_shapes",
+    "prefill",
+    "preset",
+    "step",
+]
+
+
+def _network(config: ModelConfig, sequence_axis: str | None = None, remat: bool = False) -> HarmonicRNN:
+    return HarmonicRNN(config, sequence_axis, remat)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def init_params(config: ModelConfig, key: jax.Array) -> dict:
+    """Random initial weights: a nested dict pytree of float32 arrays."""
+    dummy = jnp.full((1, config.total_pooling), START_TOKEN, jnp.int32)
+    return _network(config).init({"params": key}, dummy)["params"]
+
+
+def shift_right(tokens: jax.Array, sequence_axis: str | None = None) -> jax.Array:
+    """tokens [B, T] -> inputs [B, T]: START_TOKEN, tokens[:, 0], ..., tokens[:, T-2].
+
+    Under context parallelism each chunk's first input is the previous chunk's last token.
+    """
+    before = left_context(tokens, 1, sequence_axis)
+    first_chunk = True if sequence_axis is None else jax.lax.axis_index(sequence_axis) == 0
+    before = jnp.where(first_chunk, jnp.full_like(before, START_TOKEN), before)
+    return jnp.concatenate([before, tokens[:, :-1]], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "sequence_axis", "remat"))
+def forward(
+    params: dict,
+    config: ModelConfig,
+    tokens: jax.Array,
+    dropout_key: jax.Array | None = None,
+    sequence_axis: str | None = None,
+    remat: bool = False,
+) -> jax.Array:
+    """Next-token logits for every position, parallel over time.
+
+    Args:
+      params: from `init_params` or a checkpoint.
+      config: the params' config.
+      tokens: int32 [B, T], any T >= 1.
+      dropout_key: PRNG key for dropout (training); None runs in inference mode.
+      sequence_axis: inside `shard_map`, the mesh axis that splits T into contiguous
+        chunks (context parallelism, SPEC 7); None for a whole sequence.
+      remat: recompute each block's activations in the backward pass.
+
+    Returns:
+      float32 [B, T, 256]: logits[:, t] is the distribution of tokens[:, t] given
+      tokens[:, :t].
+    """
+    inputs = shift_right(tokens, sequence_axis)
+    rngs = None if dropout_key is None else {"dropout": dropout_key}
+    logits, _ = _network(config, sequence_axis, remat).apply(
+        {"params": params}, inputs, dropout_key is None, rngs=rngs
+    )
+    return logits
+
+
+def init_state(params: dict, config: ModelConfig, batch: int) -> ModelState:
+    """The generator state before START_TOKEN: a pytree of zero arrays with leading B."""
+    del params  # The zero state depends only on the shapes in config.
+    return LevelState.zeros(config, 0, batch)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def step(params: dict, config: ModelConfig, state: ModelState, token: jax.Array) -> tuple[jax.Array, ModelState]:
+    """One generation step.
+
+    Args:
+      params, config: the model.
+      state: from `init_state`, `prefill` or the previous `step`.
+      token: int32 [B], the previous sample's class (START_TOKEN at the first call).
+
+    Returns:
+      (logits float32 [B, 256] of the next sample, next state).
+    """
+    return _network(config).apply({"params": params}, token, state, method=HarmonicRNN.step)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _prefill_padded(params: dict, config: ModelConfig, inputs: jax.Array, length: jax.Array):
+    logits, state = _network(config).apply({"params": params}, inputs, True, length)
+    return jax.lax.dynamic_index_in_dim(logits, length - 1, axis=1, keepdims=False), state
+
+
+def prefill_bucket(length: int, config: ModelConfig) -> int:
+    """Padded input length for a seed of `length` tokens: the pooling product times the
+    next power of two, so that seeds of any length share few compiled programs."""
+    blocks = math.ceil((length + 1) / config.total_pooling)
+    return config.total_pooling * (1 << max(0, blocks - 1).bit_length())
+
+
+def prefill(params: dict, config: ModelConfig, tokens: jax.Array) -> tuple[jax.Array, ModelState]:
+    """Consumes a seed in parallel over time.
+
+    The seed is padded to `prefill_bucket` steps; the causal model keeps the padding out
+    of the result, and seeds of similar length reuse one compiled program.
+
+    Args:
+      params, config: the model.
+      tokens: int32 [B, L], the seed's classes, any L >= 0.
+
+    Returns:
+      (logits float32 [B, 256] of the sample after the seed, the state after START_TOKEN
+      and all L tokens): continuing with `step(..., tokens_next)` matches `forward` on
+      the concatenated sequence.
+    """
+    # Padding on the host: an eager device op here would compile anew for every length.
+    tokens = np.asarray(tokens, np.int32)
+    batch, length = tokens.shape
+    padded = np.full((batch, prefill_bucket(length, config)), START_TOKEN, np.int32)
+    padded[:, 1 : length + 1] = tokens
+    return _prefill_padded(params, config, padded, np.int32(length + 1))
+
+
+def count_params(params) -> int:
+    """Total number of scalar parameters in a params pytree (arrays or shape structs)."""
+    return int(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
+
+
+def param_shapes(config: ModelConfig) -> dict:
+    """The params pytree of `config` as `jax.ShapeDtypeStruct`s, without computing it."""
+    return jax.eval_shape(init_params, config, jax.random.key(0))
+
+
+def level_param_counts(params: dict, config: ModelConfig) -> list[int]:
+    """Parameters of each level alone; level 0 includes the embedding, norm and head."""
+    counts = []
+    level = params["root"]
+    for _ in range(config.num_levels):
+        own = {name: value for name, value in level.items() if name != "inner"}
+        counts.append(count_params(own))
+        level = level.get("inner", {})
+    io = {name: value for name, value in params.items() if name != "root"}
+    counts[0] += count_params(io)
+    return counts
+
+
+def full_rate_equivalent(params: dict, config: ModelConfig) -> float:
+    """Sum over levels of params(level) / samples per step of that level (SPEC 8).
+
+    Single-stream stepwise cost on a CPU scales with this: weights read per sample.
+    """
+    counts = level_param_counts(params, config)
+    return sum(count / config.level_rate_divisor(level) for level, count in enumerate(counts))

@@ -1,0 +1,105 @@
+"""Causal down- and up-pooling with feature groups (SPEC 5).
+
+DownPool by p: a strided conv with kernel = stride = p and p - 1 steps of left padding,
+so pooled step j sees inputs jp - p + 1 .. jp. UpPool by p: a transposed conv whose
+output t reads only pooled step floor(t / p). With the model's input shifted right by
+one, the U-Net is causal without any further shift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from engine.halo import pad_left, window_before
+
+
+class DownPool(nn.Module):
+    """[B, T, w_in] -> [B, ceil(T / p), w_out], grouped."""
+
+    features_in: int
+    features_out: int
+    factor: int
+    groups: int
+    sequence_axis: str | None = None
+
+    def setup(self):
+        g = self.groups
+        self.kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(in_axis=(0, 2), out_axis=3, batch_axis=(1,)),
+            (self.factor, g, self.features_in // g, self.features_out // g),
+        )
+        self.bias = self.param("bias", nn.initializers.zeros, (self.features_out,))
+
+    def pool(self, windows: jax.Array) -> jax.Array:
+        """windows [..., p, w_in] (oldest first) -> pooled [..., w_out]."""
+        g = self.groups
+        grouped = windows.reshape(windows.shape[:-1] + (g, self.features_in // g))
+        y = jnp.einsum("...kgi,kgio->...go", grouped, self.kernel)
+        return y.reshape(y.shape[:-2] + (self.features_out,)) + self.bias
+
+    def __call__(self, x: jax.Array, length: jax.Array | int) -> tuple[jax.Array, jax.Array]:
+        """Parallel over time.
+
+        Args:
+          x: [B, T, w_in], any T >= 1.
+          length: int32 [], number of valid steps of x.
+
+        Returns:
+          (pooled [B, ceil(T / p), w_out], window [B, p - 1, w_in]): the p - 1 inputs
+          before step `length`, which the one-step path keeps to build its next window.
+        """
+        p = self.factor
+        steps = math.ceil(x.shape[1] / p)
+        padded = pad_left(x, p - 1, self.sequence_axis)
+        # Pooled step j reads padded[j p : j p + p]; padded holds at least steps * p.
+        windows = padded[:, : steps * p].reshape(x.shape[0], steps, p, x.shape[2])
+        return self.pool(windows), window_before(padded, p - 1, length)
+
+    @staticmethod
+    def push(window: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Adds one input to the buffered window.
+
+        Args:
+          window: [B, p - 1, w_in], the last p - 1 inputs.
+          x: [B, w_in], the newest input.
+
+        Returns:
+          (full window [B, p, w_in] for `pool` if it fires now, next buffer [B, p - 1, w_in]).
+        """
+        full = jnp.concatenate([window, x[:, None]], axis=1)
+        return full, full[:, 1:]
+
+
+class UpPool(nn.Module):
+    """[B, J, w_in] -> [B, J * p, w_out]: pooled step j feeds outputs jp .. jp + p - 1."""
+
+    features_in: int
+    features_out: int
+    factor: int
+    groups: int
+
+    def setup(self):
+        g = self.groups
+        self.kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(in_axis=2, out_axis=3, batch_axis=(0, 1)),
+            (self.factor, g, self.features_in // g, self.features_out // g),
+        )
+        self.bias = self.param("bias", nn.initializers.zeros, (self.factor, self.features_out))
+
+    def expand(self, z: jax.Array) -> jax.Array:
+        """z [..., w_in] -> [..., p, w_out], the p outputs of one pooled step."""
+        g = self.groups
+        grouped = z.reshape(z.shape[:-1] + (g, self.features_in // g))
+        y = jnp.einsum("...gi,kgio->...kgo", grouped, self.kernel)
+        return y.reshape(y.shape[:-2] + (self.features_out,)) + self.bias
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        """z [B, J, w_in] -> [B, J * p, w_out]."""
+        y = self.expand(z)
+        return y.reshape(z.shape[0], z.shape[1] * self.factor, self.features_out)

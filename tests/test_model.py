@@ -1,0 +1,149 @@
+"""The functional model API: parallel and stepwise forms compute the same function."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from engine import model
+from engine.config import ModelConfig
+
+
+def random_tokens(batch, length, seed=1):
+    return jax.random.randint(jax.random.key(seed), (batch, length), 0, 256, jnp.int32)
+
+
+def stepwise_logits(params, config, tokens):
+    """Logits from `step` fed START_TOKEN, tokens[:, 0], ... inside one compiled scan."""
+
+    @jax.jit
+    def run(params, tokens):
+        inputs = jnp.concatenate([jnp.full((tokens.shape[0], 1), model.START_TOKEN), tokens[:, :-1]], 1)
+
+        def body(state, token):
+            logits, state = model.step(params, config, state, token)
+            return state, logits
+
+        _, logits = jax.lax.scan(body, model.init_state(params, config, tokens.shape[0]), inputs.T)
+        return jnp.swapaxes(logits, 0, 1)
+
+    return run(params, tokens)
+
+
+@pytest.mark.parametrize("name", ["tiny", "realtime"])
+def test_step_matches_forward(name, preset_params):
+    config, params = preset_params(name)
+    length = 2 * config.total_pooling + 3
+    assert length % config.total_pooling
+    tokens = random_tokens(2, length)
+    parallel = model.forward(params, config, tokens)
+    assert parallel.shape == (2, length, 256) and parallel.dtype == jnp.float32
+    stepwise = stepwise_logits(params, config, tokens)
+    assert float(jnp.max(jnp.abs(parallel - stepwise))) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["tiny", "realtime"])
+def test_prefill_every_prefix_length_then_step(name, preset_params):
+    config, params = preset_params(name)
+    tokens = random_tokens(2, config.total_pooling + 2, seed=3)
+    # Host copies: eager slicing of device arrays would compile once per length.
+    parallel = np.asarray(model.forward(params, config, tokens))
+    tokens = np.asarray(tokens)
+    worst = 0.0
+    for length in range(1, config.total_pooling + 1):
+        logits, state = model.prefill(params, config, tokens[:, :length])
+        worst = max(worst, np.max(np.abs(np.asarray(logits) - parallel[:, length])))
+        logits, state = model.step(params, config, state, tokens[:, length])
+        worst = max(worst, np.max(np.abs(np.asarray(logits) - parallel[:, length + 1])))
+    assert worst < 1e-4
+
+
+def test_prefill_of_nothing_is_the_initial_state(preset_params):
+    config, params = preset_params("tiny")
+    logits, _ = model.prefill(params, config, jnp.zeros((1, 0), jnp.int32))
+    expected, _ = model.step(params, config, model.init_state(params, config, 1), jnp.full((1,), model.START_TOKEN))
+    assert float(jnp.max(jnp.abs(logits - expected))) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["tiny", "realtime"])
+def test_causality(name, preset_params):
+    config, params = preset_params(name)
+    length = 2 * config.total_pooling + 5
+    tokens = random_tokens(1, length, seed=4)
+    base = np.asarray(model.forward(params, config, tokens))
+    for t in [0, config.total_pooling - 1, length // 2, length - 2]:
+        changed = tokens.at[0, t].set((tokens[0, t] + 97) % 256)
+        other = np.asarray(model.forward(params, config, changed))
+        np.testing.assert_array_equal(other[:, : t + 1], base[:, : t + 1])
+        assert np.max(np.abs(other[:, t + 1 :] - base[:, t + 1 :])) > 1e-6
+
+
+def test_any_length_works(preset_params):
+    config, params = preset_params("tiny")
+    for length in [1, 2, 5, config.total_pooling + 1]:
+        assert model.forward(params, config, random_tokens(1, length)).shape == (1, length, 256)
+
+
+def test_paper_preset_size():
+    config = model.preset("paper")
+    assert 7_200_000 <= model.count_params(model.param_shapes(config)) <= 7_500_000
+    assert config.total_pooling == 160
+
+
+def test_realtime_preset_is_thin_at_full_rate():
+    config = model.preset("realtime")
+    shapes = model.param_shapes(config)
+    # SPEC 8: ~0.5M float32 parameters per sample is about real time on a 2-core CPU.
+    assert model.full_rate_equivalent(shapes, config) < 150_000
+    assert model.count_params(shapes) > 10 * model.full_rate_equivalent(shapes, config)
+
+
+def test_level_counts_add_up():
+    config = model.preset("paper")
+    shapes = model.param_shapes(config)
+    assert sum(model.level_param_counts(shapes, config)) == model.count_params(shapes)
+
+
+def test_dropout_only_with_a_key(preset_params):
+    config, params = preset_params("tiny")
+    config = config.replace(dropout=0.5)
+    tokens = random_tokens(1, 16)
+    a = model.forward(params, config, tokens)
+    np.testing.assert_array_equal(a, model.forward(params, config, tokens))
+    b = model.forward(params, config, tokens, dropout_key=jax.random.key(0))
+    assert float(jnp.max(jnp.abs(a - b))) > 1e-4
+
+
+def test_learned_embedding_and_options():
+    config = model.preset("tiny").replace(embedding="learned", norm="rms", conv_kernel=4, scan="sequential")
+    params = model.init_params(config, jax.random.key(0))
+    assert params["embed"]["table"].shape == (256, 16)
+    tokens = random_tokens(1, 19)
+    parallel = model.forward(params, config, tokens)
+    assert float(jnp.max(jnp.abs(parallel - stepwise_logits(params, config, tokens)))) < 1e-4
+
+
+def test_config_json_round_trip_and_validation():
+    config = model.preset("realtime")
+    assert ModelConfig.from_json(config.to_json()) == config
+    assert json.loads(config.to_json())["pooling"] == [4, 4, 4, 5]
+    with pytest.raises(ValueError, match="gate_blocks"):
+        config.replace(gate_blocks=7)
+    with pytest.raises(ValueError, match="unknown preset"):
+        model.preset("huge")
+
+
+def test_remat_gives_the_same_gradients(preset_params):
+    config, params = preset_params("tiny")
+    tokens = random_tokens(1, 24)
+
+    def loss(params, remat):
+        logits = model.forward(params, config, tokens, remat=remat)
+        return -jnp.mean(jax.nn.log_softmax(logits)[0, jnp.arange(24), tokens[0]])
+
+    plain = jax.grad(loss)(params, False)
+    recomputed = jax.grad(loss)(params, True)
+    diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), plain, recomputed)
+    assert max(jax.tree.leaves(diffs)) < 1e-5

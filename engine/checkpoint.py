@@ -1,0 +1,156 @@
+"""Model checkpoints: weights, the config that shapes them, and a model card.
+
+On disk a model checkpoint is a directory written by orbax with two items:
+
+    DIR/params   the weights (orbax standard pytree; EMA weights for trained models)
+    DIR/model    JSON: {"format": FORMAT, "config": ModelConfig dict, "card": {...}}
+
+Training writes these two items into every step directory of a run, next to its own
+training state, so `load_model` opens a step directory, a run's checkpoint folder (the
+newest step that loads) and an exported model alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from engine.config import ModelConfig
+from engine.model import param_shapes
+
+FORMAT = "harmonicrnn-model/1"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+CHECKPOINTS = ASSETS / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINTS / "piano-realtime"
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, partial, corrupt or of another format."""
+
+
+@dataclasses.dataclass
+class ModelCheckpoint:
+    """A loaded model: its config, params pytree and model card."""
+
+    config: ModelConfig
+    params: dict
+    card: dict
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name") or self.path.name
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "params").is_dir() and (path / "model").is_dir()
+
+
+def save_model(directory: str | Path, config: ModelConfig, params: dict, card: dict | None = None) -> Path:
+    """Writes params, config and card to `directory` (which must not exist yet).
+
+    orbax writes into a temporary directory and renames it when complete, so a save that
+    is interrupted leaves no directory that `load_model` would take for a checkpoint.
+    """
+    directory = Path(directory).absolute()
+    if directory.exists():
+        raise CheckpointError(f"{directory} already exists; choose a new folder")
+    meta = {"format": FORMAT, "config": config.to_dict(), "card": dict(card or {})}
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        checkpointer.save(
+            directory,
+            ocp.args.Composite(
+                params=ocp.args.StandardSave(jax.device_get(params)), model=ocp.args.JsonSave(meta)
+            ),
+        )
+    return directory
+
+
+def read_card(path: str | Path) -> dict:
+    """The model metadata of a model directory without loading weights:
+    {"format", "config", "card"}."""
+    path = Path(path)
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        restored = checkpointer.restore(path, ocp.args.Composite(model=ocp.args.JsonRestore()))
+    return restored["model"]
+
+
+def _load_dir(path: Path) -> ModelCheckpoint:
+    try:
+        meta = read_card(path)
+    except Exception as error:  # orbax raises many types for damaged files
+        raise CheckpointError(f"{path}: cannot read the model description ({error})") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a HarmonicRNN model checkpoint (format {meta.get('format')!r})")
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: its model config is invalid: {error}") from error
+    abstract = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), param_shapes(config))
+    try:
+        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+            restored = checkpointer.restore(
+                path, ocp.args.Composite(params=ocp.args.StandardRestore(abstract))
+            )
+    except Exception as error:
+        raise CheckpointError(f"{path}: the weights are damaged or do not match the config ({error})") from error
+    params = restored["params"]
+    if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params)):
+        raise CheckpointError(f"{path}: the weights contain NaN or infinite values")
+    return ModelCheckpoint(config, params, dict(meta.get("card", {})), path)
+
+
+def step_directories(run_dir: Path) -> list[Path]:
+    """Completed step directories of a run folder, newest first."""
+    steps = [p for p in run_dir.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)]
+    return sorted(steps, key=lambda p: int(p.name), reverse=True)
+
+
+def load_model(path: str | Path | None = None) -> ModelCheckpoint:
+    """Loads a model checkpoint.
+
+    Args:
+      path: a model directory, a step directory of a training run, or a folder of step
+        directories (the newest that loads is used; a damaged newer one is skipped with
+        a warning). None loads the shipped default, `DEFAULT_CHECKPOINT`.
+
+    Raises:
+      CheckpointError: with a message a user can act on.
+    """
+    path = DEFAULT_CHECKPOINT if path is None else Path(path).expanduser()
+    if not path.exists():
+        hint = " (the shipped default model is missing from assets/)" if path == DEFAULT_CHECKPOINT else ""
+        raise CheckpointError(f"no checkpoint at {path}{hint}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; a checkpoint is a folder")
+    if _is_model_dir(path):
+        return _load_dir(path)
+    candidates = [p for p in step_directories(path) if _is_model_dir(p)]
+    if not candidates and (path / "checkpoints").is_dir():
+        candidates = [p for p in step_directories(path / "checkpoints") if _is_model_dir(p)]
+    if not candidates:
+        raise CheckpointError(f"{path} holds no model checkpoint (no params/ and model/ folders)")
+    errors = []
+    for candidate in candidates:
+        try:
+            return _load_dir(candidate)
+        except CheckpointError as error:
+            log.warning("skipping damaged checkpoint: %s", error)
+            errors.append(str(error))
+    raise CheckpointError("no step of this run loads:\n  " + "\n  ".join(errors))
+
+
+def shipped_checkpoints() -> list[Path]:
+    """The model directories shipped in assets/checkpoints, default first."""
+    if not CHECKPOINTS.is_dir():
+        return []
+    found = sorted(p for p in CHECKPOINTS.iterdir() if _is_model_dir(p))
+    return sorted(found, key=lambda p: p != DEFAULT_CHECKPOINT)

@@ -1,0 +1,66 @@
+"""Model checkpoints: round trip, run folders, damaged and missing checkpoints."""
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from engine import checkpoint, model
+
+
+def corrupt_weights(step_dir: Path):
+    for path in (step_dir / "params").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(b"garbage")
+
+
+def test_round_trip(tmp_path, preset_params):
+    config, params = preset_params("tiny")
+    checkpoint.save_model(tmp_path / "m", config, params, {"name": "tiny test", "data": "none"})
+    loaded = checkpoint.load_model(tmp_path / "m")
+    assert loaded.config == config and loaded.card["name"] == "tiny test"
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_folder_uses_newest_step_that_loads(tmp_path, preset_params):
+    config, params = preset_params("tiny")
+    checkpoint.save_model(tmp_path / "run" / "100", config, params, {"name": "old"})
+    checkpoint.save_model(tmp_path / "run" / "200", config, params, {"name": "new"})
+    assert checkpoint.load_model(tmp_path / "run").card["name"] == "new"
+    corrupt_weights(tmp_path / "run" / "200")
+    assert checkpoint.load_model(tmp_path / "run").card["name"] == "old"
+
+
+def test_damaged_weights_are_a_clear_error(tmp_path, preset_params):
+    config, params = preset_params("tiny")
+    checkpoint.save_model(tmp_path / "m", config, params)
+    corrupt_weights(tmp_path / "m")
+    with pytest.raises(checkpoint.CheckpointError, match="damaged"):
+        checkpoint.load_model(tmp_path / "m")
+
+
+def test_missing_or_not_a_checkpoint(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at"):
+        checkpoint.load_model(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(checkpoint.CheckpointError, match="holds no model checkpoint"):
+        checkpoint.load_model(tmp_path / "empty")
+    (tmp_path / "file.bin").write_bytes(b"x")
+    with pytest.raises(checkpoint.CheckpointError, match="is a file"):
+        checkpoint.load_model(tmp_path / "file.bin")
+
+
+def test_weights_of_another_shape_are_rejected(tmp_path, preset_params):
+    config, params = preset_params("tiny")
+    checkpoint.save_model(tmp_path / "m", config.replace(widths=(16, 16, 64)), params)
+    with pytest.raises(checkpoint.CheckpointError, match="do not match"):
+        checkpoint.load_model(tmp_path / "m")
+
+
+def test_refuses_to_overwrite(tmp_path, preset_params):
+    config, params = preset_params("tiny")
+    checkpoint.save_model(tmp_path / "m", config, params)
+    with pytest.raises(checkpoint.CheckpointError, match="already exists"):
+        checkpoint.save_model(tmp_path / "m", config, params)

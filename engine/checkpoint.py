@@ -94,15 +94,17 @@ def _load_dir(path: Path) -> ModelCheckpoint:
         config = ModelConfig.from_dict(meta["config"])
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(f"{path}: its model config is invalid: {error}") from error
-    abstract = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), param_shapes(config))
     try:
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-            restored = checkpointer.restore(
-                path, ocp.args.Composite(params=ocp.args.StandardRestore(abstract))
-            )
+            restored = checkpointer.restore(path, ocp.args.Composite(params=ocp.args.StandardRestore()))
     except Exception as error:
-        raise CheckpointError(f"{path}: the weights are damaged or do not match the config ({error})") from error
+        raise CheckpointError(f"{path}: the weights are damaged ({error})") from error
     params = restored["params"]
+    expected = param_shapes(config)
+    got = jax.tree.map(lambda leaf: tuple(np.shape(leaf)), params)
+    want = jax.tree.map(lambda leaf: tuple(leaf.shape), expected)
+    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+        raise CheckpointError(f"{path}: the weights do not match the model config saved with them")
     if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params)):
         raise CheckpointError(f"{path}: the weights contain NaN or infinite values")
     return ModelCheckpoint(config, params, dict(meta.get("card", {})), path)

@@ -1,0 +1,64 @@
+"""Context parallelism (SPEC 7): sharded loss AND gradients equal the single-device ones.
+
+Runs in a subprocess with 8 host CPU devices: XLA_FLAGS must be set before jax is
+imported, and other tests in this pytest process have imported it already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax, jax.numpy as jnp, numpy as np
+    from engine import model
+    from training import parallel
+
+    config = model.preset("tiny")
+    params = model.init_params(config, jax.random.key(0))
+    length = 8 * config.total_pooling          # a multiple of 8 x the pooling product
+    tokens = jax.random.randint(jax.random.key(1), (2, length), 0, 256)
+    mask = np.ones((2, length), np.float32)
+    mask[1, length - 13:] = 0                  # a padded clip
+    ref_loss, ref_grads = jax.jit(jax.value_and_grad(parallel.single_device_loss), static_argnums=1)(
+        params, config, tokens, mask)
+    out = {"devices": len(jax.devices())}
+    for data, seq in [(1, 8), (2, 4)]:
+        mesh = parallel.make_mesh(data, seq)
+        loss, grads = parallel.loss_and_grads(params, config, tokens, mesh, mask=mask)
+        rel = jax.tree.leaves(jax.tree.map(
+            lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(b) + 1e-30)), grads, ref_grads))
+        out[f"{data}x{seq}"] = {
+            "loss_rel": abs(float(loss) - float(ref_loss)) / abs(float(ref_loss)),
+            "grad_rel_max": max(rel),
+            "grad_nonzero": float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads))),
+        }
+    # Remat changes nothing but memory.
+    mesh = parallel.make_mesh(1, 8)
+    loss, grads = parallel.loss_and_grads(params, config, tokens, mesh, mask=mask, remat=True)
+    rel = jax.tree.leaves(jax.tree.map(
+        lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(b) + 1e-30)), grads, ref_grads))
+    out["remat"] = {"loss_rel": abs(float(loss) - float(ref_loss)) / abs(float(ref_loss)), "grad_rel_max": max(rel)}
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def test_sharded_loss_and_grads_match_single_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    out = json.loads(line[len("RESULT "):])
+    assert out["devices"] == 8
+    for name in ("1x8", "2x4", "remat"):
+        assert out[name]["loss_rel"] < 1e-5, (name, out)
+        assert out[name]["grad_rel_max"] < 1e-5, (name, out)
+    assert out["1x8"]["grad_nonzero"] > 0

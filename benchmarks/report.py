@@ -43,4 +43,6 @@ def write_section(name: str, title: str, command: str, body: str, doc: Path = DO
 
 
 def command_line() -> str:
-    return "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
+    """How the running benchmark was invoked, as `python -m benchmarks.NAME ARGS`."""
+    module = "benchmarks." + Path(sys.argv[0]).stem
+    return " ".join(["python -m", module] + sys.argv[1:])

@@ -1,0 +1,74 @@
+"""`harmonic-studio`: opens the HarmonicRNN Studio window with the shipped default model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harmonic-studio", description="HarmonicRNN Studio: generate audio live, seed it, keep a library of takes.")
+    parser.add_argument("--checkpoint", help="a checkpoint folder to load instead of the last used / shipped default")
+    parser.add_argument("--library", help="the sample library folder (default: $HARMONIC_LIBRARY or the user data folder)")
+    parser.add_argument("--settings", help="an INI file for the settings (default: the user's settings store)")
+    parser.add_argument("--screenshot", metavar="PNG", help="generate for a few seconds, save a screenshot of the window, quit")
+    parser.add_argument("--screenshot-after", type=float, default=6.0, metavar="SECONDS")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from engine.library import Library, LibraryError
+    from app import style
+    from app.settings import Settings
+    from app.window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("HarmonicRNN Studio")
+    app.setOrganizationName("HarmonicRNN")
+    style.apply(app)
+    try:
+        library = Library(args.library)
+    except LibraryError as error:
+        print(f"harmonic-studio: {error}", file=sys.stderr)
+        return 1
+    window = MainWindow(library=library, settings=Settings(args.settings), checkpoint=args.checkpoint)
+    window.show()
+    if args.screenshot:
+        _schedule_screenshot(window, args.screenshot, args.screenshot_after)
+    return app.exec()
+
+
+def _schedule_screenshot(window, path: str, seconds: float) -> None:
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    def start():
+        if window.model_status == "loading":
+            QTimer.singleShot(200, start)
+            return
+        window.generate()
+        QTimer.singleShot(200, wait_for_sound)
+
+    def wait_for_sound():
+        # the delay counts from when audio flows (compiling can take a while)
+        if window.transport.state in ("playing", "rendering"):
+            QTimer.singleShot(int(seconds * 1000), shoot)
+        elif window.transport.state == "error":
+            shoot()
+        else:
+            QTimer.singleShot(200, wait_for_sound)
+
+    def shoot():
+        window.grab().save(path)
+        window.close()
+        QApplication.instance().quit()
+
+    QTimer.singleShot(300, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The window's side panels: transport, model, controls, seed."""

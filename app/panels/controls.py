@@ -1,0 +1,145 @@
+"""Controls: sampling (temperature, top-p, seed, voices), length, audio devices."""
+
+from __future__ import annotations
+
+import random
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox, QWidget,
+)
+
+LATENCIES = [("Low", "low"), ("Normal", "high"), ("50 ms", 0.05), ("100 ms", 0.1), ("250 ms", 0.25)]
+
+
+def list_devices(kind: str) -> list[tuple[str, object]]:
+    """(label, sounddevice id) of the input or output devices; [] when PortAudio has none."""
+    try:
+        import sounddevice as sd
+
+        devices = sd.query_devices()
+    except Exception:  # noqa: BLE001 - no PortAudio / no server: offer only the default
+        return []
+    key = "max_output_channels" if kind == "output" else "max_input_channels"
+    return [(f"{d['name']}", d["name"]) for d in devices if d.get(key, 0) > 0]
+
+
+class ControlsPanel(QGroupBox):
+    changed = pyqtSignal()
+    liveChanged = pyqtSignal(float, float)  # temperature, top_p: applied while playing
+
+    def __init__(self, settings=None, parent=None):
+        super().__init__("Controls", parent)
+        self.settings = settings
+        self.temperature = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=2.0, singleStep=0.05, value=1.0)
+        self.temperature.setToolTip("1 = the model's own distribution; lower is safer, 0 is greedy")
+        self.top_p = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.01, value=1.0)
+        self.top_p.setToolTip("Nucleus sampling: keep the most likely classes up to this mass (1 = off)")
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.new_seed = QPushButton("New seed")
+        self.new_seed.clicked.connect(self.randomize_seed)
+        seed_row = QHBoxLayout()
+        seed_row.setContentsMargins(0, 0, 0, 0)
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.new_seed)
+        self.voices = QSpinBox(minimum=1, maximum=8, value=1)
+        self.voices.setToolTip("Independent streams generated at once; played mixed, saved one channel each")
+        self.endless = QCheckBox("Endless")
+        self.seconds = QDoubleSpinBox(decimals=1, minimum=0.5, maximum=3600.0, singleStep=1.0, value=10.0, suffix=" s")
+        self.endless.toggled.connect(lambda on: self.seconds.setEnabled(not on))
+        length_row = QHBoxLayout()
+        length_row.setContentsMargins(0, 0, 0, 0)
+        length_row.addWidget(self.endless)
+        length_row.addWidget(self.seconds, 1)
+        self.output_device = QComboBox()
+        self.latency = QComboBox()
+        for label, value in LATENCIES:
+            self.latency.addItem(label, value)
+        self.input_device = QComboBox()
+        self.refresh_devices()
+
+        form = QFormLayout(self)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Top-p", self.top_p)
+        form.addRow("Seed", _wrap(seed_row))
+        form.addRow("Voices", self.voices)
+        form.addRow("Length", _wrap(length_row))
+        form.addRow("Output", self.output_device)
+        form.addRow("Latency", self.latency)
+        form.addRow("Input", self.input_device)
+
+        self.load()
+        for widget in (self.temperature, self.top_p):
+            widget.valueChanged.connect(lambda _: self.liveChanged.emit(self.temperature.value(), self.top_p.value()))
+        for signal in (self.temperature.valueChanged, self.top_p.valueChanged, self.seed.valueChanged, self.voices.valueChanged,
+                       self.seconds.valueChanged, self.endless.toggled, self.output_device.currentIndexChanged,
+                       self.latency.currentIndexChanged, self.input_device.currentIndexChanged):
+            signal.connect(self._changed)
+
+    def refresh_devices(self) -> None:
+        for combo, kind in ((self.output_device, "output"), (self.input_device, "input")):
+            current = combo.currentData()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem("System default", "")
+            for label, value in list_devices(kind):
+                combo.addItem(label, value)
+            combo.setCurrentIndex(max(0, combo.findData(current)))
+            combo.blockSignals(False)
+
+    def randomize_seed(self) -> None:
+        self.seed.setValue(random.randrange(0, 2**31 - 1))
+
+    def values(self) -> dict:
+        return {
+            "temperature": self.temperature.value(),
+            "top_p": self.top_p.value(),
+            "seed": self.seed.value(),
+            "voices": self.voices.value(),
+            "seconds": None if self.endless.isChecked() else self.seconds.value(),
+            "output_device": self.output_device.currentData() or None,
+            "latency": self.latency.currentData(),
+            "input_device": self.input_device.currentData() or None,
+        }
+
+    def load(self) -> None:
+        s = self.settings
+        if s is None:
+            return
+        self.temperature.setValue(s.get("controls/temperature"))
+        self.top_p.setValue(s.get("controls/top_p"))
+        self.seed.setValue(s.get("controls/seed"))
+        self.voices.setValue(s.get("controls/voices"))
+        self.endless.setChecked(s.get("controls/endless"))
+        self.seconds.setEnabled(not self.endless.isChecked())
+        self.seconds.setValue(s.get("controls/seconds"))
+        for combo, key in ((self.output_device, "audio/output_device"), (self.input_device, "audio/input_device")):
+            index = combo.findData(s.get(key))
+            combo.setCurrentIndex(max(0, index))
+        latency = s.get("audio/latency")
+        index = next((i for i in range(self.latency.count()) if str(self.latency.itemData(i)) == str(latency)), 1)
+        self.latency.setCurrentIndex(index)
+
+    def save(self) -> None:
+        s = self.settings
+        if s is None:
+            return
+        s.set("controls/temperature", self.temperature.value())
+        s.set("controls/top_p", self.top_p.value())
+        s.set("controls/seed", self.seed.value())
+        s.set("controls/voices", self.voices.value())
+        s.set("controls/endless", self.endless.isChecked())
+        s.set("controls/seconds", self.seconds.value())
+        s.set("audio/output_device", self.output_device.currentData() or "")
+        s.set("audio/input_device", self.input_device.currentData() or "")
+        s.set("audio/latency", str(self.latency.currentData()))
+
+    def _changed(self, *_):
+        self.save()
+        self.changed.emit()
+
+
+def _wrap(layout) -> QWidget:
+    widget = QWidget()
+    widget.setLayout(layout)
+    return widget

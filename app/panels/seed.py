@@ -1,0 +1,144 @@
+"""Seeding: record from the microphone (live waveform), or open a file; trim the clip
+on its waveform, play it back, and use it as the seed of the next take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import QCheckBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+
+from app import workers
+from app.views.waveform import TakeWaveform
+
+RATE = 16000
+AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.mp3 *.aiff *.aif);;All files (*)"
+
+
+def read_audio_file(path: str | Path) -> np.ndarray:
+    """Any audio file soundfile reads -> mono float32 at 16 kHz. Raises ValueError with a
+    message for the user."""
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # noqa: BLE001 - libsndfile raises several types
+        raise ValueError(f"Cannot read {Path(path).name}: {error}") from error
+    audio = audio.mean(axis=1)
+    if rate != RATE and audio.size:
+        import soxr
+
+        audio = soxr.resample(audio, rate, RATE).astype(np.float32)
+    if audio.size == 0:
+        raise ValueError(f"{Path(path).name} holds no audio")
+    return audio
+
+
+class SeedPanel(QGroupBox):
+    recordToggled = pyqtSignal(bool)
+    playRequested = pyqtSignal(object)  # float32 [n] at 16 kHz
+    error = pyqtSignal(str)
+    changed = pyqtSignal()
+
+    def __init__(self, parent=None):
+        super().__init__("Seed", parent)
+        self.source = ""
+        self.record_button = QPushButton("● Record")
+        self.record_button.setCheckable(True)
+        self.record_button.setObjectName("record")
+        self.record_button.toggled.connect(self._record_toggled)
+        self.open_button = QPushButton("Open file…")
+        self.open_button.clicked.connect(self.open_dialog)
+        self.play_button = QPushButton("▶ Play")
+        self.play_button.clicked.connect(lambda: self.playRequested.emit(self.waveform.trimmed()))
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(self.clear)
+        row = QHBoxLayout()
+        for button in (self.record_button, self.open_button, self.play_button, self.clear_button):
+            row.addWidget(button)
+        self.waveform = TakeWaveform()
+        self.waveform.setMinimumHeight(70)
+        self.waveform.trimChanged.connect(lambda *_: self._update_label())
+        self.use = QCheckBox("Use as seed")
+        self.use.toggled.connect(lambda _: self.changed.emit())
+        self.label = QLabel("No seed: generation starts from silence")
+        self.label.setObjectName("muted")
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.use)
+        bottom.addWidget(self.label, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(self.waveform)
+        layout.addLayout(bottom)
+        self._update_buttons()
+
+    # ---- state ---------------------------------------------------------------------
+
+    def set_audio(self, audio: np.ndarray, source: str) -> None:
+        self.source = source
+        self.waveform.set_audio(audio)
+        self.use.setChecked(True)
+        self._update_buttons()
+        self._update_label()
+        self.changed.emit()
+
+    def show_recording(self, audio: np.ndarray) -> None:
+        self.waveform.append_live(audio)
+        self.label.setText(f"Recording… {audio.size / RATE:.1f} s")
+
+    def clear(self) -> None:
+        self.source = ""
+        self.waveform.set_audio(np.zeros(0, np.float32))
+        self.use.setChecked(False)
+        self._update_buttons()
+        self._update_label()
+        self.changed.emit()
+
+    def seed(self) -> tuple[np.ndarray, str] | None:
+        """The trimmed seed at 16 kHz and where it came from, or None when not used."""
+        if not self.use.isChecked():
+            return None
+        audio = self.waveform.trimmed()
+        return (audio, self.source) if audio.size else None
+
+    def _update_buttons(self) -> None:
+        has = self.waveform.audio.size > 0
+        self.play_button.setEnabled(has)
+        self.clear_button.setEnabled(has)
+        self.use.setEnabled(has)
+
+    def _update_label(self) -> None:
+        if self.waveform.audio.size == 0:
+            self.label.setText("No seed: generation starts from silence")
+            return
+        start, end = self.waveform.trim()
+        self.label.setText(f"{self.source}: {(end - start) / RATE:.2f} s of {self.waveform.audio.size / RATE:.2f} s (drag the edges to trim)")
+
+    # ---- actions -------------------------------------------------------------------
+
+    def _record_toggled(self, on: bool) -> None:
+        self.record_button.setText("■ Stop recording" if on else "● Record")
+        self.recordToggled.emit(on)
+
+    def stop_recording_ui(self) -> None:
+        self.record_button.blockSignals(True)
+        self.record_button.setChecked(False)
+        self.record_button.setText("● Record")
+        self.record_button.blockSignals(False)
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a seed audio file", "", AUDIO_FILTER)
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str | Path):
+        """Reads and resamples the file in a worker; returns the task."""
+        path = Path(path)
+        self.label.setText(f"Reading {path.name}…")
+        return workers.run_task(
+            lambda task: read_audio_file(path),
+            done=lambda audio: self.set_audio(audio, path.name),
+            failed=lambda text: (self._update_label(), self.error.emit(text)),
+            name="read seed",
+        )

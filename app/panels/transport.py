@@ -1,0 +1,77 @@
+"""Transport: Generate / Stop, the live state, buffer fill, real-time factor."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
+
+STATES = {
+    "idle": ("Ready", "#7b8494"),
+    "loading": ("Loading model…", "#e0a458"),
+    "compiling": ("Compiling…", "#e0a458"),
+    "buffering": ("Buffering…", "#e0a458"),
+    "playing": ("Playing", "#5fb3b3"),
+    "rendering": ("Rendering (no audio device)…", "#5fb3b3"),
+    "stopping": ("Stopping…", "#7b8494"),
+    "error": ("Error", "#e06c75"),
+}
+
+
+class TransportPanel(QGroupBox):
+    generateClicked = pyqtSignal()
+    stopClicked = pyqtSignal()
+
+    def __init__(self, parent=None):
+        super().__init__("Transport", parent)
+        self.generate_button = QPushButton("▶  Generate")
+        self.generate_button.setObjectName("generate")
+        self.generate_button.setMinimumHeight(44)
+        self.generate_button.clicked.connect(self.generateClicked)
+        self.stop_button = QPushButton("■  Stop")
+        self.stop_button.setMinimumHeight(44)
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stopClicked)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.stop_button, 1)
+
+        self.state_label = QLabel()
+        self.state_label.setObjectName("state")
+        self.time_label = QLabel("0:00.0")
+        self.underrun_label = QLabel("underruns 0")
+        self.rtf_label = QLabel("speed –")
+        self.rtf_label.setToolTip("Real-time factor: seconds of audio generated per second of compute")
+        self.buffer_bar = QProgressBar()
+        self.buffer_bar.setRange(0, 100)
+        self.buffer_bar.setFormat("buffer %p%")
+        self.buffer_bar.setToolTip("How full the playback buffer is")
+        grid = QGridLayout()
+        grid.addWidget(self.state_label, 0, 0, 1, 2)
+        grid.addWidget(self.time_label, 0, 2)
+        grid.addWidget(self.buffer_bar, 1, 0, 1, 3)
+        grid.addWidget(self.rtf_label, 2, 0)
+        grid.addWidget(self.underrun_label, 2, 1, 1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addLayout(grid)
+        self.state = ""
+        self.set_state("idle")
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        self.state = state
+        text, colour = STATES.get(state, (state, "#d8dee9"))
+        if detail:
+            text = f"{text} {detail}"
+        self.state_label.setText(f"<span style='color:{colour}; font-weight:600'>● {text}</span>")
+        busy = state not in ("idle", "error")
+        self.generate_button.setEnabled(not busy)
+        self.stop_button.setEnabled(busy and state != "stopping")
+
+    def set_stats(self, seconds: float, fill: float | None, rtf: float | None, underruns: int) -> None:
+        minutes, rest = divmod(max(0.0, seconds), 60)
+        self.time_label.setText(f"{int(minutes)}:{rest:04.1f}")
+        self.buffer_bar.setValue(int(round(100 * (fill or 0.0))))
+        self.rtf_label.setText("speed –" if rtf is None else f"speed {rtf:.2f}× real time")
+        colour = "#e06c75" if underruns else "#7b8494"
+        self.underrun_label.setText(f"<span style='color:{colour}'>underruns {underruns}</span>")

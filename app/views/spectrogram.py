@@ -1,0 +1,70 @@
+"""A scrolling spectrogram: new audio from a ring buffer becomes new columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QTimer
+
+from app.ringbuffer import RingBuffer
+from app.views import theme
+
+
+class ScrollingSpectrogram(pg.PlotWidget):
+    def __init__(self, buffer: RingBuffer | None = None, fft: int = 512, hop: int = 256, columns: int = 250, fps: int = 30, parent=None):
+        super().__init__(parent=parent, background=theme.BACKGROUND)
+        self.buffer = buffer
+        self.fft, self.hop, self.columns = fft, hop, columns
+        self.window = np.hanning(fft).astype(np.float32)
+        self.image = np.full((columns, fft // 2 + 1), -100.0, np.float32)
+        self.columns_added = 0  # tests read it
+        self._position = 0
+        self._pending = np.zeros(0, np.float32)
+        self.setMouseEnabled(False, False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        plot = self.getPlotItem()
+        plot.hideAxis("bottom")
+        plot.getAxis("left").setPen(theme.MUTED)
+        plot.getAxis("left").setLabel("kHz")
+        self.item = pg.ImageItem(axisOrder="col-major")
+        self.item.setLookupTable(pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256))
+        self.item.setLevels((-90, -10))
+        # frequency axis in kHz: rows are bins 0..fft/2 -> 0..8 kHz
+        self.item.setRect(0, 0, columns, 8.0)
+        self.addItem(self.item)
+        self.setXRange(0, columns, padding=0)
+        self.setYRange(0, 8, padding=0)
+        self.item.setImage(self.image, autoLevels=False)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start(int(1000 / fps))
+
+    def set_buffer(self, buffer: RingBuffer) -> None:
+        self.buffer = buffer
+        self._position = buffer.total
+        self._pending = np.zeros(0, np.float32)
+
+    def redraw(self) -> None:
+        if self.buffer is None:
+            return
+        if self.buffer.total < self._position:  # the buffer was cleared
+            self._position = 0
+        new, self._position = self.buffer.read_since(self._position)
+        if new.size == 0:
+            return
+        audio = np.concatenate([self._pending, new])
+        count = max(0, 1 + (audio.size - self.fft) // self.hop) if audio.size >= self.fft else 0
+        if count == 0:
+            self._pending = audio
+            return
+        count = min(count, self.columns)
+        start = audio.size - self.fft - (count - 1) * self.hop
+        frames = np.lib.stride_tricks.sliding_window_view(audio[start:], self.fft)[:: self.hop][:count]
+        spectrum = np.abs(np.fft.rfft(frames * self.window, axis=1)) / (self.fft / 4)
+        db = 20 * np.log10(spectrum + 1e-6)
+        self.image = np.roll(self.image, -count, axis=0)
+        self.image[-count:] = db
+        self._pending = audio[start + count * self.hop:]
+        self.columns_added += count
+        self.item.setImage(self.image, autoLevels=False)

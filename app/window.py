@@ -1,0 +1,341 @@
+"""The main window: transport, model, controls and seed on the left; live views, the
+seed take and the sample library on the right."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QByteArray, Qt, QTimer
+from PyQt6.QtWidgets import (
+    QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QVBoxLayout, QWidget,
+)
+
+from engine.library import Library, LibraryError
+from app import workers
+from app.library_browser import LibraryBrowser
+from app.panels.controls import ControlsPanel
+from app.panels.model import ModelPanel
+from app.panels.seed import SeedPanel
+from app.panels.transport import TransportPanel
+from app.ringbuffer import RingBuffer
+from app.session import GenerationSession, Playback, Recorder
+from app.settings import Settings
+from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform
+from app.views import theme
+
+RATE = 16000
+
+
+class ErrorBanner(QWidget):
+    """A dismissable message strip at the top of the window."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("✕")
+        close.setFlat(True)
+        close.setFixedWidth(28)
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str, error: bool = True) -> None:
+        self.label.setText(text)
+        colour = theme.RECORD if error else theme.ACCENT
+        background = "#4a2327" if error else "#1d3a3a"
+        self.setStyleSheet(f"QWidget#banner {{ background: {background}; border: 1px solid {colour}; border-radius: 5px; }}")
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, library: Library | None = None, settings: Settings | None = None, checkpoint: str | None = None,
+                 load_default: bool = True):
+        super().__init__()
+        self.setWindowTitle("HarmonicRNN Studio")
+        self.settings = settings or Settings()
+        try:
+            self.library = library or Library()
+        except LibraryError as error:
+            raise SystemExit(str(error))
+        self.checkpoint = None  # the loaded engine.checkpoint.ModelCheckpoint
+        self.checkpoint_path = ""
+        self.model_status = "none"  # loading | loaded | failed
+        self.load_task = None
+        self.output_buffer = RingBuffer(RATE * 30)  # what is playing (or being rendered)
+        self.input_buffer = RingBuffer(RATE * 5)  # the microphone while recording
+        self.session: GenerationSession | None = None
+        self.playback = Playback(self)
+        self.recorder: Recorder | None = None
+        self.last_take = None
+        self.messages: list[str] = []  # every error shown (tests read it)
+
+        # left column
+        self.transport = TransportPanel()
+        self.model_panel = ModelPanel()
+        self.controls = ControlsPanel(self.settings)
+        self.seed_panel = SeedPanel()
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        for panel in (self.transport, self.model_panel, self.controls):
+            left_layout.addWidget(panel)
+        left_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(330)
+        scroll.setMaximumWidth(420)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        # live views
+        self.waveform = ScrollingWaveform(self.output_buffer)
+        self.spectrogram = ScrollingSpectrogram(self.output_buffer)
+        self.meter = LevelMeter(self.output_buffer)
+        self.waveform.setMinimumHeight(110)
+        self.spectrogram.setMinimumHeight(110)
+        views = QWidget()
+        views_layout = QHBoxLayout(views)
+        views_layout.setContentsMargins(0, 0, 0, 0)
+        stack = QVBoxLayout()
+        legend = QLabel(f"<span style='color:{theme.ACCENT}'>■</span> generated &nbsp; <span style='color:{theme.SEED}'>■</span> seed")
+        legend.setObjectName("muted")
+        stack.addWidget(legend)
+        stack.addWidget(self.waveform, 1)
+        stack.addWidget(self.spectrogram, 1)
+        views_layout.addLayout(stack, 1)
+        views_layout.addWidget(self.meter)
+
+        self.browser = LibraryBrowser(self.library, self.settings)
+        right_split = QSplitter(Qt.Orientation.Vertical)
+        right_split.addWidget(views)
+        right_split.addWidget(self.seed_panel)
+        right_split.addWidget(self.browser)
+        right_split.setSizes([300, 170, 330])
+        self.banner = ErrorBanner()
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.banner)
+        right_layout.addWidget(right_split, 1)
+
+        central = QSplitter(Qt.Orientation.Horizontal)
+        central.addWidget(scroll)
+        central.addWidget(right)
+        central.setStretchFactor(1, 1)
+        self.setCentralWidget(central)
+        self.setStatusBar(QStatusBar())
+        self.resize(1280, 820)
+
+        # wiring
+        self.transport.generateClicked.connect(self.generate)
+        self.transport.stopClicked.connect(self.stop)
+        self.model_panel.checkpointChosen.connect(self.load_checkpoint)
+        self.controls.liveChanged.connect(self._live_controls)
+        self.seed_panel.recordToggled.connect(self.toggle_recording)
+        self.seed_panel.playRequested.connect(lambda audio: self.play_clip(audio, "seed"))
+        self.seed_panel.error.connect(self.show_error)
+        self.browser.playRequested.connect(self.play_take)
+        self.browser.stopRequested.connect(self.playback.stop)
+        self.browser.useAsSeedRequested.connect(self.use_take_as_seed)
+        self.browser.error.connect(self.show_error)
+        self.browser.status.connect(self.statusBar().showMessage)
+        self.playback.error.connect(self.show_error)
+        self.stats_timer = QTimer(self)
+        self.stats_timer.timeout.connect(self._update_stats)
+        self.stats_timer.start(100)
+
+        if self.library.recovered or self.library.removed:
+            self.show_notice(
+                f"Recovered {len(self.library.recovered)} take(s) interrupted by a crash (marked “recovered” in the library)"
+                + (f"; removed {len(self.library.removed)} that held no audio" if self.library.removed else "") + ".")
+        self._restore_window()
+        from engine.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoints
+
+        opened = self.settings.get("model/opened")
+        current = checkpoint or self.settings.get("model/checkpoint") or str(DEFAULT_CHECKPOINT)
+        self.model_panel.set_checkpoints(shipped_checkpoints(), opened + ([current] if checkpoint else []), current)
+        if load_default:
+            self.load_checkpoint(current)
+
+    # ---- messages ------------------------------------------------------------------
+
+    def show_error(self, text: str) -> None:
+        self.messages.append(text)
+        self.banner.show_message(html.escape(text).replace("\n", "<br>"))
+        self.statusBar().showMessage(text.splitlines()[0] if text else "", 10000)
+
+    def show_notice(self, text: str) -> None:
+        self.banner.show_message(html.escape(text), error=False)
+
+    # ---- model ---------------------------------------------------------------------
+
+    def load_checkpoint(self, path: str):
+        """Loads a checkpoint in a worker; returns the task (None when no path)."""
+        if not path:
+            self.model_panel.show_message("No checkpoint. Open a checkpoint folder to generate.", error=True)
+            return None
+        self.checkpoint_path = path
+        self.model_status = "loading"
+        self.model_panel.show_message(f"Loading {Path(path).name}…")
+        if self.transport.state in ("idle", "error"):
+            self.transport.set_state("loading")
+
+        def work(task):
+            from engine.checkpoint import load_model
+
+            return load_model(path)
+
+        def done(checkpoint):
+            if path != self.checkpoint_path:
+                return  # another was chosen meanwhile
+            self.checkpoint = checkpoint
+            self.model_status = "loaded"
+            self.model_panel.show_card(checkpoint)
+            self.settings.set("model/checkpoint", path)
+            from engine.checkpoint import CHECKPOINTS
+
+            if not str(Path(path).resolve()).startswith(str(CHECKPOINTS.resolve())):
+                opened = [p for p in self.settings.get("model/opened") if p != path] + [path]
+                self.settings.set("model/opened", opened[-10:])
+            if self.transport.state == "loading":
+                self.transport.set_state("idle")
+            self.statusBar().showMessage(f"Loaded {checkpoint.name}", 5000)
+
+        def failed(text):
+            if path != self.checkpoint_path:
+                return
+            self.checkpoint = None
+            self.model_status = "failed"
+            self.model_panel.show_message(f"Could not load this checkpoint: {text}", error=True)
+            self.show_error(f"Could not load the model: {text}")
+            if self.transport.state == "loading":
+                self.transport.set_state("idle")
+
+        self.load_task = workers.run_task(work, done=done, failed=failed, name="load checkpoint")
+        return self.load_task
+
+    # ---- generation ----------------------------------------------------------------
+
+    def generate(self) -> None:
+        if self.session is not None and self.session.active:
+            return
+        if self.checkpoint is None:
+            if self.model_status == "loading":
+                self.show_error("The model is still loading; press Generate again in a moment.")
+            else:
+                self.show_error("No model is loaded. Choose a checkpoint in the Model panel (or open a checkpoint folder).")
+            return
+        self.banner.hide()
+        self.playback.stop()
+        values = self.controls.values()
+        seed = self.seed_panel.seed()
+        self.output_buffer.clear()
+        self.session = GenerationSession(self.checkpoint, values, seed, self.library, self.output_buffer, self)
+        self.session.stateChanged.connect(self.transport.set_state)
+        self.session.error.connect(self.show_error)
+        self.session.takeSaved.connect(self._take_saved)
+        self.session.start()
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+
+    def _live_controls(self, temperature: float, top_p: float) -> None:
+        if self.session is not None and self.session.active:
+            self.session.update(temperature=temperature, top_p=top_p)
+
+    def _take_saved(self, take) -> None:
+        self.last_take = take
+        self.browser.refresh()
+        if take is not None:
+            self.browser.select_ids([take.id])
+            self.statusBar().showMessage(f"Saved “{take.name}” ({take.duration:.1f} s) to the library", 8000)
+
+    def _update_stats(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        stats = session.stats()
+        self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
+
+    # ---- playback and recording ----------------------------------------------------
+
+    def play_take(self, take) -> None:
+        try:
+            audio = take.read()
+        except LibraryError as error:
+            self.show_error(str(error))
+            return
+        self.play_clip(audio.T, take.name, seed_frames=take.seed_frames)
+
+    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0) -> None:
+        if self.session is not None and self.session.active:
+            self.show_error("Stop generating before playing a clip.")
+            return
+        self.output_buffer.clear()
+        device = self.controls.values()["output_device"]
+        self.playback.play(np.asarray(audio, np.float32), self.output_buffer, device=device, seed_frames=seed_frames)
+        self.statusBar().showMessage(f"Playing {name}", 3000)
+
+    def use_take_as_seed(self, take) -> None:
+        try:
+            audio = take.read().mean(axis=1)
+        except LibraryError as error:
+            self.show_error(str(error))
+            return
+        self.seed_panel.set_audio(audio, f"take “{take.name}”")
+
+    def toggle_recording(self, on: bool) -> None:
+        if on:
+            self.input_buffer.clear()
+            self.recorder = Recorder(self.input_buffer, device=self.controls.values()["input_device"])
+            try:
+                self.recorder.start()
+            except Exception as error:  # noqa: BLE001 - no microphone, busy device, no server
+                self.recorder = None
+                self.seed_panel.stop_recording_ui()
+                self.show_error(f"Cannot record from the microphone: {error}")
+                return
+            self.record_timer = QTimer(self)
+            self.record_timer.timeout.connect(lambda: self.seed_panel.show_recording(self.recorder.audio()) if self.recorder else None)
+            self.record_timer.start(50)
+        elif self.recorder is not None:
+            self.record_timer.stop()
+            audio = self.recorder.stop()
+            self.recorder = None
+            if audio.size:
+                self.seed_panel.set_audio(audio, "microphone")
+            else:
+                self.seed_panel.clear()
+                self.show_error("The microphone recorded nothing.")
+
+    # ---- lifetime ------------------------------------------------------------------
+
+    def _restore_window(self) -> None:
+        geometry = self.settings.get("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+
+    def closeEvent(self, event):
+        self.stop()
+        if self.session is not None:
+            self.session.wait(10.0)
+        self.playback.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+        self.controls.save()
+        self.settings.set("window/geometry", self.saveGeometry())
+        self.settings.sync()
+        workers.wait_all(10000)
+        self.library.close()
+        super().closeEvent(event)

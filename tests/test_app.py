@@ -1,0 +1,248 @@
+"""The desktop app, driven through its real window offscreen (pytest-qt).
+
+A random `tiny` checkpoint stands in for the shipped model; there is no sound card here,
+so the window renders takes at real time without one (and says so), which is what the
+library, the views and seeding need. tests/test_app_pulse.py covers the sound card.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+from PyQt6.QtCore import Qt  # noqa: E402
+
+from engine.library import Library  # noqa: E402
+from app import workers  # noqa: E402
+from app.library_browser import NAME, STAR  # noqa: E402
+from app.ringbuffer import RingBuffer  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.window import MainWindow  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, preset_params):
+    from engine.checkpoint import save_model
+
+    config, params = preset_params("tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-test"
+    save_model(path, config, params, {"name": "tiny-test", "data": "random weights", "nll": 8.0})
+    return path
+
+
+def make_window(qtbot, tmp_path, checkpoint, **kwargs):
+    window = MainWindow(library=Library(tmp_path / "library"), settings=Settings(str(tmp_path / "settings.ini")),
+                        checkpoint=str(checkpoint) if checkpoint else None, **kwargs)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.model_status != "loading", timeout=60000)
+    return window
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_checkpoint):
+    window = make_window(qtbot, tmp_path, tiny_checkpoint)
+    assert window.checkpoint is not None and window.checkpoint.name == "tiny-test"
+    yield window
+    window.close()
+    workers.wait_all()
+
+
+def generate(qtbot, window, seconds=1.0, timeout=120000):
+    window.controls.endless.setChecked(False)
+    window.controls.seconds.setValue(seconds)
+    qtbot.mouseClick(window.transport.generate_button, Qt.MouseButton.LeftButton)
+    assert window.session is not None
+    with qtbot.waitSignal(window.session.takeSaved, timeout=timeout) as blocker:
+        pass
+    return blocker.args[0]
+
+
+def test_ring_buffer_wraps_and_flags_seed():
+    buffer = RingBuffer(10)
+    buffer.write(np.arange(4, dtype=np.float32), seed=True)
+    buffer.write(np.arange(4, 12, dtype=np.float32)[None].repeat(2, axis=0))  # two voices, mixed
+    data, seed = buffer.latest(10)
+    np.testing.assert_array_equal(data, np.arange(2, 12))
+    np.testing.assert_array_equal(seed, [True, True] + [False] * 8)
+    new, position = buffer.read_since(9)
+    np.testing.assert_array_equal(new, [9, 10, 11])
+    assert position == 12
+    data, _ = RingBuffer(8).latest(4)
+    assert data.tolist() == [0, 0, 0, 0]
+
+
+def test_window_opens_with_the_card_and_one_click_generates_into_the_library(qtbot, window):
+    card = window.model_panel.card.text()
+    assert "tiny-test" in card and "34,160" in card and "random weights" in card and "8.000" in card
+    window.controls.temperature.setValue(0.9)
+    window.controls.top_p.setValue(0.95)
+    window.controls.seed.setValue(42)
+    drawn, columns = window.waveform.frames_drawn, window.spectrogram.columns_added
+    states = []
+    take = generate(qtbot, window, seconds=1.5)
+    states.append(window.transport.state)
+    assert take is not None and take.frames == 24000 and take.checkpoint == "tiny-test"
+    assert (take.temperature, take.top_p, take.seed, take.voices) == (0.9, 0.95, 42, 1)
+    assert take.path.exists() and sf.info(str(take.path)).frames == 24000
+    # the live views received data while generating
+    assert window.waveform.frames_drawn > drawn and window.spectrogram.columns_added > columns
+    assert window.output_buffer.total == 24000
+    assert window.transport.state == "idle" and window.transport.generate_button.isEnabled()
+    # listed in the browser and selected
+    assert [t.id for t in window.browser.visible_takes()] == [take.id]
+    assert window.browser.selected_ids() == [take.id]
+
+
+def test_browser_play_rename_star_delete_undo_export(qtbot, window, tmp_path):
+    first = generate(qtbot, window, seconds=0.5)
+    window.controls.voices.setValue(2)
+    second = generate(qtbot, window, seconds=0.5)
+    assert second.voices == 2
+    browser = window.browser
+    assert len(browser.visible_takes()) == 2
+
+    # play: there is no sound card here, so the window says so instead of failing silently
+    browser.select_ids([first.id])
+    browser.play_button.click()
+    if not window.playback.playing:
+        assert "audio output device" in window.banner.text()
+
+    # rename through the table's editor, star by clicking the star column
+    row = [t.id for t in browser.visible_takes()].index(first.id)
+    assert browser.proxy.setData(browser.proxy.index(row, NAME), "Morning piano")
+    assert window.library.get(first.id).name == "Morning piano"
+    star = browser.proxy.index(row, STAR)
+    qtbot.mouseClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=browser.table.visualRect(star).center())
+    assert window.library.get(first.id).starred
+    browser.starred_filter.setChecked(True)
+    assert [t.id for t in browser.visible_takes()] == [first.id]
+    browser.starred_filter.setChecked(False)
+    browser.search.setText("morning")
+    assert [t.id for t in browser.visible_takes()] == [first.id]
+    browser.search.clear()
+
+    # delete with undo
+    browser.select_ids([first.id, second.id])
+    browser.delete_button.click()
+    assert browser.visible_takes() == []
+    browser.undo_button.click()
+    assert {t.id for t in browser.visible_takes()} == {first.id, second.id}
+    assert window.library.get(first.id).path.exists()
+
+    # export both in each format and rate; read the files back
+    for fmt in ("wav", "flac", "ogg"):
+        for rate in (16000, 48000):
+            browser.format_box.setCurrentText(fmt)
+            browser.rate_box.setCurrentIndex(browser.rate_box.findData(rate))
+            out = tmp_path / f"export-{fmt}-{rate}"
+            task = browser.export_selected(out)
+            qtbot.waitUntil(lambda: not task.running, timeout=30000)
+            files = sorted(out.iterdir())
+            assert len(files) == 2, window.messages
+            for path in files:
+                data, got = sf.read(str(path), always_2d=True)
+                assert got == rate and abs(len(data) - rate // 2) < rate // 50
+                assert data.shape[1] in (1, 2)
+    assert window.settings.get("export/format") == "ogg"
+
+    # drag and drop hands the file manager file URLs of exported files
+    browser.format_box.setCurrentText("wav")
+    browser.select_ids([first.id])
+    mime = browser.table.mimeData_for_selection()
+    (url,) = mime.urls()
+    assert url.isLocalFile() and url.toLocalFile().endswith("Morning piano.wav")
+    assert sf.info(url.toLocalFile()).samplerate == 48000
+
+
+def test_seed_from_a_file_then_generate(qtbot, window, tmp_path):
+    t = np.arange(22050) / 44100
+    path = tmp_path / "seed.wav"
+    sf.write(str(path), (0.5 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 44100)
+    task = window.seed_panel.open_file(path)
+    qtbot.waitUntil(lambda: not task.running and window.seed_panel.use.isChecked(), timeout=30000)
+    assert window.seed_panel.waveform.audio.size == 8000  # resampled to 16 kHz
+    window.seed_panel.waveform.set_trim(0, 6400)  # trim to 0.4 s
+    audio, source = window.seed_panel.seed()
+    assert audio.size == 6400 and source == "seed.wav"
+    take = generate(qtbot, window, seconds=0.5)
+    assert take.seed_audio == "seed.wav" and take.seed_frames == 6400 and take.frames == 6400 + 8000
+    data = take.read()[:, 0]
+    assert np.corrcoef(data[:6400], audio)[0, 1] > 0.9  # the take starts with the seed
+    _, seed_flags = window.output_buffer.latest(14400)
+    assert seed_flags[:6400].all() and not seed_flags[6400:].any()  # drawn in the seed colour
+
+
+def test_errors_are_shown_in_the_window(qtbot, tmp_path, tiny_checkpoint):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "params").mkdir()
+    (broken / "model").mkdir()
+    window = make_window(qtbot, tmp_path, broken)
+    assert window.checkpoint is None
+    assert "Could not load the model" in window.banner.text()
+    window.generate()
+    assert "No model is loaded" in window.banner.text()
+    bad = tmp_path / "not-audio.wav"
+    bad.write_bytes(b"this is not audio")
+    task = window.seed_panel.open_file(bad)
+    qtbot.waitUntil(lambda: not task.running, timeout=10000)
+    qtbot.waitUntil(lambda: "Cannot read not-audio.wav" in window.banner.text(), timeout=5000)
+    window.close()
+
+
+def test_missing_default_checkpoint_still_opens(qtbot, tmp_path, monkeypatch):
+    import engine.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "nowhere" / "piano-realtime")
+    monkeypatch.setattr(checkpoint, "CHECKPOINTS", tmp_path / "nowhere")
+    window = make_window(qtbot, tmp_path, None)
+    assert window.checkpoint is None and "no checkpoint at" in window.banner.text()
+    assert window.isVisible() and window.transport.generate_button.isEnabled()
+    window.close()
+
+
+def test_settings_persist(qtbot, tmp_path, tiny_checkpoint):
+    window = make_window(qtbot, tmp_path, tiny_checkpoint)
+    window.controls.temperature.setValue(0.7)
+    window.controls.seed.setValue(1234)
+    window.controls.endless.setChecked(False)
+    window.controls.voices.setValue(3)
+    window.browser.format_box.setCurrentText("flac")
+    window.close()
+    workers.wait_all()
+    again = make_window(qtbot, tmp_path, None)
+    values = again.controls.values()
+    assert (values["temperature"], values["seed"], values["voices"], values["seconds"]) == (0.7, 1234, 3, 10.0)
+    assert again.checkpoint_path == str(tiny_checkpoint)  # the last model is reopened
+    again.close()
+
+
+def test_stop_ends_an_endless_take_and_keeps_it(qtbot, window):
+    window.controls.endless.setChecked(True)
+    window.transport.generate_button.click()
+    qtbot.waitUntil(lambda: window.output_buffer.total >= 8000, timeout=120000)
+    assert window.transport.stop_button.isEnabled()
+    with qtbot.waitSignal(window.session.takeSaved, timeout=30000) as blocker:
+        window.transport.stop_button.click()
+    take = blocker.args[0]
+    assert take is not None and take.frames >= 8000
+    assert window.transport.state == "idle"
+
+
+def test_interrupted_take_is_recovered_at_start(qtbot, tmp_path, tiny_checkpoint):
+    library = Library(tmp_path / "library")
+    writer = library.begin_take({"checkpoint": "tiny-test"})
+    writer.write(np.zeros(4000, np.float32))
+    library._db.close()  # a crash: no finish
+    window = make_window(qtbot, tmp_path, tiny_checkpoint)
+    (take,) = window.browser.visible_takes()
+    assert take.recovered and take.frames == 4000
+    assert "Recovered 1 take" in window.banner.text()
+    window.close()

@@ -54,33 +54,47 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "params").is_dir() and (path / "model").is_dir()
 
 
-def save_model(directory: str | Path, config: ModelConfig, params: dict, card: dict | None = None) -> Path:
-    """Writes params, config and card to `directory` (which must not exist yet).
+def write_params_and_meta(directory: str | Path, params: dict, meta: dict) -> Path:
+    """Writes a params pytree (item `params`) and a JSON dict (item `model`) with orbax.
 
-    orbax writes into a temporary directory and renames it when complete, so a save that
-    is interrupted leaves no directory that `load_model` would take for a checkpoint.
+    `directory` must not exist yet. orbax writes into a temporary directory and renames
+    it when complete, so an interrupted save leaves nothing that looks like a checkpoint.
     """
     directory = Path(directory).absolute()
     if directory.exists():
         raise CheckpointError(f"{directory} already exists; choose a new folder")
-    meta = {"format": FORMAT, "config": config.to_dict(), "card": dict(card or {})}
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         checkpointer.save(
             directory,
-            ocp.args.Composite(
-                params=ocp.args.StandardSave(jax.device_get(params)), model=ocp.args.JsonSave(meta)
-            ),
+            ocp.args.Composite(params=ocp.args.StandardSave(jax.device_get(params)), model=ocp.args.JsonSave(meta)),
         )
     return directory
+
+
+def read_meta(path: str | Path) -> dict:
+    """The JSON item `model` of a checkpoint directory, without loading weights."""
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        restored = checkpointer.restore(Path(path), ocp.args.Composite(model=ocp.args.JsonRestore()))
+    return restored["model"]
+
+
+def read_params(path: str | Path) -> dict:
+    """The params item of a checkpoint directory as a pytree of numpy arrays."""
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        restored = checkpointer.restore(Path(path), ocp.args.Composite(params=ocp.args.StandardRestore()))
+    return restored["params"]
+
+
+def save_model(directory: str | Path, config: ModelConfig, params: dict, card: dict | None = None) -> Path:
+    """Writes params, config and card to `directory` (which must not exist yet)."""
+    meta = {"format": FORMAT, "config": config.to_dict(), "card": dict(card or {})}
+    return write_params_and_meta(directory, params, meta)
 
 
 def read_card(path: str | Path) -> dict:
     """The model metadata of a model directory without loading weights:
     {"format", "config", "card"}."""
-    path = Path(path)
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        restored = checkpointer.restore(path, ocp.args.Composite(model=ocp.args.JsonRestore()))
-    return restored["model"]
+    return read_meta(path)
 
 
 def _load_dir(path: Path) -> ModelCheckpoint:
@@ -95,11 +109,9 @@ def _load_dir(path: Path) -> ModelCheckpoint:
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(f"{path}: its model config is invalid: {error}") from error
     try:
-        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-            restored = checkpointer.restore(path, ocp.args.Composite(params=ocp.args.StandardRestore()))
+        params = read_params(path)
     except Exception as error:
         raise CheckpointError(f"{path}: the weights are damaged ({error})") from error
-    params = restored["params"]
     expected = param_shapes(config)
     got = jax.tree.map(lambda leaf: tuple(np.shape(leaf)), params)
     want = jax.tree.map(lambda leaf: tuple(leaf.shape), expected)

@@ -11,6 +11,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="a checkpoint folder to load instead of the last used / shipped default")
     parser.add_argument("--library", help="the sample library folder (default: $HARMONIC_LIBRARY or the user data folder)")
     parser.add_argument("--settings", help="an INI file for the settings (default: the user's settings store)")
+    parser.add_argument("--seed", metavar="AUDIO", help="an audio file to use as the seed")
     parser.add_argument("--screenshot", metavar="PNG", help="generate for a few seconds, save a screenshot of the window, quit")
     parser.add_argument("--screenshot-after", type=float, default=6.0, metavar="SECONDS")
     return parser
@@ -37,17 +38,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     window = MainWindow(library=library, settings=Settings(args.settings), checkpoint=args.checkpoint)
     window.show()
+    seed_task = window.seed_panel.open_file(args.seed) if args.seed else None
     if args.screenshot:
-        _schedule_screenshot(window, args.screenshot, args.screenshot_after)
+        _schedule_screenshot(window, args.screenshot, args.screenshot_after, seed_task)
     return app.exec()
 
 
-def _schedule_screenshot(window, path: str, seconds: float) -> None:
+def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> None:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
     def start():
-        if window.model_status == "loading":
+        if window.model_status == "loading" or (seed_task is not None and (seed_task.running or not window.seed_panel.source)
+                                                 and not window.messages):
             QTimer.singleShot(200, start)
             return
         window.generate()

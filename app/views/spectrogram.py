@@ -30,12 +30,13 @@ class ScrollingSpectrogram(pg.PlotWidget):
         self.item = pg.ImageItem(axisOrder="col-major")
         self.item.setLookupTable(pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256))
         self.item.setLevels((-90, -10))
-        # frequency axis in kHz: rows are bins 0..fft/2 -> 0..8 kHz
-        self.item.setRect(0, 0, columns, 8.0)
         self.addItem(self.item)
+        self.item.setImage(self.image, autoLevels=False)
+        # frequency axis in kHz: rows are bins 0..fft/2 -> 0..8 kHz (after setImage: the
+        # rect maps the image's current size)
+        self.item.setRect(0, 0, columns, 8.0)
         self.setXRange(0, columns, padding=0)
         self.setYRange(0, 8, padding=0)
-        self.item.setImage(self.image, autoLevels=False)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.redraw)
         self.timer.start(int(1000 / fps))

@@ -1,0 +1,87 @@
+"""A screenshot of the real window under Xvfb (the xcb platform, as on a desktop),
+taken while it generates. It is saved as docs/screenshot.png, the one in the README."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def xvfb():
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (scripts/setup installs it)")
+    for _ in range(20):
+        display = random.randint(100, 400)
+        if not Path(f"/tmp/.X11-unix/X{display}").exists() and not Path(f"/tmp/.X{display}-lock").exists():
+            break
+    server = subprocess.Popen(["Xvfb", f":{display}", "-screen", "0", "1280x860x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while not Path(f"/tmp/.X11-unix/X{display}").exists():
+        if server.poll() is not None or time.time() > deadline:
+            server.kill()
+            pytest.fail(f"Xvfb :{display} did not start")
+        time.sleep(0.1)
+    yield f":{display}"
+    server.terminate()
+    server.wait(10)
+
+
+def test_screenshot_while_generating(xvfb, tmp_path, preset_params):
+    from engine.checkpoint import DEFAULT_CHECKPOINT, save_model
+
+    if DEFAULT_CHECKPOINT.is_dir():
+        checkpoint = DEFAULT_CHECKPOINT
+    else:  # until the shipped model exists: random tiny weights
+        config, params = preset_params("tiny")
+        checkpoint = tmp_path / "tiny-random"
+        save_model(checkpoint, config, params, {"name": "tiny (random weights)", "data": "none: untrained"})
+    # a library with a few takes, and a seed (a plucked tone) that the take continues
+    from engine.library import Library
+
+    rate = 16000
+    t = np.arange(rate * 2) / rate
+    with Library(tmp_path / "library") as library:
+        for i, (name, f) in enumerate([("Night piano", 220), ("Pluck study", 330), ("Drone, 3 voices", 110)]):
+            tone = np.stack([np.sin(2 * np.pi * f * (v + 1) * t) * np.exp(-t * (1 + i)) * 0.6 for v in range(1 + 2 * (i == 2))])
+            take = library.add_take(tone.astype(np.float32), {"checkpoint": "piano-realtime", "temperature": 1.0 - 0.1 * i,
+                                                             "top_p": 0.95, "seed": 100 + i, "name": name})
+            if i == 1:
+                library.set_starred(take.id)
+    seed = tmp_path / "pluck.wav"
+    half = t[: rate]
+    import soundfile as sf
+
+    sf.write(str(seed), (np.sin(2 * np.pi * 440 * half) * np.exp(-3 * half) * 0.8).astype(np.float32), rate)
+    out = tmp_path / "screenshot.png"
+    env = dict(os.environ, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", HARMONIC_LIBRARY=str(tmp_path / "library"))
+    result = subprocess.run(
+        [sys.executable, "-m", "app.main", "--checkpoint", str(checkpoint), "--settings", str(tmp_path / "s.ini"),
+         "--seed", str(seed), "--screenshot", str(out), "--screenshot-after", "3"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.exists(), result.stderr[-3000:]
+    from PyQt6.QtGui import QImage
+
+    image = QImage(str(out))
+    assert image.width() >= 1000 and image.height() >= 700
+    # not blank: many distinct colours (panels, text, waveform, spectrogram)
+    pixels = np.frombuffer(image.convertToFormat(QImage.Format.Format_RGB32).constBits().asstring(image.sizeInBytes()), np.uint32)
+    assert np.unique(pixels).size > 200
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(out, SCREENSHOT)

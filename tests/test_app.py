@@ -246,3 +246,33 @@ def test_interrupted_take_is_recovered_at_start(qtbot, tmp_path, tiny_checkpoint
     assert take.recovered and take.frames == 4000
     assert "Recovered 1 take" in window.banner.text()
     window.close()
+
+
+def test_full_disk_while_generating_is_reported(qtbot, window, monkeypatch):
+    import errno
+
+    from engine import library as lib
+
+    class FullFile:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    original = lib.TakeWriter.write
+
+    def write(self, block):
+        if self.frames >= 1600:  # the disk fills up a little into the take
+            self._file.close()
+            self._file = FullFile()
+        return original(self, block)
+
+    monkeypatch.setattr(lib.TakeWriter, "write", write)
+    assert generate(qtbot, window, seconds=1.0) is None
+    assert "disk is full" in window.banner.text()
+    assert window.transport.state == "error" and window.transport.generate_button.isEnabled()
+    assert window.library.takes() == [] and not any(window.library.partial_dir.iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -19,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if sys.platform.startswith("linux") and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        print("harmonic-studio: no display to open the window on (set DISPLAY, or run it under xvfb-run)", file=sys.stderr)
+        return 1
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 

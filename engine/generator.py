@@ -1,0 +1,357 @@
+"""The stepwise generator: a model checkpoint turned into a stream of audio chunks.
+
+    from engine.generator import Generator, GenerationSettings
+
+    gen = Generator(None, GenerationSettings(temperature=1.0, top_p=0.95, seed=7, voices=2))
+    gen.prime(seed_audio, sample_rate=44100)   # optional: float32 [n] or [voices, n]
+    audio = gen.render(seconds=4.0)            # float32 [voices, 64000], or:
+    for chunk in gen.chunks():                 # float32 [voices, chunk_samples] each
+        ...                                    # until gen.stop() (from any thread)
+
+Every chunk is one compiled `lax.scan` of `engine.model.step` over `chunk_samples`
+samples (tens of milliseconds), with the chunk's sampling noise drawn inside the same
+program (`engine.sampling`); no Python runs per sample. Pooled levels step only when
+their down-pool fires (inside `model.step`). A seed is consumed by `model.prefill`,
+parallel over time, for any length.
+
+Thread use: one thread (a player's worker) calls `next_chunk`/`chunks`; any thread may
+call `stop`, `update` and read the statistics properties. JAX releases the GIL while a
+chunk computes, so a sound-card callback in the same process keeps running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine import model, mulaw, sampling
+from engine.checkpoint import ModelCheckpoint, load_model
+from engine.sampling import NOISE_BLOCK
+
+SAMPLE_RATE = 16000
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSettings:
+    """How to generate a take.
+
+    Attributes:
+      temperature: >= 0; logits are divided by it (1 = the model's distribution, 0 = greedy).
+      top_p: nucleus sampling mass in (0, 1]; 1 disables it (and its per-step sort).
+      seed: the take's random seed: same checkpoint + settings + prime = same audio.
+      voices: independent streams generated at once (the batch); voice v of a take does
+        not depend on how many voices there are.
+      chunk_ms: audio per compiled chunk, rounded to whole 10 ms noise blocks.
+      include_prime: the output starts with the (mu-law decoded) seed audio.
+      prime_scale: how a seed clip is scaled into [-1, 1] before encoding
+        ("minmax" as in training, "peak", or "none"); see `engine.mulaw.scale`.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    voices: int = 1
+    chunk_ms: float = 50.0
+    include_prime: bool = False
+    prime_scale: str = "minmax"
+
+    def __post_init__(self):
+        sampling.static_flags(self.temperature, self.top_p)  # validates
+        if self.voices < 1:
+            raise ValueError(f"voices must be >= 1, got {self.voices}")
+        if self.chunk_ms <= 0:
+            raise ValueError(f"chunk_ms must be > 0, got {self.chunk_ms}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must lie in 0..2**32-1, got {self.seed}")
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per chunk: chunk_ms rounded to a multiple of NOISE_BLOCK (>= 1 block)."""
+        return NOISE_BLOCK * max(1, round(self.chunk_ms * SAMPLE_RATE / 1000 / NOISE_BLOCK))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "n_blocks", "greedy", "nucleus"))
+def generate_chunk(
+    params: dict,
+    config: model.ModelConfig,
+    state: model.ModelState,
+    logits: jax.Array,
+    seed: jax.Array,
+    first_block: jax.Array,
+    temperature: jax.Array,
+    top_p: jax.Array,
+    *,
+    n_blocks: int,
+    greedy: bool,
+    nucleus: bool,
+) -> tuple[jax.Array, model.ModelState, jax.Array]:
+    """One chunk: n_blocks * NOISE_BLOCK samples in one compiled scan.
+
+    Args:
+      params, config: the model.
+      state: the model state after the last sampled token was fed to `step`.
+      logits: float32 [B, 256], the distribution of the next sample (from the last
+        `step` or from `prefill`).
+      seed, first_block: select the noise (`sampling.chunk_noise`).
+      temperature, top_p: sampling controls (traced).
+      n_blocks, greedy, nucleus: static.
+
+    Returns:
+      (tokens int32 [n, B], next state, next logits [B, 256]). Per sample t:
+      token_t = sample(logits_t, noise_t); logits_{t+1}, state = step(state, token_t).
+    """
+    noise = sampling.chunk_noise(seed, first_block, n_blocks, logits.shape[0])
+
+    def body(carry, gumbel):
+        state, logits = carry
+        token = sampling.sample(logits, gumbel, temperature, top_p, greedy=greedy, nucleus=nucleus)
+        logits, state = model.step(params, config, state, token)
+        return (state, logits), token
+
+    (state, logits), tokens = jax.lax.scan(body, (state, logits), noise)
+    return tokens, state, logits
+
+
+class Generator:
+    """Generates audio chunk by chunk from a model checkpoint.
+
+    Args:
+      checkpoint: a loaded `ModelCheckpoint`, a checkpoint path, or None for the shipped
+        default (raises `engine.checkpoint.CheckpointError` with a clear message if it
+        is missing or damaged).
+      settings: `GenerationSettings`; change later with `update`.
+
+    Attributes:
+      sample_rate: 16000.
+      model: the `ModelCheckpoint` in use.
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, checkpoint: ModelCheckpoint | str | Path | None = None, settings: GenerationSettings | None = None):
+        self.model = checkpoint if isinstance(checkpoint, ModelCheckpoint) else load_model(checkpoint)
+        self.config = self.model.config
+        self.params = jax.device_put(self.model.params)
+        self._settings = settings or GenerationSettings()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._prime_tokens: np.ndarray | None = None  # int32 [voices, L]
+        self._compiled: set[tuple] = set()
+        self.first_chunk_seconds: float | None = None
+        self.reset()
+
+    # ----- settings and lifecycle -------------------------------------------------------
+
+    @property
+    def settings(self) -> GenerationSettings:
+        return self._settings
+
+    @property
+    def voices(self) -> int:
+        return self._settings.voices
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per voice in each generated chunk."""
+        return self._settings.chunk_samples
+
+    def update(self, **changes) -> None:
+        """Changes temperature and/or top_p from the next chunk on (thread-safe).
+
+        Other fields (seed, voices, chunk_ms, prime) define the take: change them with
+        `reset(settings)`. Turning top_p below 1 the first time compiles a new program.
+        """
+        allowed = {"temperature", "top_p"}
+        if set(changes) - allowed:
+            raise ValueError(f"update() changes only {sorted(allowed)}; use reset() for {sorted(set(changes) - allowed)}")
+        with self._lock:
+            self._settings = dataclasses.replace(self._settings, **changes)
+
+    def reset(self, settings: GenerationSettings | None = None) -> None:
+        """Starts the take again from the beginning (same prime unless `prime` is called);
+        clears `stop`."""
+        with self._lock:
+            if settings is not None:
+                if self._prime_tokens is not None and settings.voices != self._settings.voices:
+                    self._prime_tokens = None
+                self._settings = settings
+            self._stop.clear()
+            self._state = None
+            self._logits = None
+            self.samples_generated = 0  # per voice, excluding the prime
+            self._prime_out = 0  # prime samples already returned (include_prime)
+            self.compute_seconds = 0.0
+
+    def stop(self) -> None:
+        """Asks `chunks()` to end after the chunk in progress; callable from any thread."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # ----- priming -------------------------------------------------------------------------
+
+    def prime(self, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE) -> None:
+        """Seeds the take with audio (or clears the seed with None) and resets it.
+
+        Args:
+          audio: float array [n] (the same seed for every voice) or [voices, n], any n >= 0,
+            at `sample_rate`; it is resampled to 16 kHz, scaled with settings.prime_scale
+            and mu-law encoded.
+          sample_rate: the audio's rate in Hz.
+        """
+        with self._lock:
+            if audio is None:
+                self._prime_tokens = None
+            else:
+                self._prime_tokens = prime_tokens(audio, sample_rate, self.voices, self._settings.prime_scale)
+            self.reset()
+
+    @property
+    def prime_samples(self) -> int:
+        """Length of the seed in samples at 16 kHz (0 without a seed)."""
+        return 0 if self._prime_tokens is None else self._prime_tokens.shape[1]
+
+    # ----- generation --------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """The state and next-sample logits at the start of the take."""
+        voices = self.voices
+        if self._prime_tokens is None:
+            state = model.init_state(self.params, self.config, voices)
+            start = jnp.full((voices,), model.START_TOKEN, jnp.int32)
+            self._logits, self._state = model.step(self.params, self.config, state, start)
+        else:
+            self._logits, self._state = model.prefill(self.params, self.config, self._prime_tokens)
+
+    def _run_chunk(self, state, logits, first_block: int, settings: GenerationSettings):
+        greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
+        return generate_chunk(
+            self.params,
+            self.config,
+            state,
+            logits,
+            np.uint32(settings.seed),
+            np.int32(first_block),
+            np.float32(max(settings.temperature, 1e-6)),
+            np.float32(settings.top_p),
+            n_blocks=settings.chunk_samples // NOISE_BLOCK,
+            greedy=greedy,
+            nucleus=nucleus,
+        )
+
+    def warmup(self) -> float:
+        """Compiles (or loads from the compile cache) the programs of the current settings
+        without advancing the take. Returns the seconds it took."""
+        began = time.perf_counter()
+        with self._lock:
+            settings = self._settings
+            state = model.init_state(self.params, self.config, settings.voices)
+            start = jnp.full((settings.voices,), model.START_TOKEN, jnp.int32)
+            logits, state = model.step(self.params, self.config, state, start)
+            jax.block_until_ready(self._run_chunk(state, logits, 0, settings))
+            if self._prime_tokens is not None:
+                jax.block_until_ready(model.prefill(self.params, self.config, self._prime_tokens))
+        return time.perf_counter() - began
+
+    def next_tokens(self) -> np.ndarray:
+        """The next chunk as mu-law classes, int32 [voices, n]: n = chunk_samples, or
+        with include_prime first the seed's tokens in pieces of at most chunk_samples."""
+        with self._lock:
+            settings = self._settings
+            if settings.include_prime and self._prime_tokens is not None and self._prime_out < self.prime_samples:
+                piece = self._prime_tokens[:, self._prime_out : self._prime_out + settings.chunk_samples]
+                self._prime_out += piece.shape[1]
+                return piece.copy()
+            began = time.perf_counter()
+            if self._state is None:
+                self._start()
+            first_block = self.samples_generated // NOISE_BLOCK
+            tokens, self._state, self._logits = self._run_chunk(self._state, self._logits, first_block, settings)
+            tokens = np.asarray(tokens).T  # [voices, n]; waits for the result
+            elapsed = time.perf_counter() - began
+            if self.first_chunk_seconds is None:
+                self.first_chunk_seconds = elapsed
+            else:
+                self.compute_seconds += elapsed
+            self.samples_generated += tokens.shape[1]
+            return tokens
+
+    def next_chunk(self) -> np.ndarray:
+        """The next chunk of audio, float32 [voices, n] in [-1, 1] (see `next_tokens`)."""
+        return mulaw.decode(self.next_tokens())
+
+    def chunks(self, max_samples: int | None = None) -> Iterator[np.ndarray]:
+        """Yields `next_chunk()` until `stop()` or until `max_samples` samples per voice
+        (the prime included when include_prime) have been yielded; the last chunk is
+        trimmed to fit."""
+        done = 0
+        while not self._stop.is_set() and (max_samples is None or done < max_samples):
+            chunk = self.next_chunk()
+            if max_samples is not None:
+                chunk = chunk[:, : max_samples - done]
+            done += chunk.shape[1]
+            yield chunk
+
+    def render(self, seconds: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Generates `seconds` of new audio (plus the seed first with include_prime).
+
+        Args:
+          seconds: length of the generated part.
+          progress: called as progress(samples_done, samples_total) after each chunk.
+
+        Returns:
+          float32 [voices, n]; shorter if `stop()` was called meanwhile.
+        """
+        prime = self.prime_samples if self._settings.include_prime else 0
+        total = prime + int(round(seconds * SAMPLE_RATE))
+        pieces, done = [], 0
+        for chunk in self.chunks(total):
+            pieces.append(chunk)
+            done += chunk.shape[1]
+            if progress is not None:
+                progress(done, total)
+        if not pieces:
+            return np.zeros((self.voices, 0), np.float32)
+        return np.concatenate(pieces, axis=1)
+
+    # ----- statistics ---------------------------------------------------------------------------
+
+    @property
+    def realtime_factor(self) -> float | None:
+        """Generated audio seconds per compute second, over the chunks after the first
+        (which includes compilation); None until two chunks were generated."""
+        after_first = self.samples_generated - self.chunk_samples
+        if self.compute_seconds <= 0 or after_first <= 0:
+            return None
+        return after_first / SAMPLE_RATE / self.compute_seconds
+
+
+def prime_tokens(audio: np.ndarray, sample_rate: int, voices: int, scale: str = "minmax") -> np.ndarray:
+    """Seed audio -> int32 [voices, n16k] mu-law classes.
+
+    Args:
+      audio: float [n] or [voices, n] (or [n, channels] is not accepted: mix down first).
+      sample_rate: its rate; resampled to 16 kHz with soxr when different.
+      voices: the generator's batch.
+      scale: `engine.mulaw.scale` mode, applied per voice.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = np.broadcast_to(audio, (voices, audio.shape[0]))
+    if audio.ndim != 2 or audio.shape[0] != voices:
+        raise ValueError(f"seed audio must be [n] or [voices={voices}, n], got shape {audio.shape}")
+    if sample_rate != SAMPLE_RATE and audio.shape[1]:
+        import soxr
+
+        audio = np.stack([soxr.resample(voice, sample_rate, SAMPLE_RATE) for voice in audio])
+    return np.stack([mulaw.encode(mulaw.scale(voice, scale)) for voice in audio]).astype(np.int32)

@@ -1,0 +1,133 @@
+"""Sampling the next mu-law class from logits, and the noise that drives it (SPEC 8).
+
+Sampling is Gumbel-argmax: `argmax(logits / temperature + g)` with g ~ Gumbel(0, 1) is
+an exact draw from softmax(logits / temperature), and the noise for a whole chunk can be
+drawn up front, outside the per-sample loop (no key split per step).
+
+The noise of a take depends only on (seed, voice, absolute sample index): it is drawn in
+blocks of `NOISE_BLOCK` samples, block b of voice v from key
+`fold_in(fold_in(key(seed), v), b)`. So a take is reproducible whatever the chunk size
+and wherever it is stopped, and voice 0 of a 4-voice take equals the 1-voice take with
+the same seed.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from engine.mulaw import NUM_CLASSES
+
+NOISE_BLOCK = 160
+"""Samples per noise block (10 ms at 16 kHz); chunk lengths are multiples of it."""
+
+
+def chunk_noise(seed: jax.Array, first_block: jax.Array, n_blocks: int, voices: int) -> jax.Array:
+    """Gumbel noise for `n_blocks` consecutive noise blocks of every voice.
+
+    Args:
+      seed: int32/uint32 [] take seed.
+      first_block: int32 [], index of the first block (absolute sample index / NOISE_BLOCK).
+      n_blocks: static number of blocks.
+      voices: static number of voices (batch).
+
+    Returns:
+      float32 [n_blocks * NOISE_BLOCK, voices, 256], time first (ready for lax.scan).
+    """
+    base = jax.random.key(seed)
+
+    def one(voice, block):
+        key = jax.random.fold_in(jax.random.fold_in(base, voice), block)
+        return jax.random.gumbel(key, (NOISE_BLOCK, NUM_CLASSES), jnp.float32)
+
+    blocks = first_block + jnp.arange(n_blocks, dtype=jnp.int32)
+    per_voice = lambda block: jax.vmap(lambda v: one(v, block))(jnp.arange(voices, dtype=jnp.int32))
+    noise = jax.vmap(per_voice)(blocks)  # [n_blocks, voices, NOISE_BLOCK, 256]
+    return noise.transpose(0, 2, 1, 3).reshape(n_blocks * NOISE_BLOCK, voices, NUM_CLASSES)
+
+
+def sample(
+    logits: jax.Array,
+    gumbel: jax.Array,
+    temperature: jax.Array | float,
+    top_p: jax.Array | float,
+    *,
+    greedy: bool = False,
+    nucleus: bool = False,
+) -> jax.Array:
+    """Draws one class per stream.
+
+    Args:
+      logits: float32 [B, 256].
+      gumbel: float32 [B, 256], standard Gumbel noise (from `chunk_noise`).
+      temperature: scalar > 0 (may be traced: changing it does not recompile).
+      top_p: scalar in (0, 1]: keep the smallest set of most likely classes whose
+        probability (at this temperature) reaches top_p; used only if `nucleus`.
+      greedy: static; True takes the argmax and ignores the noise (temperature 0).
+      nucleus: static; True applies top_p (`nucleus_threshold`; only when top_p < 1).
+
+    Returns:
+      int32 [B] classes.
+    """
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    scaled = logits / temperature
+    if nucleus:
+        scaled = jnp.where(scaled >= nucleus_threshold(scaled, top_p), scaled, -jnp.inf)
+    return jnp.argmax(scaled + gumbel, axis=-1).astype(jnp.int32)
+
+
+NUCLEUS_FAST_CLASSES = 32
+NUCLEUS_ITERATIONS = 16
+
+
+def nucleus_threshold(scaled: jax.Array, top_p: jax.Array | float) -> jax.Array:
+    """The nucleus as a threshold: keep the classes with scaled >= threshold.
+
+    Fast path (exact): the NUCLEUS_FAST_CLASSES most likely classes (`lax.top_k`); if they
+    hold at least top_p of the probability in every stream, the threshold is the least
+    likely class needed. Otherwise (broad distributions) a bisection on the threshold,
+    NUCLEUS_ITERATIONS halvings, keeps at least top_p of the mass and overshoots the
+    nucleus only by classes within the last interval ((max - min) / 2**16 in logit
+    units). A full sort of 256 values per step cost as much as the model itself on the
+    CPU; top_k + a rarely taken branch does not.
+
+    Args:
+      scaled: float32 [B, 256], temperature-scaled logits.
+      top_p: scalar in (0, 1].
+
+    Returns:
+      float32 [B, 1].
+    """
+    log_total = jax.nn.logsumexp(scaled, axis=-1, keepdims=True)
+    ordered, _ = jax.lax.top_k(scaled, NUCLEUS_FAST_CLASSES)
+    probs = jnp.exp(ordered - log_total)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass of the more likely classes
+    fast = jnp.min(jnp.where(before < top_p, ordered, jnp.inf), axis=-1, keepdims=True)
+    covered = before[:, -1:] + probs[:, -1:] >= top_p  # [B, 1]
+
+    def bisect(_):
+        all_probs = jnp.exp(scaled - log_total)
+        mass = lambda threshold: jnp.sum(jnp.where(scaled >= threshold, all_probs, 0.0), axis=-1, keepdims=True)
+
+        def halve(_, bounds):
+            lo, hi = bounds
+            mid = 0.5 * (lo + hi)
+            enough = mass(mid) >= top_p
+            return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
+
+        lo = jnp.min(scaled, axis=-1, keepdims=True)  # mass(lo) = 1 >= top_p
+        hi = ordered[:, -1:]  # mass(hi) < top_p: the fast path did not cover it
+        return jax.lax.fori_loop(0, NUCLEUS_ITERATIONS, halve, (lo, hi))[0]
+
+    return jax.lax.cond(jnp.all(covered), lambda _: fast, lambda _: jnp.where(covered, fast, bisect(None)), None)
+
+
+def static_flags(temperature: float, top_p: float) -> tuple[bool, bool]:
+    """(greedy, nucleus) for `sample`, chosen from the settings on the host."""
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top-p must lie in (0, 1], got {top_p}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    return temperature == 0.0, top_p < 1.0
+

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Adds the engine's subcommands."""
-    from engine.commands import info
+    from engine.commands import bench, devices, generate, info, play
 
-    info.register(commands)
+    for module in (info, generate, play, devices, bench):
+        module.register(commands)

@@ -1,0 +1,353 @@
+"""Live playback: a worker thread runs the generator ahead into a ring buffer; the
+sound-card callback only copies out of it (SPEC 8).
+
+    from engine.audio import Player
+    player = Player(generator, device=None, latency="high", buffer_seconds=1.0)
+    player.start()            # returns at once; state: compiling -> buffering -> playing
+    ...                       # read player.fill_fraction, .underruns, .realtime_factor,
+    player.pause(); player.resume()
+    player.stop()             # or player.wait() for a source that ends
+    audio = player.generated()   # float32 [voices, n]: everything generated, all voices
+
+For a GUI: poll the properties and `recent(n)` (the last n samples sent to the sound
+card) from a timer, and/or pass `on_chunk` to receive every generated chunk (called on
+the worker thread: wrap it in a Qt signal). No Qt here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from engine.audio.devices import AudioUnavailable, resolve, sounddevice, supports_rate
+from engine.audio.ring import HistoryBuffer, RingBuffer
+
+SAMPLE_RATE = 16000
+
+STATES = ("idle", "compiling", "buffering", "playing", "paused", "draining", "finished", "stopped", "error")
+
+
+def mix_down(chunk: np.ndarray, mix: str = "mean") -> np.ndarray:
+    """float32 [voices, n] (or [n]) -> mono float32 [n]: the mean of the voices, or the
+    first voice with mix="first"."""
+    chunk = np.asarray(chunk, np.float32)
+    if chunk.ndim == 1:
+        return chunk
+    return chunk[0] if mix == "first" or chunk.shape[0] == 1 else chunk.mean(axis=0)
+
+
+class Player:
+    """Plays a generator (or any source of chunks) live on an output device.
+
+    Args:
+      source: an `engine.generator.Generator` (its `chunks()` are played and `stop()`
+        stops it), or any iterable of float32 chunks [voices, n] or [n] at 16 kHz.
+      device: output device: None (default), an index, or a name substring
+        (`engine.audio.list_devices`).
+      latency: PortAudio's suggested latency: "low", "high" or seconds.
+      blocksize: frames per callback (0: PortAudio chooses).
+      buffer_seconds: how far the worker generates ahead (ring capacity).
+      start_seconds: audio buffered before the stream starts (pre-fill).
+      mix: how voices are mixed to the mono output: "mean" or "first".
+      keep: keep every generated chunk (all voices) for `generated()`.
+      history_seconds: how much played audio `recent()` can return.
+      on_chunk: called on the worker thread with each generated chunk, float32 [voices, n].
+      max_seconds: stop the source after this much audio (None: until stopped).
+
+    Raises:
+      AudioUnavailable: at `start()`, if there is no output device or it cannot be opened.
+    """
+
+    def __init__(
+        self,
+        source,
+        *,
+        device: int | str | None = None,
+        latency: str | float = "high",
+        blocksize: int = 0,
+        buffer_seconds: float = 1.0,
+        start_seconds: float = 0.5,
+        mix: str = "mean",
+        keep: bool = True,
+        history_seconds: float = 10.0,
+        on_chunk: Callable[[np.ndarray], None] | None = None,
+        max_seconds: float | None = None,
+    ):
+        self.source = source
+        self.device = device
+        self.latency = latency
+        self.blocksize = blocksize
+        self.buffer_seconds = buffer_seconds
+        self.start_seconds = min(start_seconds, buffer_seconds)
+        self.mix = mix
+        self.keep = keep
+        self.history_seconds = history_seconds
+        self.on_chunk = on_chunk
+        self.max_seconds = max_seconds
+
+        self._state = "idle"
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._source_done = False
+        self._underruns = 0
+        self._underrun_frames = 0
+        self._kept: list[np.ndarray] = []
+        self._generated = 0
+        self._gen_seconds = 0.0
+        self._gen_samples_timed = 0
+        self._thread: threading.Thread | None = None
+        self._stream = None
+        self.device_rate = SAMPLE_RATE
+        self._ring = RingBuffer(max(1, int(buffer_seconds * SAMPLE_RATE)))
+        self._history = HistoryBuffer(max(1, int(history_seconds * SAMPLE_RATE)))
+
+    # ----- control -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Opens the output stream (raising AudioUnavailable at once if it cannot) and starts
+        the worker; playback begins when `start_seconds` are buffered. Returns at once."""
+        if self._state != "idle":
+            raise RuntimeError(f"Player.start() called in state {self._state!r}")
+        sd = sounddevice()
+        info = resolve(self.device, "output")
+        self.device_info = info
+        # PortAudio does not resample: open at 16 kHz if the device takes it, else at its
+        # own rate and resample on the worker thread.
+        self.device_rate = SAMPLE_RATE if supports_rate(info, "output", SAMPLE_RATE) else int(info.default_samplerate)
+        self._ring = RingBuffer(max(1, int(self.buffer_seconds * self.device_rate)))
+        self._history = HistoryBuffer(max(1, int(self.history_seconds * self.device_rate)))
+        try:
+            self._stream = sd.OutputStream(
+                samplerate=self.device_rate,
+                blocksize=self.blocksize,
+                device=info.index,
+                channels=1,
+                dtype="float32",
+                latency=self.latency,
+                callback=self._callback,
+                finished_callback=None,
+            )
+        except Exception as error:
+            raise AudioUnavailable(f"cannot open output device {info.name!r}: {error}") from None
+        self._state = "compiling"
+        self._thread = threading.Thread(target=self._work, name="harmonic-player", daemon=True)
+        self._thread.start()
+
+    def pause(self) -> None:
+        """Stops the sound card; the worker fills the buffer and waits."""
+        if self._state == "playing":
+            self._stream.stop()
+            self._state = "paused"
+
+    def resume(self) -> None:
+        if self._state == "paused":
+            self._stream.start()
+            self._state = "playing"
+
+    def stop(self) -> None:
+        """Stops generation and playback now (buffered audio is dropped); idempotent."""
+        self._stop.set()
+        if hasattr(self.source, "stop"):
+            self.source.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._close()
+        if self._state not in ("finished", "error"):
+            self._state = "stopped"
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until a finite source has been played to the end (or `stop`); returns
+        False on timeout. Re-raises an error of the worker thread."""
+        finished = self._done.wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return finished
+
+    # ----- readable at any moment --------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """One of "idle", "compiling" (first chunk: compiling or loading the program),
+        "buffering", "playing", "paused", "draining" (source ended, buffer playing out),
+        "finished", "stopped", "error"."""
+        return self._state
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the worker thread, if any."""
+        return self._error
+
+    @property
+    def fill_seconds(self) -> float:
+        """Audio buffered ahead of the sound card, in seconds."""
+        return self._ring.available / self.device_rate
+
+    @property
+    def fill_fraction(self) -> float:
+        """Buffered audio as a fraction of buffer_seconds, 0..1."""
+        return self._ring.available / self._ring.capacity
+
+    @property
+    def underruns(self) -> int:
+        """Callbacks that found the buffer short while the source was still running (each
+        wrote silence for the missing frames)."""
+        return self._underruns
+
+    @property
+    def underrun_seconds(self) -> float:
+        return self._underrun_frames / self.device_rate
+
+    @property
+    def realtime_factor(self) -> float | None:
+        """Seconds of audio generated per second of generation time, after the first chunk
+        (which includes compilation); None before that. Above 1 keeps up."""
+        if self._gen_seconds <= 0:
+            return None
+        return self._gen_samples_timed / SAMPLE_RATE / self._gen_seconds
+
+    @property
+    def played_seconds(self) -> float:
+        """Audio handed to the sound card so far (excluding underrun silence)."""
+        return self._ring.total_read / self.device_rate
+
+    @property
+    def generated_seconds(self) -> float:
+        """Audio generated so far (per voice)."""
+        return self._generated / SAMPLE_RATE
+
+    def recent(self, samples: int) -> np.ndarray:
+        """The last `samples` samples sent to the sound card (mono, at `device_rate`,
+        silence of underruns included), float32 [m <= samples], oldest first."""
+        return self._history.latest(samples)
+
+    def generated(self) -> np.ndarray:
+        """Everything generated so far, all voices, float32 [voices, n] at 16 kHz (needs
+        keep=True)."""
+        chunks = list(self._kept)
+        if not chunks:
+            return np.zeros((1, 0), np.float32)
+        return np.concatenate([c if c.ndim == 2 else c[None] for c in chunks], axis=1)
+
+    # ----- threads -------------------------------------------------------------------------
+
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        # Runs on PortAudio's thread: copies only.
+        out = outdata[:, 0]
+        n = self._ring.read_into(out)
+        if n < frames:
+            out[n:] = 0.0
+            if not self._source_done:
+                self._underruns += 1
+                self._underrun_frames += frames - n
+        self._history.append(out)
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        source = self.source
+        max_samples = None if self.max_seconds is None else int(round(self.max_seconds * SAMPLE_RATE))
+        if hasattr(source, "chunks"):
+            yield from source.chunks(max_samples)
+            return
+        done = 0
+        for chunk in source if isinstance(source, Iterable) else iter(source):
+            chunk = np.asarray(chunk, np.float32)
+            if max_samples is not None:
+                chunk = chunk[..., : max_samples - done]
+            done += chunk.shape[-1]
+            yield chunk
+            if max_samples is not None and done >= max_samples:
+                return
+
+    def _work(self) -> None:
+        try:
+            resampler = None
+            if self.device_rate != SAMPLE_RATE:
+                import soxr
+
+                resampler = soxr.ResampleStream(SAMPLE_RATE, self.device_rate, 1, dtype="float32")
+            start_frames = int(self.start_seconds * self.device_rate)
+            chunks = self._chunks()
+            first = True
+            while not self._stop.is_set():
+                began = time.perf_counter()
+                chunk = next(chunks, None)
+                elapsed = time.perf_counter() - began
+                if chunk is None:
+                    break
+                if first:
+                    first = False
+                    self._state = "buffering"
+                else:
+                    self._gen_seconds += elapsed
+                    self._gen_samples_timed += chunk.shape[-1]
+                self._generated += chunk.shape[-1]
+                if self.keep:
+                    self._kept.append(chunk)
+                if self.on_chunk is not None:
+                    self.on_chunk(chunk)
+                mono = mix_down(chunk, self.mix)
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono)
+                self._push(mono)
+                if self._state == "buffering" and self._ring.available >= start_frames:
+                    self._begin()
+            if resampler is not None and not self._stop.is_set():
+                self._push(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            self._source_done = True
+            if self._stop.is_set():
+                return
+            if self._state == "buffering":
+                self._begin()
+            self._state = "draining" if self._state == "playing" else self._state
+            while self._ring.available > 0 and not self._stop.is_set():
+                time.sleep(0.01)
+            # Let the device play what it holds (its latency) before closing.
+            latency = getattr(self._stream, "latency", 0.1) or 0.1
+            self._stop.wait(latency + 0.05)
+            if not self._stop.is_set():
+                self._close()
+                self._state = "finished"
+        except BaseException as error:  # surfaced by wait() and .error
+            self._error = error
+            self._state = "error"
+            self._close()
+        finally:
+            self._source_done = True
+            if self._state in ("finished", "error"):
+                self._done.set()
+
+    def _push(self, mono: np.ndarray) -> None:
+        """Writes all of `mono` into the ring, waiting for room (while paused, too)."""
+        written = 0
+        while written < len(mono) and not self._stop.is_set():
+            written += self._ring.write(mono[written:])
+            if written < len(mono):
+                if self._state == "buffering":
+                    self._begin()  # buffer smaller than start_seconds: start anyway
+                time.sleep(0.005)
+
+    def _begin(self) -> None:
+        if self._state == "buffering":
+            self._stream.start()
+            self._state = "playing"
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort() if self._stop.is_set() else stream.stop()
+                stream.close()
+            except Exception:
+                pass
+        self._stream = stream  # keep for latency queries; closed
+
+    def __enter__(self) -> "Player":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,82 @@
+"""`harmonic play`: generate and play live until stopped (Ctrl-C), or for --seconds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from engine.cli import UserError
+from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator, output_format, write_audio
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("play", help="generate and play live until Ctrl-C")
+    parser.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds of audio (default: until Ctrl-C)")
+    parser.add_argument("--device", metavar="DEV", help="output device: index or name part (see `harmonic devices`)")
+    parser.add_argument("--latency", default="high", help='output latency: "low", "high" or seconds (default high)')
+    parser.add_argument("--buffer", type=float, default=1.0, metavar="SECONDS", help="generate this far ahead (default 1)")
+    parser.add_argument("--save", metavar="FILE", help="also write everything generated (all voices) to a .wav/.flac")
+    parser.add_argument("--status-every", type=float, default=1.0, metavar="SECONDS", help="print buffer health this often (default 1)")
+    add_model_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _latency(value: str):
+    if value in ("low", "high"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f'--latency must be "low", "high" or seconds, got {value!r}') from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.audio import AudioUnavailable, Player, resolve
+
+    if args.save:
+        output_format(args.save)
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    try:
+        resolve(device, "output")  # a clear message before the model loads
+    except AudioUnavailable as error:
+        raise UserError(str(error)) from None
+    generator = build_generator(args)
+    player = Player(generator, device=device, latency=_latency(args.latency), buffer_seconds=args.buffer,
+                    start_seconds=min(0.5, args.buffer), max_seconds=args.seconds, keep=bool(args.save))
+    began = time.perf_counter()
+    try:
+        player.start()
+    except AudioUnavailable as error:
+        raise UserError(str(error)) from None
+    print(f"playing on {player.device_info.name} at {player.device_rate} Hz; Ctrl-C stops", flush=True)
+    interrupted = False
+    first_audio = None
+    try:
+        while not player.wait(timeout=args.status_every):
+            if first_audio is None and player.state == "playing":
+                first_audio = time.perf_counter() - began
+            _status(player)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        player.stop()
+    if player.error is not None:
+        raise UserError(f"playback failed: {player.error}")
+    _status(player)
+    rtf = player.realtime_factor
+    print(f"{'stopped' if interrupted else 'done'}: played {player.played_seconds:.2f} s, underruns: {player.underruns}"
+          + (f", real-time factor {rtf:.2f}x" if rtf else "")
+          + (f", first audio after {first_audio:.2f} s" if first_audio else ""), flush=True)
+    if args.save:
+        audio = player.generated()
+        write_audio(args.save, audio)
+        print(f"wrote {args.save}: {audio.shape[1] / SAMPLE_RATE:.2f} s x {audio.shape[0]} voice(s)")
+    return 0
+
+
+def _status(player) -> None:
+    rtf = player.realtime_factor
+    print(f"[{player.state:>9}] buffer {player.fill_seconds:5.2f} s ({player.fill_fraction:4.0%}) "
+          f"underruns {player.underruns} played {player.played_seconds:6.1f} s"
+          + (f" rtf {rtf:4.2f}x" if rtf else ""), flush=True)

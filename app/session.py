@@ -26,6 +26,7 @@ class GenerationSession(QObject):
 
     stateChanged = pyqtSignal(str)
     error = pyqtSignal(str)
+    notice = pyqtSignal(str)
     takeSaved = pyqtSignal(object)  # engine.library.Take or None
 
     def __init__(self, checkpoint, values: dict, seed, library, buffer: RingBuffer, parent=None):
@@ -38,7 +39,10 @@ class GenerationSession(QObject):
         self.generator = None
         self.output = None
         self.task = None
-        self.samples = 0  # per voice, seed included
+        self.samples = 0  # per voice, seed included: played (or rendered) so far
+        self.generated = 0  # per voice, seed included: generated so far
+        self.writer = None
+        self._write_error = None
         self.prime_samples = 0
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -74,8 +78,8 @@ class GenerationSession(QObject):
         generator = self.generator
         return {
             "seconds": self.samples / RATE,
-            "fill": getattr(output, "fill", None) if output is not None else None,
-            "rtf": generator.realtime_factor if generator is not None else None,
+            "fill": output.fill_fraction if output is not None else None,
+            "rtf": (output.realtime_factor if output is not None else None) or (generator.realtime_factor if generator is not None else None),
             "underruns": getattr(output, "underruns", 0) if output is not None else 0,
         }
 
@@ -115,9 +119,6 @@ class GenerationSession(QObject):
         self.generator = generator
         if self._stop.is_set():
             return None
-        generator.warmup()
-        if self._stop.is_set():
-            return None
         seconds = v.get("seconds")
         total = None if seconds is None else self.prime_samples + int(round(seconds * RATE))
         meta = {
@@ -125,10 +126,84 @@ class GenerationSession(QObject):
             "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
             "voices": settings.voices, "seed_audio": source, "seed_frames": self.prime_samples,
         }
-        writer = self.library.begin_take(meta)
+        writer = self.writer = self.library.begin_take(meta)  # before the player calls on_chunk
+        player = self._open_player(generator, total)
+        if player is None:
+            generator.warmup()
+            if self._stop.is_set():
+                writer.abort()
+                return None
+        if player is not None:
+            error = self._play(player, writer)
+        else:
+            error = self._render(generator, writer, total)
+        if writer.closed:  # the library gave up on the take (e.g. the disk is full)
+            raise error
+        take = writer.finish()
+        if error is not None:
+            raise RuntimeError(f"Generation stopped: {error}" + (f" (the first {take.duration:.1f} s were saved)" if take else ""))
+        return take
+
+    def _open_player(self, generator, total):
+        """The engine's Player on the chosen output device, started; None (and a notice)
+        when there is no usable device: the take is then rendered without sound."""
+        from engine.audio import AudioUnavailable, Player
+
+        player = Player(
+            generator, device=self.values.get("output_device"), latency=self.values.get("latency") or "high",
+            keep=False, on_chunk=self._on_chunk, max_seconds=None if total is None else total / RATE,
+        )
+        try:
+            player.start()
+        except AudioUnavailable as error:
+            self.notice.emit(f"No sound: {error}. The take is generated into the library without playing.")
+            return None
+        except Exception as error:  # noqa: BLE001 - PortAudio raises several types
+            self.notice.emit(f"No sound: the audio output failed to open ({error}). Generating without playing.")
+            return None
+        self.output = player
+        return player
+
+    def _on_chunk(self, chunk) -> None:
+        """Player worker thread: every generated chunk goes to the library as it is made."""
+        if self._write_error is None:
+            try:
+                self.writer.write(chunk)
+            except Exception as error:  # noqa: BLE001 - stop the take, report it
+                self._write_error = error
+                self._stop.set()
+                if self.generator is not None:
+                    self.generator.stop()
+                return
+        self.generated += chunk.shape[-1]
+
+    def _play(self, player, writer):
+        """Follows the player until the take ends or Stop; feeds the views from its tap."""
+        tap = Tap(player, self.buffer, self.prime_samples)
+        last = None
+        while not self._stop.is_set():
+            state = player.state
+            if state != last:
+                shown = {"draining": "playing", "paused": "playing"}.get(state, state)
+                if shown in ("compiling", "buffering", "playing"):
+                    self.stateChanged.emit(shown)
+                last = state
+            tap.pump()
+            self.samples = tap.position
+            if state in ("finished", "stopped", "error"):
+                break
+            self._stop.wait(0.02)
+        player.stop()
+        tap.pump()
+        self.samples = tap.position
+        if self._write_error is not None:
+            return self._write_error
+        return player.error
+
+    def _render(self, generator, writer, total):
+        """Without a sound card: generate at real time into the library and the views."""
         started = time.perf_counter()
         self.stateChanged.emit("rendering")
-        error = None
         try:
             for chunk in generator.chunks(total):
                 if self._stop.is_set():
@@ -137,113 +212,135 @@ class GenerationSession(QObject):
                 writer.write(chunk)
                 self.buffer.write(chunk, seed=in_seed)
                 self.samples += chunk.shape[1]
-                # without a sound card, pace the take at real time so it behaves alike
+                self.generated = self.samples
                 ahead = self.samples / RATE - (time.perf_counter() - started)
                 if ahead > 0.25 and not in_seed:
                     self._stop.wait(ahead - 0.2)
         except Exception as failure:  # noqa: BLE001 - keep what was made, then report
-            error = failure
-        if writer.closed:  # the library gave up on the take (e.g. the disk is full)
-            raise error
-        take = writer.finish()
-        if error is not None:
-            raise RuntimeError(f"Generation stopped: {error}" + (f" (the first {take.duration:.1f} s were saved)" if take else ""))
-        return take
+            return failure
+        return None
+
+
+class Tap:
+    """Copies what a Player sent to the sound card into a view RingBuffer at 16 kHz
+    (resampling when the device runs at another rate); seed samples are flagged."""
+
+    def __init__(self, player, buffer: RingBuffer, seed_frames: int = 0):
+        self.player = player
+        self.buffer = buffer
+        self.seed_frames = seed_frames
+        self.position = 0  # samples (16 kHz) written to the buffer
+        self._seen = 0  # samples of the player's history consumed (device rate)
+        self._resampler = None
+
+    def pump(self) -> None:
+        player = self.player
+        # the history's running total (engine.audio.ring.HistoryBuffer.total)
+        total = player._history.total
+        new = total - self._seen
+        if new <= 0:
+            return
+        audio = player.recent(new)
+        self._seen = total
+        rate = getattr(player, "device_rate", RATE)
+        if rate != RATE:
+            if self._resampler is None:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="float32")
+            audio = self._resampler.resample_chunk(audio)
+        if audio.size == 0:
+            return
+        split = max(0, min(audio.size, self.seed_frames - self.position))
+        if split:
+            self.buffer.write(audio[:split], seed=True)
+        if split < audio.size:
+            self.buffer.write(audio[split:], seed=False)
+        self.position += audio.size
 
 
 class Playback(QObject):
-    """Plays a clip (a take or the seed) on the sound card, copying what plays into a
-    RingBuffer for the views. Errors are reported through `error`."""
+    """Plays a clip (a take or the seed) with the engine's Player, copying what plays
+    into a RingBuffer for the views (from a GUI timer). Errors come through `error`."""
 
     error = pyqtSignal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.stream = None
-        self.position = 0
-        self.audio = None
-        self.played = 0  # frames handed to the sound card (tests read it)
+        self.player = None
+        self.tap = None
+        from PyQt6.QtCore import QTimer
 
-    def play(self, audio: np.ndarray, buffer: RingBuffer, device=None, seed_frames: int = 0) -> bool:
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._pump)
+
+    def play(self, audio: np.ndarray, buffer: RingBuffer, device=None, latency="high", seed_frames: int = 0) -> bool:
         """audio: float32 [voices, n] or [n] at 16 kHz; voices are mixed."""
+        from engine.audio import AudioUnavailable, Player
+
         self.stop()
         audio = np.asarray(audio, np.float32)
-        mono = audio.mean(axis=0) if audio.ndim == 2 else audio
-        self.audio, self.position, self.played = mono, 0, 0
-        self.buffer, self.seed_frames = buffer, seed_frames
+        pieces = [audio[..., i:i + 1600] for i in range(0, audio.shape[-1], 1600)]
+        player = Player(pieces, device=device or None, latency=latency, keep=False, start_seconds=0.1)
         try:
-            import sounddevice as sd
-
-            self.stream = sd.OutputStream(samplerate=RATE, channels=1, dtype="float32", device=device or None,
-                                          callback=self._callback, finished_callback=None)
-            self.stream.start()
-        except Exception as error:  # noqa: BLE001 - PortAudio raises several types
-            self.stream = None
-            self.error.emit(f"No audio output device could be opened: {error}")
+            player.start()
+        except AudioUnavailable as error:
+            self.error.emit(f"Cannot play: {error}")
             return False
+        except Exception as error:  # noqa: BLE001 - PortAudio raises several types
+            self.error.emit(f"Cannot play: the audio output device failed to open ({error})")
+            return False
+        self.player = player
+        self.tap = Tap(player, buffer, seed_frames)
+        self.timer.start(20)
         return True
 
-    def _callback(self, out, frames, time_info, status):  # audio thread: copies only
-        audio, start = self.audio, self.position
-        piece = audio[start:start + frames]
-        out[:piece.size, 0] = piece
-        out[piece.size:, 0] = 0
-        self.buffer.write(piece, seed=start < self.seed_frames)
-        self.position += piece.size
-        self.played += piece.size
-        if piece.size < frames:
-            import sounddevice as sd
-
-            raise sd.CallbackStop
+    def _pump(self) -> None:
+        if self.tap is not None:
+            self.tap.pump()
+        if self.player is not None and self.player.state in ("finished", "stopped", "error"):
+            if self.player.error is not None:
+                self.error.emit(f"Playback failed: {self.player.error}")
+            self.timer.stop()
 
     @property
     def playing(self) -> bool:
-        return self.stream is not None and self.stream.active
+        return self.player is not None and self.player.state in ("compiling", "buffering", "playing", "draining")
+
+    @property
+    def played(self) -> int:
+        """Frames (at 16 kHz) that reached the sound card."""
+        return 0 if self.tap is None else self.tap.position
 
     def stop(self) -> None:
-        if self.stream is not None:
-            try:
-                self.stream.stop()
-                self.stream.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.stream = None
+        self.timer.stop()
+        if self.player is not None:
+            self.player.stop()
 
 
-class Recorder:
-    """Records the microphone at 16 kHz mono into memory and a RingBuffer."""
+def _make_recorder():
+    from engine.audio import Recorder as EngineRecorder
 
-    def __init__(self, buffer: RingBuffer, device=None):
-        self.buffer = buffer
-        self.device = device
-        self.blocks: list[np.ndarray] = []
-        self.stream = None
-        self._lock = threading.Lock()
+    class LiveRecorder(EngineRecorder):
+        """The engine's Recorder, also copying each block to a RingBuffer for the live
+        waveform (from the audio thread: a copy only)."""
 
-    def start(self) -> None:
-        import sounddevice as sd
+        def __init__(self, buffer: RingBuffer, device=None):
+            super().__init__(device=device)
+            self.buffer = buffer
 
-        self.stream = sd.InputStream(samplerate=RATE, channels=1, dtype="float32", device=self.device or None,
-                                     callback=self._callback)
-        self.stream.start()
+        def _callback(self, indata, frames, time_info, status):
+            super()._callback(indata, frames, time_info, status)
+            self.buffer.write(indata.mean(axis=1))
 
-    def _callback(self, data, frames, time_info, status):  # audio thread: copies only
-        block = data[:, 0].copy()
-        with self._lock:
-            self.blocks.append(block)
-        self.buffer.write(block)
+        def audio(self) -> np.ndarray:
+            """The recording so far (at the device's rate; 16 kHz when it offers it)."""
+            blocks = list(self._blocks)
+            return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
-    def audio(self) -> np.ndarray:
-        with self._lock:
-            blocks = list(self.blocks)
-        return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return LiveRecorder
 
-    def stop(self) -> np.ndarray:
-        if self.stream is not None:
-            try:
-                self.stream.stop()
-                self.stream.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.stream = None
-        return self.audio()
+
+def Recorder(buffer: RingBuffer, device=None):
+    """A microphone recorder: start(), audio() so far, stop() -> float32 [n] at 16 kHz."""
+    return _make_recorder()(buffer, device)

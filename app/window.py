@@ -76,7 +76,7 @@ class MainWindow(QMainWindow):
         self.input_buffer = RingBuffer(RATE * 5)  # the microphone while recording
         self.session: GenerationSession | None = None
         self.playback = Playback(self)
-        self.recorder: Recorder | None = None
+        self.recorder = None  # app.session.Recorder while recording
         self.last_take = None
         self.messages: list[str] = []  # every error shown (tests read it)
 
@@ -243,6 +243,7 @@ class MainWindow(QMainWindow):
         self.session = GenerationSession(self.checkpoint, values, seed, self.library, self.output_buffer, self)
         self.session.stateChanged.connect(self.transport.set_state)
         self.session.error.connect(self.show_error)
+        self.session.notice.connect(self.show_error)
         self.session.takeSaved.connect(self._take_saved)
         self.session.start()
 
@@ -283,8 +284,9 @@ class MainWindow(QMainWindow):
             self.show_error("Stop generating before playing a clip.")
             return
         self.output_buffer.clear()
-        device = self.controls.values()["output_device"]
-        self.playback.play(np.asarray(audio, np.float32), self.output_buffer, device=device, seed_frames=seed_frames)
+        values = self.controls.values()
+        self.playback.play(np.asarray(audio, np.float32), self.output_buffer, device=values["output_device"],
+                           latency=values["latency"] or "high", seed_frames=seed_frames)
         self.statusBar().showMessage(f"Playing {name}", 3000)
 
     def use_take_as_seed(self, take) -> None:

@@ -14,14 +14,14 @@ LATENCIES = [("Low", "low"), ("Normal", "high"), ("50 ms", 0.05), ("100 ms", 0.1
 
 def list_devices(kind: str) -> list[tuple[str, object]]:
     """(label, sounddevice id) of the input or output devices; [] when PortAudio has none."""
-    try:
-        import sounddevice as sd
+    from engine.audio import list_devices as engine_devices
 
-        devices = sd.query_devices()
+    try:
+        devices = engine_devices()
     except Exception:  # noqa: BLE001 - no PortAudio / no server: offer only the default
         return []
-    key = "max_output_channels" if kind == "output" else "max_input_channels"
-    return [(f"{d['name']}", d["name"]) for d in devices if d.get(key, 0) > 0]
+    channels = (lambda d: d.max_output_channels) if kind == "output" else (lambda d: d.max_input_channels)
+    return [(f"{d.name} ({d.hostapi})", d.name) for d in devices if channels(d) > 0]
 
 
 class ControlsPanel(QGroupBox):

@@ -20,3 +20,17 @@ def _params(preset_name: str, seed: int = 0):
 def preset_params():
     """preset_params(name) -> (config, random params), initialised once per session."""
     return _params
+
+
+@pytest.fixture(scope="session")
+def pulse_server(tmp_path_factory):
+    """A private PulseAudio server with null sinks (see tests/pulse.py); skipped when
+    pulseaudio is not installed (scripts/setup installs it)."""
+    import pulse  # tests/pulse.py (tests/ is on sys.path: rootless conftest)
+
+    missing = pulse.available()
+    if missing:
+        pytest.skip(f"PulseAudio tools missing: {missing}")
+    server = pulse.PulseServer(tmp_path_factory.mktemp("pulse")).start()
+    yield server
+    server.stop()

@@ -16,6 +16,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", metavar="DEV", help="output device: index or name part (see `harmonic devices`)")
     parser.add_argument("--latency", default="high", help='output latency: "low", "high" or seconds (default high)')
     parser.add_argument("--buffer", type=float, default=1.0, metavar="SECONDS", help="generate this far ahead (default 1)")
+    parser.add_argument("--prefill", type=float, default=0.5, metavar="SECONDS", help="buffer this much before the sound starts (default 0.5)")
     parser.add_argument("--save", metavar="FILE", help="also write everything generated (all voices) to a .wav/.flac")
     parser.add_argument("--status-every", type=float, default=1.0, metavar="SECONDS", help="print buffer health this often (default 1)")
     add_model_arguments(parser)
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     generator = build_generator(args)
     player = Player(generator, device=device, latency=_latency(args.latency), buffer_seconds=args.buffer,
-                    start_seconds=min(0.5, args.buffer), max_seconds=args.seconds, keep=bool(args.save))
+                    start_seconds=min(args.prefill, args.buffer), max_seconds=args.seconds, keep=bool(args.save))
     began = time.perf_counter()
     try:
         player.start()

@@ -60,6 +60,9 @@ class Recorder:
 
     def _callback(self, indata, frames, time_info, status) -> None:
         block = indata.mean(axis=1) if indata.shape[1] > 1 else indata[:, 0].copy()
+        if len(block):
+            self._peak = float(np.max(np.abs(block)))
+            self._rms = float(np.sqrt(np.mean(block * block)))
         if self._limit is not None:
             block = block[: max(0, self._limit - self._frames)]
             if self._frames + len(block) >= self._limit:
@@ -67,8 +70,6 @@ class Recorder:
         if len(block):
             self._blocks.append(block)
             self._frames += len(block)
-            self._peak = float(np.max(np.abs(block)))
-            self._rms = float(np.sqrt(np.mean(block * block)))
 
     @property
     def state(self) -> str:

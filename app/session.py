@@ -126,13 +126,18 @@ class GenerationSession(QObject):
             "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
             "voices": settings.voices, "seed_audio": source, "seed_frames": self.prime_samples,
         }
+        device_error = self._check_output()
+        # compile (or load from the compile cache) before the sound card starts: with a
+        # seed the player would otherwise play the seed and then starve while compiling
+        generator.warmup()
+        if self._stop.is_set():
+            return None
         writer = self.writer = self.library.begin_take(meta)  # before the player calls on_chunk
-        player = self._open_player(generator, total)
-        if player is None:
-            generator.warmup()
-            if self._stop.is_set():
-                writer.abort()
-                return None
+        player = None
+        if device_error is None:
+            player = self._open_player(generator, total)
+        else:
+            self.notice.emit(device_error)
         if player is not None:
             error = self._play(player, writer)
         else:
@@ -143,6 +148,18 @@ class GenerationSession(QObject):
         if error is not None:
             raise RuntimeError(f"Generation stopped: {error}" + (f" (the first {take.duration:.1f} s were saved)" if take else ""))
         return take
+
+    def _check_output(self) -> str | None:
+        """None if the output device is there, else a message (checked before compiling)."""
+        from engine.audio import AudioUnavailable, resolve
+
+        try:
+            resolve(self.values.get("output_device"), "output")
+        except AudioUnavailable as error:
+            return f"No sound: {error}. The take is generated into the library without playing."
+        except Exception as error:  # noqa: BLE001 - PortAudio raises several types
+            return f"No sound: the audio system failed ({error}). The take is generated into the library without playing."
+        return None
 
     def _open_player(self, generator, total):
         """The engine's Player on the chosen output device, started; None (and a notice)

@@ -1,0 +1,144 @@
+"""The app against a real sound server (the private PulseAudio of tests/pulse.py): a
+known file played into the microphone is recorded by the window's Record button, used
+as the seed, continued by the generator, and the take reaches the speaker sink, both
+live and when played again from the library.
+
+The window runs in a subprocess (offscreen Qt) with the server's environment, so that
+PortAudio enumerates devices after the server is up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import pulse
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DRIVER = r'''
+import json, os, sys, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+import numpy as np
+from PyQt6.QtWidgets import QApplication
+app = QApplication([])
+from engine.library import Library
+from app.settings import Settings
+from app.window import MainWindow
+
+library, settings, checkpoint, out = sys.argv[1:5]
+window = MainWindow(library=Library(library), settings=Settings(settings), checkpoint=checkpoint)
+window.show()
+states = []
+
+def wait(condition, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        app.processEvents()
+        if not states or states[-1] != window.transport.state:
+            states.append(window.transport.state)
+        if condition():
+            return
+        time.sleep(0.005)
+    raise SystemExit(f"timed out waiting for {what}; messages: {window.messages}; states: {states}")
+
+wait(lambda: window.model_status != "loading", 120, "the model")
+assert window.checkpoint is not None, window.messages
+window.seed_panel.record_button.setChecked(True)
+wait(lambda: window.recorder is not None and window.recorder.seconds >= 1.5, 30, "the microphone")
+live_points = window.seed_panel.waveform.audio.size
+window.seed_panel.record_button.setChecked(False)
+seed, source = window.seed_panel.seed()
+np.save(os.path.join(out, "seed.npy"), seed)
+
+window.controls.endless.setChecked(False)
+window.controls.seconds.setValue(2.0)
+window.transport.generate_button.click()
+wait(lambda: window.last_take is not None or "error" in states, 300, "the take")
+take = window.last_take
+stats = window.session.stats()
+drawn = (window.waveform.frames_drawn, window.spectrogram.columns_added)
+
+window.browser.select_ids([take.id])
+window.browser.play_button.click()
+wait(lambda: window.playback.player is not None and window.playback.player.state in ("finished", "error", "stopped"), 60, "playback")
+window.playback._pump()
+json.dump({
+    "states": states, "messages": window.messages, "source": source, "live_points": live_points,
+    "take": str(take.path), "seed_frames": take.seed_frames, "frames": take.frames, "seed_audio": take.seed_audio,
+    "underruns": stats["underruns"], "drawn": drawn, "played_back": window.playback.played,
+    "playback_state": window.playback.player.state,
+}, open(os.path.join(out, "result.json"), "w"))
+window.close()
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, preset_params):
+    from engine.checkpoint import save_model
+
+    config, params = preset_params("tiny")
+    return save_model(tmp_path_factory.mktemp("ckpt") / "tiny", config, params, {"name": "tiny-test"})
+
+
+def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(pulse_server, tiny_checkpoint, tmp_path):
+    rng = np.random.default_rng(1)
+    known = (0.4 * rng.standard_normal(16000 * 30)).clip(-1, 1).astype(np.float32)  # never repeats
+    known_path = tmp_path / "known.wav"
+    sf.write(known_path, known, 16000, subtype="FLOAT")
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = dict(pulse_server.env, JAX_PLATFORMS="cpu", HARMONIC_COMPILE_CACHE=str(tmp_path / "jaxcache"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    raw = tmp_path / "speaker.raw"
+    speaker = pulse_server.record_speaker(raw)
+    mic = pulse_server.play_into_mic(known_path)
+    try:
+        time.sleep(0.5)
+        result = subprocess.run(
+            [sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(tiny_checkpoint), str(tmp_path)],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=500, stdin=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+    finally:
+        speaker.terminate()
+        speaker.wait(10)
+        mic.terminate()
+        mic.wait(10)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    out = json.loads((tmp_path / "result.json").read_text())
+    assert out["messages"] == [], out["messages"]
+    assert "playing" in out["states"] and "rendering" not in out["states"], out["states"]
+    assert out["underruns"] == 0  # compiled before the sound card starts; tiny runs well ahead
+    assert out["live_points"] > 0  # the waveform showed the microphone while recording
+
+    # the microphone recorded the known file, and the take starts with it
+    seed = np.load(tmp_path / "seed.npy")
+    assert out["source"] == "microphone" and out["seed_audio"] == "microphone"
+    assert seed.size >= 16000
+    _, correlation = pulse.align(seed[2000:10000], known)
+    assert correlation > 0.95, correlation
+    take, rate = sf.read(out["take"], dtype="float32")
+    assert rate == 16000 and out["seed_frames"] == seed.size and out["frames"] == seed.size + 32000
+    assert np.corrcoef(take[: seed.size], seed)[0, 1] > 0.9  # mu-law of the scaled seed
+
+    # the take was heard on the speaker sink, live and again from the library
+    recorded = np.fromfile(raw, dtype="<f4")
+    lag, correlation = pulse.align(take, recorded)
+    assert correlation > 0.99, (lag, correlation)
+    rest = recorded.copy()
+    rest[max(0, lag - 1000): lag + take.size + 1000] = 0
+    _, again = pulse.align(take, rest)
+    assert again > 0.99, again
+    assert out["played_back"] >= out["frames"] and out["playback_state"] == "finished"
+    assert out["drawn"][0] > 0 and out["drawn"][1] > 0

@@ -1,0 +1,67 @@
+"""`harmonic generate` / `play` / `devices` / `bench` from the command line (in process)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+
+from engine import cli
+from engine.audio import devices as devices_module
+from engine.checkpoint import save_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, preset_params):
+    config, params = preset_params("tiny")
+    return str(save_model(tmp_path_factory.mktemp("ckpt") / "tiny", config, params, {"name": "tiny-test"}))
+
+
+@pytest.fixture(autouse=True)
+def no_compile_cache(monkeypatch):
+    monkeypatch.setenv("HARMONIC_COMPILE_CACHE", "off")  # keep the test process's JAX config alone
+
+
+def test_generate_wav_and_flac_reproducibly(checkpoint, tmp_path, capsys):
+    args = ["generate", "--checkpoint", checkpoint, "--seconds", "0.2", "--seed", "9", "--voices", "2", "--chunk-ms", "20"]
+    assert cli.main(args + ["--out", str(tmp_path / "a.wav")]) == 0
+    out = capsys.readouterr().out
+    assert "seed 9" in out and "real-time factor" in out
+    assert cli.main(args + ["--out", str(tmp_path / "b.flac")]) == 0
+    a, rate = soundfile.read(tmp_path / "a.wav", dtype="float32")
+    b, _ = soundfile.read(tmp_path / "b.flac", dtype="float32")
+    assert rate == 16000 and a.shape == (3200, 2) == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-6)  # same seed, same take (FLAC is 24-bit)
+    assert not np.array_equal(a[:, 0], a[:, 1])
+
+
+def test_generate_with_prime_file(checkpoint, tmp_path):
+    seed = 0.3 * np.sin(np.arange(22050) * 2 * np.pi * 220 / 44100)
+    soundfile.write(tmp_path / "seed.wav", seed, 44100)
+    assert cli.main(["generate", "--checkpoint", checkpoint, "--seconds", "0.1", "--prime", str(tmp_path / "seed.wav"),
+                     "--with-prime", "--out", str(tmp_path / "p.wav")]) == 0
+    audio, _ = soundfile.read(tmp_path / "p.wav", dtype="float32")
+    assert audio.shape == (8000 + 1600,)
+    # The seed comes first, resampled to 16 kHz: still a 220 Hz tone (bins of 2 Hz).
+    assert np.argmax(np.abs(np.fft.rfft(audio[:8000]))) * 2 == pytest.approx(220, abs=4)
+    assert audio[:8000].max() > 0.9  # min-max scaled to full range
+
+
+def test_user_errors_are_clear(checkpoint, tmp_path, capsys, monkeypatch):
+    assert cli.main(["generate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "x.wav")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    assert cli.main(["generate", "--checkpoint", checkpoint, "--out", str(tmp_path / "x.mp3")]) == 2
+    assert ".wav or .flac" in capsys.readouterr().err
+    assert cli.main(["generate", "--checkpoint", checkpoint, "--top-p", "1.5", "--out", str(tmp_path / "x.wav")]) == 2
+    assert "top-p" in capsys.readouterr().err
+    monkeypatch.setattr(devices_module, "list_devices", lambda: [])
+    assert cli.main(["play", "--checkpoint", checkpoint]) == 2
+    assert "no audio output device found" in capsys.readouterr().err
+    assert cli.main(["devices"]) == 0
+    assert "no audio devices found" in capsys.readouterr().out
+
+
+def test_bench_prints_the_table(capsys):
+    assert cli.main(["bench", "--presets", "tiny", "--batches", "1", "--seconds", "0.2", "--no-startup"]) == 0
+    out = capsys.readouterr().out
+    assert "samples/s" in out and "preset tiny" in out

@@ -76,8 +76,10 @@ def linear_scan(
             carry = _compose(carry, ab)
             return carry, carry
 
-        batch, _, width = a.re.shape
-        init = (Complex.ones((batch, width), a.re.dtype), Complex.zeros((batch, width), a.re.dtype))
+        # Built from a's first step (not fresh constants) so that inside shard_map the
+        # carry has the same varying-axes type as the body's output.
+        first = jnp.zeros_like(a.re[:, 0])
+        init = (Complex(first + 1, first), Complex(first, first))
         time_major = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (a, b))
         _, (a_cum, h) = jax.lax.scan(step, init, time_major, unroll=16)
         return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (h, a_cum))

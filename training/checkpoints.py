@@ -1,0 +1,116 @@
+"""Training checkpoints: RUN/checkpoints/<step>/ with orbax's CheckpointManager.
+
+Every step directory holds four items:
+
+    params       EMA params (orbax standard pytree)      -> engine.checkpoint.load_model
+    model        JSON {"format", "config", "card"}        -> engine.checkpoint.load_model
+    train_state  params, EMA, optimiser state, step, rng key data, skip counter,
+                 wall time: everything the loop needs to continue
+    training     JSON: the RunConfig (model, data, train, parallel configs)
+
+orbax writes a step into a temporary directory and renames it when complete, so a run
+killed during a save (kill -9 included) leaves no half step that looks finished. A step
+that is complete but damaged (files removed or corrupted later) fails to restore with a
+clear message and the previous step is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+from engine.checkpoint import FORMAT, CheckpointError
+
+ITEMS = ("params", "model", "train_state", "training")
+log = logging.getLogger(__name__)
+
+
+class RunCheckpoints:
+    def __init__(self, run_dir: str | Path, keep: int = 3):
+        self.directory = (Path(run_dir) / "checkpoints").absolute()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max(1, keep),
+            create=True,
+            cleanup_tmp_directories=True,
+            enable_async_checkpointing=False,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+
+    def steps(self) -> list[int]:
+        self.manager.reload()
+        return sorted(self.manager.all_steps(), reverse=True)
+
+    def save(self, step: int, state: dict, model_config, card: dict, run_config: dict) -> None:
+        meta = {"format": FORMAT, "config": model_config.to_dict(), "card": card}
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                # Host copies: a model dir must load on any topology (one CPU or a pod).
+                params=ocp.args.StandardSave(host_copy(state["ema"])),
+                model=ocp.args.JsonSave(meta),
+                train_state=ocp.args.StandardSave(state),
+                training=ocp.args.JsonSave(run_config),
+            ),
+            force=True,
+        )
+        self.manager.wait_until_finished()
+
+    def restore_latest(self, abstract_state: dict) -> tuple[int, dict, dict]:
+        """Restores the newest step that loads: (step, state, card).
+
+        `abstract_state` gives shapes, dtypes and shardings (jax.ShapeDtypeStruct leaves).
+        Raises CheckpointError when no step loads; damaged newer steps are reported.
+        """
+        errors = []
+        for step in self.steps():
+            try:
+                restored = self.manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        train_state=ocp.args.StandardRestore(abstract_state),
+                        model=ocp.args.JsonRestore(),
+                    ),
+                )
+                state = restored["train_state"]
+                _check_finite(state)
+                return step, state, dict(restored["model"].get("card", {}))
+            except Exception as error:  # orbax raises many types for damaged files
+                message = f"checkpoint {self.directory / str(step)} is damaged or incomplete: {type(error).__name__}: {str(error)[:300]}"
+                log.warning(message)
+                print(f"warning: {message}; trying the previous one", flush=True)
+                errors.append(message)
+        if errors:
+            raise CheckpointError("no checkpoint of this run loads:\n  " + "\n  ".join(errors))
+        raise CheckpointError(f"no checkpoint in {self.directory} to resume from")
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def host_copy(tree):
+    """Numpy copies of replicated arrays (fine across processes: every process holds
+    the whole value)."""
+    import numpy as np
+
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x), tree)
+
+
+def _check_finite(state: dict) -> None:
+    import numpy as np
+
+    for leaf in jax.tree.leaves(host_copy(state["params"])):
+        if not np.all(np.isfinite(leaf)):
+            raise ValueError("params contain NaN or infinite values")
+
+
+def remove_partial(run_dir: str | Path) -> None:
+    """Deletes orbax temporary directories left by a save that was killed."""
+    directory = Path(run_dir) / "checkpoints"
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if ".orbax-checkpoint-tmp" in path.name:
+                shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,326 @@
+"""`harmonic data|train|eval|plot|export`: the training stack's commands.
+
+Every field of DataConfig, TrainConfig and ParallelConfig is a flag (`--batch-size`,
+`--lr`, `--seq-shards`, ...); `--set KEY=VALUE` overrides any ModelConfig field of the
+preset (e.g. `--set widths=32,64,128 --set dropout=0.1`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from engine.cli import UserError
+
+TRAIN_HELP = {
+    "preset": "model preset (engine presets: tiny, realtime, paper)",
+    "steps": "total optimiser steps of the run",
+    "lr": "peak learning rate (AdamW)",
+    "warmup_steps": "linear warm-up steps",
+    "schedule": "after warm-up: constant or cosine",
+    "grad_clip": "clip the global grad norm at this value",
+    "skip_grad_norm": "skip (and count) an update whose grad norm exceeds this",
+    "ema": "EMA decay of the weights used for evaluation and generation",
+    "dropout": "dropout rate (< 0: the preset's)",
+    "eval_every": "validate every N steps (0: only at the end)",
+    "save_every": "checkpoint every N steps (and always at the end)",
+    "max_minutes": "wall-time budget: stop and save after this many minutes (0: none)",
+    "path": "a built data set, or any folder of audio files (built into a cache first)",
+    "seq_len": "training crop length in samples (0: the clip length)",
+    "batch_size": "clips per step, over all devices",
+    "eval_clips": "validation clips per periodic validation (0: all)",
+    "seq_shards": "devices the time axis is split over (context parallelism)",
+    "data_shards": "devices the batch is split over (0: all the others)",
+    "remat": "recompute block activations in the backward pass (long sequences)",
+    "coordinator": "multi-host: host:port of process 0 (or JAX_COORDINATOR_ADDRESS)",
+    "num_processes": "multi-host: number of processes (or JAX_NUM_PROCESSES)",
+    "process_id": "multi-host: this process's index (or JAX_PROCESS_ID)",
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _register_data(commands)
+    _register_train(commands)
+    _register_eval(commands)
+    _register_plot(commands)
+    _register_export(commands)
+
+
+# ------------------------------------------------------------------------------- data
+
+
+def _register_data(commands):
+    parser = commands.add_parser("data", help="build and inspect training data sets")
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    build = sub.add_parser("build", help="build a data set: digits, piano, or a folder of audio files")
+    build.add_argument("kind", choices=["digits", "piano", "folder"])
+    build.add_argument("--out", required=True, help="output folder (created)")
+    build.add_argument("--src", help="folder of audio files (kind folder)")
+    build.add_argument("--limit", type=int, default=0,
+                       help="small build: at most N clips (digits), pieces (piano) or files (folder)")
+    build.add_argument("--clip-seconds", type=float, default=8.0, help="clip length (folder)")
+    build.add_argument("--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (SPEC 1)")
+    build.add_argument("--takes", type=int, default=1, help="digits: random pitch/rate/level takes per voice and word")
+    build.add_argument("--max-hours", type=float, default=0.0, help="piano: stop at this much audio (0: all)")
+    build.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per CPU)")
+    build.add_argument("--force", action="store_true", help="rebuild over an existing data set")
+    build.set_defaults(run=run_data_build)
+    info = sub.add_parser("info", help="print a data set's manifest")
+    info.add_argument("dir")
+    info.set_defaults(run=run_data_info)
+
+
+def _summary(manifest: dict) -> str:
+    lines = [f"{manifest['kind']} data set: {manifest['clips']:,} clips, {manifest['hours']:.3f} hours, "
+             f"{manifest['clip_seconds']:g} s clips at {manifest['sample_rate']} Hz"]
+    for split, info in manifest["splits"].items():
+        lines.append(f"  {split:5}: {info['clips']:6,} clips  {info['hours']:8.3f} h  from {info['sources']} sources")
+    return "\n".join(lines)
+
+
+def run_data_build(args) -> int:
+    from training.data.manifest import is_dataset
+
+    out = Path(args.out)
+    if is_dataset(out) and not args.force:
+        raise UserError(f"{out} already holds a data set (pass --force to rebuild)")
+    try:
+        if args.kind == "digits":
+            from training.data.digits import build_digits
+
+            manifest = build_digits(out, limit=args.limit, takes=args.takes, scale_mode=args.scale, workers=args.workers)
+        elif args.kind == "piano":
+            from training.data.piano import build_piano
+
+            manifest = build_piano(out, limit=args.limit, scale_mode=args.scale, workers=args.workers,
+                                   max_hours=args.max_hours)
+        else:
+            if not args.src:
+                raise UserError("data build folder needs --src FOLDER")
+            from training.data.audio_folder import build_folder
+
+            manifest = build_folder(args.src, out, args.clip_seconds, args.scale, limit=args.limit, workers=args.workers)
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        raise UserError(str(error)) from None
+    print(_summary(manifest))
+    for skipped in manifest.get("skipped", []):
+        print(f"  skipped {skipped['file']}: {skipped['error']}")
+    for failed in manifest.get("failed", [])[:20]:
+        print(f"  failed: {json.dumps(failed)}")
+    print(f"wrote {out}/manifest.json")
+    return 0
+
+
+def run_data_info(args) -> int:
+    from training.data.manifest import DataError, read_manifest
+
+    try:
+        manifest = read_manifest(args.dir)
+    except DataError as error:
+        raise UserError(str(error)) from None
+    print(_summary(manifest))
+    print(json.dumps({k: v for k, v in manifest.items() if k not in ("splits", "test_voices", "valid_voices")}, indent=2)[:3000])
+    return 0
+
+
+# ------------------------------------------------------------------------------ train
+
+
+def _flag_type(field: dataclasses.Field, owner):
+    hint = typing.get_type_hints(owner)[field.name]
+    if typing.get_origin(hint) is typing.Literal:
+        return str, typing.get_args(hint)
+    return type(field.default), None
+
+
+def _add_dataclass_flags(parser, cls, rename=None):
+    group = parser.add_argument_group(cls.__name__)
+    for field in dataclasses.fields(cls):
+        name = (rename or {}).get(field.name, field.name)
+        flag = "--" + name.replace("_", "-")
+        kind, choices = _flag_type(field, cls)
+        help_text = TRAIN_HELP.get(field.name, "") + f" (default {field.default})"
+        if kind is bool:
+            group.add_argument(flag, dest=f"{cls.__name__}.{field.name}", action="store_true", default=argparse.SUPPRESS,
+                               help=help_text)
+        else:
+            group.add_argument(flag, dest=f"{cls.__name__}.{field.name}", type=kind, choices=choices,
+                               default=argparse.SUPPRESS, help=help_text)
+
+
+def _register_train(commands):
+    from training.config import DataConfig, TrainConfig
+    from training.parallel import ParallelConfig
+
+    parser = commands.add_parser("train", help="train a model (resumable, multi-device, multi-host)",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--run", dest="run_dir", help="run folder (default runs/<data>-<preset>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its newest good checkpoint")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a model config field of the preset (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_dataclass_flags(parser, DataConfig, rename={"path": "data"})
+    _add_dataclass_flags(parser, TrainConfig)
+    _add_dataclass_flags(parser, ParallelConfig)
+    parser.set_defaults(run=run_train)
+
+
+def _given(args, cls) -> dict:
+    prefix = cls.__name__ + "."
+    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+
+
+def _parse_model_overrides(config, pairs):
+    changes = {}
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        if key not in fields:
+            raise UserError(f"--set: unknown model field {key!r}; fields: {', '.join(fields)}")
+        current = getattr(config, key)
+        if isinstance(current, tuple):
+            changes[key] = tuple(int(v) for v in value.split(",") if v)
+        elif isinstance(current, bool):
+            changes[key] = value.lower() in ("1", "true", "yes")
+        else:
+            changes[key] = type(current)(value)
+    try:
+        return config.replace(**changes)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def build_run_config(args):
+    """The RunConfig from flags; with --resume, the run's saved config with any flags given now."""
+    from engine import model
+    from training.config import DataConfig, RunConfig, TrainConfig
+    from training.parallel import ParallelConfig
+
+    data_flags, train_flags, par_flags = _given(args, DataConfig), _given(args, TrainConfig), _given(args, ParallelConfig)
+    saved = Path(args.run_dir) / "config.json" if args.run_dir else None
+    if args.resume and saved and saved.is_file():
+        base = RunConfig.from_dict(json.loads(saved.read_text()))
+        config = _parse_model_overrides(base.model, args.set) if args.set else base.model
+        return RunConfig(
+            model=config,
+            data=dataclasses.replace(base.data, **data_flags),
+            train=dataclasses.replace(base.train, **train_flags),
+            parallel=dataclasses.replace(base.parallel, **par_flags),
+        )
+    if "path" not in data_flags:
+        raise UserError("train needs --data DIR (a built data set or a folder of audio files)")
+    train = TrainConfig(**train_flags)
+    try:
+        train.validate()
+        config = model.preset(train.preset)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if train.dropout >= 0:
+        config = config.replace(dropout=train.dropout)
+    config = _parse_model_overrides(config, args.set)
+    return RunConfig(model=config, data=DataConfig(**data_flags), train=train, parallel=ParallelConfig(**par_flags))
+
+
+def run_train(args) -> int:
+    from training import parallel
+
+    run = build_run_config(args)
+    parallel.enable_compilation_cache()
+    try:
+        parallel.initialize_distributed(run.parallel)
+    except Exception as error:
+        raise UserError(f"jax.distributed.initialize failed: {error}") from None
+    from engine.checkpoint import CheckpointError
+    from training.data.manifest import DataError
+    from training.loop import device_description, train
+
+    if not args.run_dir:
+        args.run_dir = str(Path("runs") / f"{Path(run.data.path).name}-{run.train.preset}")
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"run {args.run_dir}: preset {run.train.preset}, {device_description()}, "
+              f"mesh data x seq = {run.parallel.data_shards or 'all'} x {run.parallel.seq_shards}", flush=True)
+    try:
+        summary = train(args.run_dir, run, resume=args.resume, progress=not args.no_progress)
+    except (DataError, CheckpointError, FileExistsError, ValueError) as error:
+        raise UserError(str(error)) from None
+    if jax.process_index() == 0:
+        valid = summary["valid_nll_bits"]
+        print(f"done: step {summary['steps']} ({summary['stopped']}), valid NLL "
+              f"{valid:.4f} bits/sample, {summary.get('tokens_per_s', 0):,.0f} tokens/s, "
+              f"{summary['skipped']} skipped updates; checkpoints in {args.run_dir}/checkpoints")
+    return 0
+
+
+# ------------------------------------------------------------------- eval, plot, export
+
+
+def _register_eval(commands):
+    parser = commands.add_parser("eval", help="NLL in bits per sample of a checkpoint on a data set split")
+    parser.add_argument("--checkpoint", required=True, help="model dir, run step dir, or a run's checkpoints folder")
+    parser.add_argument("--data", required=True, help="a built data set")
+    parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-clips", type=int, default=0, help="evaluate at most N clips (0: all)")
+    parser.set_defaults(run=run_eval)
+
+
+def run_eval(args) -> int:
+    from engine.checkpoint import CheckpointError
+    from training.data.manifest import DataError
+    from training.evaluate import evaluate_checkpoint
+
+    try:
+        bits, clips, loaded = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, args.max_clips)
+    except (CheckpointError, DataError, ValueError) as error:
+        raise UserError(str(error)) from None
+    print(f"{args.split} NLL: {bits:.4f} bits per sample ({clips} clips of {args.data}, model {loaded.path})")
+    return 0
+
+
+def _register_plot(commands):
+    parser = commands.add_parser("plot", help="draw a run's loss curves to a PNG")
+    parser.add_argument("run_dir", metavar="RUN")
+    parser.add_argument("--out", help="PNG path (default RUN/loss.png)")
+    parser.set_defaults(run=run_plot)
+
+
+def run_plot(args) -> int:
+    from training.metrics import plot_run
+
+    try:
+        out = plot_run(args.run_dir, args.out)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    print(f"wrote {out}")
+    return 0
+
+
+def _register_export(commands):
+    parser = commands.add_parser("export", help="write a run's EMA weights as a standalone model with a card")
+    parser.add_argument("run_dir", metavar="RUN")
+    parser.add_argument("--out", required=True, help="new model folder")
+    parser.add_argument("--name", default="", help="model name for the card")
+    parser.add_argument("--no-test", action="store_true", help="skip measuring test NLL for the card")
+    parser.add_argument("--max-clips", type=int, default=0, help="test clips to measure (0: all)")
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args) -> int:
+    from engine.checkpoint import CheckpointError
+    from training.evaluate import export_run
+
+    try:
+        out, card = export_run(args.run_dir, args.out, args.name, test=not args.no_test, max_clips=args.max_clips)
+    except (CheckpointError, ValueError) as error:
+        raise UserError(str(error)) from None
+    print(json.dumps(card, indent=2))
+    print(f"wrote {out}")
+    return 0

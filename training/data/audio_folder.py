@@ -1,0 +1,105 @@
+"""Any folder of audio files as a data set (SPEC 6: the primary input).
+
+Every file soundfile can read (wav, flac, ogg, mp3, aiff, ...) is mixed to mono,
+resampled to 16 kHz with soxr, cut into clips of `clip_seconds`; each clip is scaled
+(SPEC 1) and mu-law encoded; the last short clip is padded with silence and keeps its
+real length. Files are split train/valid/test by file, so no file is in two splits.
+Unreadable files are skipped and listed in the manifest, never fatal.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+from tqdm import tqdm
+
+from training.data.manifest import SAMPLE_RATE, DatasetWriter, assign_splits, clip_to_tokens
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf", ".opus"}
+
+
+def load_mono(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Reads a file as float32 mono at `rate` (soxr high-quality resampling)."""
+    data, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise ValueError("contains NaN or infinite samples")
+    if source_rate != rate:
+        mono = soxr.resample(mono, source_rate, rate, quality="HQ")
+    return np.asarray(mono, np.float32)
+
+
+def cut_clips(audio: np.ndarray, clip_len: int, min_len: int) -> list[np.ndarray]:
+    """Consecutive clips of clip_len; a last piece shorter than min_len is dropped."""
+    clips = [audio[i : i + clip_len] for i in range(0, len(audio), clip_len)]
+    return [c for c in clips if len(c) >= min_len]
+
+
+def _encode_file(args):
+    path, clip_len, min_len, scale_mode = args
+    try:
+        audio = load_mono(path)
+    except Exception as error:  # soundfile raises several types for bad files
+        return path, None, f"{type(error).__name__}: {error}".strip()
+    if audio.size == 0:
+        return path, None, "no samples"
+    encoded = [clip_to_tokens(c, clip_len, scale_mode) for c in cut_clips(audio, clip_len, min_len)]
+    return path, encoded, None
+
+
+def find_audio(src: Path) -> list[Path]:
+    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
+
+
+def build_folder(
+    src: str | Path,
+    out: str | Path,
+    clip_seconds: float = 8.0,
+    scale_mode: str = "minmax",
+    min_seconds: float = 0.25,
+    limit: int = 0,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Builds a data set from the audio files under `src`; returns the manifest.
+
+    Every file with an audio suffix is tried; those that fail to read are listed under
+    "skipped" in the manifest (and printed by the command).
+    """
+    src = Path(src).expanduser()
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src} is not a folder")
+    files = find_audio(src)
+    if limit:
+        files = files[:limit]
+    if not files:
+        raise FileNotFoundError(f"no audio files under {src} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+    clip_len = int(round(clip_seconds * SAMPLE_RATE))
+    min_len = max(1, int(min_seconds * SAMPLE_RATE))
+    rel = {f: str(f.relative_to(src)) for f in files}
+    splits = assign_splits(list(rel.values()))
+    writer = DatasetWriter(out, clip_len, "folder", scale_mode)
+    skipped = []
+    workers = workers or min(4, os.cpu_count() or 1)
+    jobs = [(f, clip_len, min_len, scale_mode) for f in files]
+    results = {}
+    with futures.ProcessPoolExecutor(workers) as pool:
+        for path, encoded, error in tqdm(
+            pool.map(_encode_file, jobs, chunksize=1), total=len(jobs), desc="audio files", unit="file", disable=not progress
+        ):
+            results[path] = (encoded, error)
+    for path in files:  # in file order, so a build is reproducible
+        encoded, error = results[path]
+        if error is not None:
+            skipped.append({"file": rel[path], "error": error})
+            continue
+        for tokens, length in encoded:
+            writer.add_tokens(splits[rel[path]], tokens, length, source=rel[path])
+    if writer.count() == 0:
+        raise ValueError(f"none of the {len(files)} files under {src} gave a clip; skipped: {skipped[:5]}")
+    return writer.finish(source=str(src.resolve()), files=len(files) - len(skipped), skipped=skipped, split_by="file")

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.settings import Settings
     from app.window import MainWindow
 
+    from engine.compile_cache import enable_compile_cache
+
+    enable_compile_cache()  # a second start loads the generator's programs from disk
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("HarmonicRNN Studio")
     app.setOrganizationName("HarmonicRNN")

@@ -169,6 +169,7 @@ class GenerationSession(QObject):
         player = Player(
             generator, device=self.values.get("output_device"), latency=self.values.get("latency") or "high",
             keep=False, on_chunk=self._on_chunk, max_seconds=None if total is None else total / RATE,
+            buffer_seconds=1.5, start_seconds=1.0,
         )
         try:
             player.start()

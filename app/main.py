@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--library", help="the sample library folder (default: $HARMONIC_LIBRARY or the user data folder)")
     parser.add_argument("--settings", help="an INI file for the settings (default: the user's settings store)")
     parser.add_argument("--seed", metavar="AUDIO", help="an audio file to use as the seed")
+    parser.add_argument("--generate", action="store_true", help="start generating as soon as the model is loaded")
     parser.add_argument("--screenshot", metavar="PNG", help="generate for a few seconds, save a screenshot of the window, quit")
     parser.add_argument("--screenshot-after", type=float, default=6.0, metavar="SECONDS")
     return parser
@@ -48,7 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     seed_task = window.seed_panel.open_file(args.seed) if args.seed else None
     if args.screenshot:
         _schedule_screenshot(window, args.screenshot, args.screenshot_after, seed_task)
+    elif args.generate:
+        _when_ready(window, seed_task, window.generate)
     return app.exec()
+
+
+def _when_ready(window, seed_task, action) -> None:
+    """Runs `action` once the model (and the seed, if any) has loaded."""
+    from PyQt6.QtCore import QTimer
+
+    def check():
+        seed_pending = seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
+        if window.model_status == "loading" or seed_pending:
+            QTimer.singleShot(200, check)
+        else:
+            action()
+
+    QTimer.singleShot(100, check)
 
 
 def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> None:

@@ -276,3 +276,39 @@ def test_full_disk_while_generating_is_reported(qtbot, window, monkeypatch):
     assert "disk is full" in window.banner.text()
     assert window.transport.state == "error" and window.transport.generate_button.isEnabled()
     assert window.library.takes() == [] and not any(window.library.partial_dir.iterdir())
+
+
+def test_killed_while_generating_recovers_the_take(tmp_path, tmp_path_factory, tiny_checkpoint):
+    """A real crash: the app is killed (SIGKILL) mid-take; the next start recovers it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    library = tmp_path / "library"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", JAX_PLATFORMS="cpu", PULSE_SERVER="unix:/nonexistent",
+               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.main", "--checkpoint", str(tiny_checkpoint), "--library", str(library),
+         "--settings", str(tmp_path / "s.ini"), "--generate"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        partial = library / "takes" / ".partial"
+        while time.time() < deadline:
+            files = list(partial.glob("*.f32")) if partial.exists() else []
+            if files and files[0].stat().st_size >= 4 * 16000:  # a second of audio on disk
+                break
+            assert process.poll() is None, "the app exited"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the app did not start recording a take")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    with Library(library) as reopened:
+        (take,) = reopened.takes()
+        assert take.recovered and take.frames >= 16000 and take.checkpoint == "tiny-test"
+        assert take.read().shape == (take.frames, 1)
+        assert not any(reopened.partial_dir.iterdir())

@@ -82,7 +82,12 @@ def run_task(
         task.signals.message.connect(message)
     _live.add(task)
     task.signals.finished.connect(lambda: _live.discard(task))
-    QThreadPool.globalInstance().start(task)
+    pool = QThreadPool.globalInstance()
+    # a take holds a thread for as long as it plays: keep room for loads and exports
+    # even on a 2-core machine (the work is mostly in JAX, libsndfile and soxr, which
+    # release the GIL)
+    pool.setMaxThreadCount(max(pool.maxThreadCount(), 6))
+    pool.start(task)
     return task
 
 

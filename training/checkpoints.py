@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import jax
@@ -77,6 +78,8 @@ class RunCheckpoints:
                 )
                 state = restored["train_state"]
                 _check_finite(state)
+                if errors:
+                    self._set_aside([s for s in self.steps() if s > step])
                 return step, state, dict(restored["model"].get("card", {}))
             except Exception as error:  # orbax raises many types for damaged files
                 message = f"checkpoint {self.directory / str(step)} is damaged or incomplete: {type(error).__name__}: {str(error)[:300]}"
@@ -86,6 +89,22 @@ class RunCheckpoints:
         if errors:
             raise CheckpointError("no checkpoint of this run loads:\n  " + "\n  ".join(errors))
         raise CheckpointError(f"no checkpoint in {self.directory} to resume from")
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Renames damaged steps to damaged-<step>-<time> (kept for inspection, no longer
+        a step), so the resumed run can save those step numbers again."""
+        if jax.process_index() == 0:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for step in steps:
+                source = self.directory / str(step)
+                target = self.directory / f"damaged-{step}-{stamp}"
+                source.rename(target)
+                print(f"moved the damaged checkpoint aside to {target}", flush=True)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("harmonic-set-aside-damaged")
+        self.manager.reload()
 
     def close(self) -> None:
         self.manager.close()

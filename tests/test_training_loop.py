@@ -1,0 +1,122 @@
+"""The training loop from the command line: the loss goes down, a run killed with
+kill -9 resumes from its last checkpoint and ends exactly where an uninterrupted run
+ends, a damaged checkpoint is reported and the previous one used, and eval / plot /
+export work on the result.
+
+Every run is a subprocess (as a user runs it); they share a JAX compilation cache so
+that only the first one compiles.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from engine.checkpoint import load_model
+from training.data.digits import build_digits
+
+ENTRY = "import sys; from engine.cli import main; sys.exit(main())"
+TRAIN = [
+    "--preset", "tiny", "--set", "scan=sequential", "--batch-size", "8", "--seq-len", "512",
+    "--lr", "5e-3", "--warmup-steps", "5", "--schedule", "constant", "--save-every", "10",
+    "--eval-every", "0", "--eval-clips", "8", "--eval-batch-size", "8", "--log-every", "5", "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("jax-cache")
+    return dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache))
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "digits"
+    build_digits(out, limit=40, progress=False)
+    return out
+
+
+def harmonic(args, env, timeout=600):
+    proc = subprocess.run([sys.executable, "-c", ENTRY, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout + proc.stderr
+
+
+def train_losses(run):
+    with open(Path(run) / "metrics.csv") as f:
+        return [(int(r["step"]), float(r["loss_bits"])) for r in csv.DictReader(f) if r["split"] == "train"]
+
+
+def ema_params(run):
+    return load_model(Path(run) / "checkpoints").params
+
+
+def test_train_kill_resume_eval_export(tmp_path, digits, env):
+    run = tmp_path / "run"
+    # 1. Start a long run and kill -9 it as soon as its first checkpoint is complete.
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, "train", "--data", str(digits), "--run", str(run),
+                             "--steps", "1000", *TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 500
+    while not (run / "checkpoints" / "10" / "commit_success.txt").exists():
+        assert proc.poll() is None, proc.stdout.read()[-4000:]
+        assert time.time() < deadline, "no checkpoint within the time limit"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    saved = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and saved[-1] < 40
+
+    # 2. Resume to 40 steps: it continues from its last checkpoint.
+    out = harmonic(["train", "--run", run, "--resume", "--steps", "40"], env)
+    assert re.search(rf"resumed from step {saved[-1]}\b", out), out[-2000:]
+    losses = train_losses(run)
+    steps = [s for s, _ in losses]
+    assert steps == list(range(5, 41, 5)), steps  # one continuous curve, no duplicates
+    first, last = np.mean([l for _, l in losses[:2]]), np.mean([l for _, l in losses[-2:]])
+    assert last < first - 0.3, losses  # the loss goes down
+    assert "valid NLL" in out
+
+    # 3. The same curve: an uninterrupted run of 40 steps ends with the same weights.
+    straight = tmp_path / "straight"
+    harmonic(["train", "--data", digits, "--run", straight, "--steps", "40", *TRAIN], env)
+    a, b = ema_params(run), ema_params(straight)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose([l for _, l in train_losses(straight)], [l for _, l in losses], rtol=1e-4)
+
+    # 4. Eval prints a finite test NLL.
+    out = harmonic(["eval", "--checkpoint", run / "checkpoints", "--data", digits, "--split", "test"], env)
+    bits = float(re.search(r"test NLL: ([0-9.]+) bits per sample", out).group(1))
+    assert math.isfinite(bits) and 0 < bits < 8.5
+
+    # 5. Plot and export.
+    harmonic(["plot", run], env)
+    assert (run / "loss.png").stat().st_size > 1000
+    model_dir = tmp_path / "model"
+    out = harmonic(["export", run, "--out", model_dir, "--name", "digits-tiny"], env)
+    exported = load_model(model_dir)
+    assert exported.card["name"] == "digits-tiny" and exported.card["steps"] == 40
+    assert math.isfinite(exported.card["test_nll_bits"]) and math.isfinite(exported.card["valid_nll_bits"])
+    assert exported.card["data"]["kind"] == "digits" and exported.card["wall_seconds"] > 0
+
+    # 6. A damaged newest checkpoint: resume says so and uses the previous one.
+    newest = run / "checkpoints" / "40"
+    for path in (newest / "train_state").rglob("*"):
+        if path.is_file() and path.stat().st_size > 100:
+            path.write_bytes(b"\0" * 17)
+    out = harmonic(["train", "--run", run, "--resume", "--steps", "41"], env)
+    assert "damaged" in out and "resumed from step 30" in out, out[-3000:]

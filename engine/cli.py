@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Adds the engine's subcommands."""
-    from engine.commands import bench, devices, generate, info, play
+    from engine.commands import bench, devices, generate, info, play, warmup
 
-    for module in (info, generate, play, devices, bench):
+    for module in (info, generate, play, devices, bench, warmup):
         module.register(commands)

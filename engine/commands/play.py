@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     first_audio = None
     try:
         while not player.wait(timeout=args.status_every):
-            if first_audio is None and player.state == "playing":
+            if first_audio is None and player.played_seconds > 0:
                 first_audio = time.perf_counter() - began
             _status(player)
     except KeyboardInterrupt:

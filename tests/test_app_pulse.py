@@ -136,20 +136,22 @@ def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(pul
 
     # the take was heard on the speaker sink, live and again from the library: every
     # 0.25 s block of it is found twice in what the sink received (a block that an
-    # underrun split, if the shared CPU stalled the generator, may match only once)
+    # underrun split, if the shared CPU stalled the generator, may match only once).
+    # The first 0.125 s is left out: the null sink's monitor records silence for up to
+    # ~80 ms where a new stream starts (seen with the player's stream too).
     recorded = np.fromfile(raw, dtype="<f4")
     np.save(tmp_path / "recorded.npy", recorded)  # kept for a failure's post-mortem
     block = 4000
     twice = 0
-    for start in range(0, take.size - block + 1, block):
+    for start in range(2000, take.size - block + 1, block):
         piece = take[start:start + block]
         lag, first = pulse.align(piece, recorded)
-        assert first > 0.98, (start, lag, first)  # a stream start may lose a few ms
+        assert first > 0.99, (start, lag, first)
         rest = recorded.copy()
         rest[max(0, lag - block): lag + 2 * block] = 0
         _, second = pulse.align(piece, rest)
-        twice += second > 0.98
-    blocks = take.size // block
+        twice += second > 0.99
+    blocks = (take.size - 2000) // block
     assert twice >= blocks - out["underruns"], (twice, blocks, out["underruns"])
     assert out["played_back"] >= out["frames"] and out["playback_state"] == "finished"
     assert out["drawn"][0] > 0 and out["drawn"][1] > 0

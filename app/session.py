@@ -156,7 +156,8 @@ class GenerationSession(QObject):
         try:
             resolve(self.values.get("output_device"), "output")
         except AudioUnavailable as error:
-            return f"No sound: {error}. The take is generated into the library without playing."
+            reason = str(error).split("; render")[0]  # drop the command-line hint
+            return f"No sound: {reason}. The take is generated into the library without playing."
         except Exception as error:  # noqa: BLE001 - PortAudio raises several types
             return f"No sound: the audio system failed ({error}). The take is generated into the library without playing."
         return None

@@ -34,6 +34,7 @@ class ErrorBanner(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("banner")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

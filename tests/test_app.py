@@ -229,6 +229,10 @@ def test_stop_ends_an_endless_take_and_keeps_it(qtbot, window):
     window.transport.generate_button.click()
     qtbot.waitUntil(lambda: window.output_buffer.total >= 8000, timeout=120000)
     assert window.transport.stop_button.isEnabled()
+    window.controls.temperature.setValue(0.5)  # applied live, from the next chunk
+    window.controls.top_p.setValue(0.9)
+    settings = window.session.generator.settings
+    assert (settings.temperature, settings.top_p) == (0.5, 0.9)
     with qtbot.waitSignal(window.session.takeSaved, timeout=30000) as blocker:
         window.transport.stop_button.click()
     take = blocker.args[0]
@@ -312,3 +316,33 @@ def test_killed_while_generating_recovers_the_take(tmp_path, tmp_path_factory, t
         assert take.recovered and take.frames >= 16000 and take.checkpoint == "tiny-test"
         assert take.read().shape == (take.frames, 1)
         assert not any(reopened.partial_dir.iterdir())
+
+
+def test_controls_model_panel_and_filters(qtbot, window, tmp_path, tiny_checkpoint):
+    before = window.controls.seed.value()
+    window.controls.new_seed.click()
+    assert window.controls.seed.value() != before
+    window.controls.endless.setChecked(False)
+    assert window.controls.seconds.isEnabled() and window.controls.values()["seconds"] == 10.0
+    assert window.controls.output_device.itemText(0) == "System default"
+    # a checkpoint folder opened by the user is listed, loaded, its card shown, remembered
+    import shutil
+
+    other = tmp_path / "my-run"
+    shutil.copytree(tiny_checkpoint, other)
+    window.model_panel.add_checkpoint(str(other))
+    window.model_panel.checkpointChosen.emit(str(other))
+    qtbot.waitUntil(lambda: window.model_status == "loaded" and window.checkpoint.path == other, timeout=60000)
+    assert str(other) in window.model_panel.card.text()
+    assert str(other) in window.settings.get("model/opened")
+    assert window.model_panel.current_path() == str(other)
+    # date and checkpoint filters of the browser
+    window.library.add_take(np.zeros(1600, np.float32), {"checkpoint": "other-model", "name": "old"})
+    window.library.add_take(np.zeros(1600, np.float32), {"checkpoint": "tiny-test", "name": "new"})
+    window.browser.refresh()
+    assert window.browser.checkpoint_filter.count() == 3  # all, other-model, tiny-test
+    window.browser.checkpoint_filter.setCurrentIndex(window.browser.checkpoint_filter.findData("other-model"))
+    assert [t.name for t in window.browser.visible_takes()] == ["old"]
+    window.browser.checkpoint_filter.setCurrentIndex(0)
+    window.browser.date_filter.setCurrentText("Today")
+    assert len(window.browser.visible_takes()) == 2

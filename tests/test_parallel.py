@@ -40,12 +40,6 @@ SCRIPT = textwrap.dedent(
             "grad_rel_max": max(rel),
             "grad_nonzero": float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads))),
         }
-    # Remat changes nothing but memory.
-    mesh = parallel.make_mesh(1, 8)
-    loss, grads = parallel.loss_and_grads(params, config, tokens, mesh, mask=mask, remat=True)
-    rel = jax.tree.leaves(jax.tree.map(
-        lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(b) + 1e-30)), grads, ref_grads))
-    out["remat"] = {"loss_rel": abs(float(loss) - float(ref_loss)) / abs(float(ref_loss)), "grad_rel_max": max(rel)}
     print("RESULT " + json.dumps(out))
     """
 )
@@ -58,7 +52,7 @@ def test_sharded_loss_and_grads_match_single_device():
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
     out = json.loads(line[len("RESULT "):])
     assert out["devices"] == 8
-    for name in ("1x8", "2x4", "remat"):
+    for name in ("1x8", "2x4"):
         assert out[name]["loss_rel"] < 1e-5, (name, out)
         assert out[name]["grad_rel_max"] < 1e-5, (name, out)
     assert out["1x8"]["grad_nonzero"] > 0

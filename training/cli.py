@@ -26,7 +26,7 @@ TRAIN_HELP = {
     "skip_grad_norm": "skip (and count) an update whose grad norm exceeds this",
     "ema": "EMA decay of the weights used for evaluation and generation",
     "dropout": "dropout rate (< 0: the preset's)",
-    "eval_every": "validate every N steps (0: only at the end)",
+    "eval_every": "validate every N steps (0: only at the end, -1: never)",
     "save_every": "checkpoint every N steps (and always at the end)",
     "max_minutes": "wall-time budget: stop and save after this many minutes (0: none)",
     "path": "a built data set, or any folder of audio files (built into a cache first)",
@@ -253,8 +253,9 @@ def run_train(args) -> int:
         raise UserError(str(error)) from None
     if jax.process_index() == 0:
         valid = summary["valid_nll_bits"]
+        valid = "-" if valid is None else f"{valid:.4f}"
         print(f"done: step {summary['steps']} ({summary['stopped']}), valid NLL "
-              f"{valid:.4f} bits/sample, {summary.get('tokens_per_s', 0):,.0f} tokens/s, "
+              f"{valid} bits/sample, {summary.get('tokens_per_s', 0):,.0f} tokens/s, "
               f"{summary['skipped']} skipped updates; checkpoints in {args.run_dir}/checkpoints")
     return 0
 

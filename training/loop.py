@@ -292,7 +292,7 @@ def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: b
                 summary["tokens_per_s"] = tps
                 window_losses, window_start, window_steps = [], time.time(), 0
             bar.update(1)
-            if train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
+            if train_cfg.eval_every > 0 and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
                 last_valid = evaluate_split(eval_fn, state["ema"], valid_split, mesh, eval_batch, multiple, data_cfg.eval_clips)
                 metrics.write(step, "valid", loss_bits=last_valid)
                 if primary:
@@ -308,11 +308,12 @@ def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: b
                 if primary:
                     bar.write(f"wall-time budget of {train_cfg.max_minutes} min reached at step {step}")
                 break
-        if stopped != "stop_after":
+        if stopped != "stop_after" and train_cfg.eval_every >= 0:
             last_valid = evaluate_split(eval_fn, state["ema"], valid_split, mesh, eval_batch, multiple, data_cfg.eval_clips)
             metrics.write(step, "valid", loss_bits=last_valid)
             if primary:
                 bar.write(f"step {step}: valid NLL {last_valid:.4f} bits/sample (EMA weights)")
+        if stopped != "stop_after":
             save()
     except KeyboardInterrupt:
         if primary:

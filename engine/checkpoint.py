@@ -71,17 +71,20 @@ def write_params_and_meta(directory: str | Path, params: dict, meta: dict) -> Pa
     return directory
 
 
+# orbax before 0.12.8 refuses relative paths, so every path is made absolute here.
+
+
 def read_meta(path: str | Path) -> dict:
     """The JSON item `model` of a checkpoint directory, without loading weights."""
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        restored = checkpointer.restore(Path(path), ocp.args.Composite(model=ocp.args.JsonRestore()))
+        restored = checkpointer.restore(Path(path).absolute(), ocp.args.Composite(model=ocp.args.JsonRestore()))
     return restored["model"]
 
 
 def read_params(path: str | Path) -> dict:
     """The params item of a checkpoint directory as a pytree of numpy arrays."""
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        restored = checkpointer.restore(Path(path), ocp.args.Composite(params=ocp.args.StandardRestore()))
+        restored = checkpointer.restore(Path(path).absolute(), ocp.args.Composite(params=ocp.args.StandardRestore()))
     return restored["params"]
 
 

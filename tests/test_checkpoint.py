@@ -64,3 +64,11 @@ def test_refuses_to_overwrite(tmp_path, preset_params):
     checkpoint.save_model(tmp_path / "m", config, params)
     with pytest.raises(checkpoint.CheckpointError, match="already exists"):
         checkpoint.save_model(tmp_path / "m", config, params)
+
+
+def test_relative_paths(tmp_path, monkeypatch, preset_params):
+    config, params = preset_params("tiny")
+    monkeypatch.chdir(tmp_path)
+    checkpoint.save_model("run/7", config, params, {"name": "relative"})
+    assert checkpoint.load_model("run").card["name"] == "relative"
+    assert checkpoint.read_card("run/7")["card"]["name"] == "relative"

@@ -76,7 +76,7 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
                HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"), JAX_PLATFORMS="cpu")
     result = subprocess.run(
         [sys.executable, "-m", "app.main", "--checkpoint", str(checkpoint), "--settings", str(tmp_path / "s.ini"),
-         "--seed", str(seed), "--screenshot", str(out), "--screenshot-after", "3"],
+         "--seed", str(seed), "--screenshot", str(out), "--screenshot-after", "5"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]

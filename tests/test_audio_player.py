@@ -128,7 +128,7 @@ def test_player_counts_underruns_and_writes_silence(fake_card):
 
 def test_player_with_generator_pause_resume_stop(fake_card, preset_params):
     config, params = preset_params("tiny")
-    gen = Generator(ModelCheckpoint(config, params, {}, None), GenerationSettings(chunk_ms=20, voices=2))
+    gen = Generator(ModelCheckpoint(config, params, {}, None), GenerationSettings(chunk_ms=20, voices=3))
     player = Player(gen, buffer_seconds=0.2, start_seconds=0.1)
     assert player.state == "idle"
     player.start()
@@ -145,7 +145,7 @@ def test_player_with_generator_pause_resume_stop(fake_card, preset_params):
     assert player.state == "playing" and player.played_seconds > 0
     player.stop()
     assert player.state == "stopped" and gen.stopped
-    assert player.generated().shape[0] == 2
+    assert player.generated().shape[0] == 3
     rtf = player.realtime_factor
     assert rtf is None or rtf > 0
 

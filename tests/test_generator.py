@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,9 +33,11 @@ def loop_tokens(ckpt, settings, n, prime=None):
     blocks = -(-n // NOISE_BLOCK)
     noise = sampling.chunk_noise(np.uint32(settings.seed), np.int32(0), blocks, voices)
     greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
+    # The same sampling function, jitted on its own (eager lax.cond would retrace per call).
+    sample = jax.jit(functools.partial(sampling.sample, greedy=greedy, nucleus=nucleus))
     out = []
     for t in range(n):
-        token = sampling.sample(logits, noise[t], settings.temperature, settings.top_p, greedy=greedy, nucleus=nucleus)
+        token = sample(logits, noise[t], np.float32(settings.temperature), np.float32(settings.top_p))
         out.append(np.asarray(token))
         logits, state = model.step(params, config, state, token)
     return np.stack(out, axis=1)  # [voices, n]

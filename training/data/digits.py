@@ -126,7 +126,8 @@ def build_digits(out: str | Path, limit: int = 0, takes: int = 1, seed: int = 0,
         by_split = {s: [v for v in voices if splits[v] == s] for s in ("train", "valid", "test")}
         for group in by_split.values():
             rng.shuffle(group)
-        chosen = [by_split["valid"][0], by_split["test"][0]] if by_split["valid"] and by_split["test"] else []
+        held_out = max(1, round(0.1 * wanted))  # voices each for valid and test
+        chosen = by_split["valid"][:held_out] + by_split["test"][:held_out]
         chosen += by_split["train"][: max(1, wanted - len(chosen))]
         voices = chosen
     rng = np.random.default_rng(seed)
@@ -137,8 +138,10 @@ def build_digits(out: str | Path, limit: int = 0, takes: int = 1, seed: int = 0,
                 pitch, rate = rng.uniform(0, 1, 2)
                 level = float(10 ** (rng.uniform(-12, 0) / 20))  # -12..0 dB (visible with --scale peak/none)
                 jobs.append((voice, word, float(pitch), float(rate), level))
-    if limit:
-        jobs = jobs[:limit] if len(jobs) > limit else jobs
+    if limit and len(jobs) > limit:
+        # Keep every held-out voice's clips; trim training clips.
+        held = [j for j in jobs if splits[j[0]] != "train"][: limit // 2]
+        jobs = held + [j for j in jobs if splits[j[0]] == "train"][: limit - len(held)]
     writer = DatasetWriter(out, CLIP_LEN, "digits", scale_mode)
     failed = []
     workers = workers or max(2, os.cpu_count() or 1)

@@ -144,6 +144,7 @@ class Generator:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._prime_tokens: np.ndarray | None = None  # int32 [voices, L]
+        self._prime: tuple[np.ndarray, int] | None = None  # the seed as given, for reset()
         self._compiled: set[tuple] = set()
         self.first_chunk_seconds: float | None = None
         self.reset()
@@ -176,13 +177,21 @@ class Generator:
             self._settings = dataclasses.replace(self._settings, **changes)
 
     def reset(self, settings: GenerationSettings | None = None) -> None:
-        """Starts the take again from the beginning (same prime unless `prime` is called);
-        clears `stop`."""
+        """Starts the take again from the beginning; clears `stop`.
+
+        Args:
+          settings: new settings for the take (None keeps them). The seed given to `prime`
+            is kept (re-encoded if the number of voices changes; a per-voice seed
+            [voices, n] is dropped then).
+        """
         with self._lock:
             if settings is not None:
-                if self._prime_tokens is not None and settings.voices != self._settings.voices:
-                    self._prime_tokens = None
-                self._settings = settings
+                old, self._settings = self._settings, settings
+                if self._prime is not None and (settings.voices, settings.prime_scale) != (old.voices, old.prime_scale):
+                    audio, rate = self._prime
+                    # A per-voice seed [voices, n] cannot follow a change of voices: dropped.
+                    self._prime_tokens = prime_tokens(audio, rate, settings.voices, settings.prime_scale) if audio.ndim == 1 else None
+                    self._prime = self._prime if audio.ndim == 1 else None
             self._stop.clear()
             self._state = None
             self._logits = None
@@ -211,9 +220,11 @@ class Generator:
         """
         with self._lock:
             if audio is None:
-                self._prime_tokens = None
+                self._prime_tokens = self._prime = None
             else:
+                audio = np.asarray(audio, np.float32)
                 self._prime_tokens = prime_tokens(audio, sample_rate, self.voices, self._settings.prime_scale)
+                self._prime = (audio, sample_rate)
             self.reset()
 
     @property

@@ -133,3 +133,12 @@ def test_checkpoint_errors_are_clear(tmp_path, tiny):
     (path / "model").rename(path / "broken")
     with pytest.raises(CheckpointError):
         Generator(path)
+
+
+def test_reset_keeps_the_seed_across_a_change_of_voices(tiny):
+    gen = Generator(tiny, GenerationSettings(seed=1, chunk_ms=10))
+    gen.prime(np.linspace(-1, 1, 300, dtype=np.float32))
+    one = gen.next_tokens()
+    gen.reset(GenerationSettings(seed=1, chunk_ms=10, voices=3))
+    assert gen.prime_samples == 300
+    np.testing.assert_array_equal(gen.next_tokens()[0], one[0])

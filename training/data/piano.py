@@ -141,12 +141,17 @@ def build_piano(out: str | Path, limit: int = 0, composers=COMPOSERS, scale_mode
     writer = DatasetWriter(out, CLIP_SECONDS * SAMPLE_RATE, "piano", scale_mode)
     failed, rendered = [], {}
     workers = workers or max(1, os.cpu_count() or 1)
+    rendered_seconds = 0.0
     with futures.ProcessPoolExecutor(workers) as pool:
         for pid, file, error in tqdm(pool.map(render_piece, jobs), total=len(jobs), desc="pieces", unit="piece", disable=not progress):
             if error:
                 failed.append({"piece": pid, "error": error})
-            else:
-                rendered[pid] = file
+                continue
+            rendered[pid] = file
+            rendered_seconds += soundfile.info(file).duration
+            if max_hours and rendered_seconds >= max_hours * 3600:
+                pool.shutdown(wait=True, cancel_futures=True)  # enough audio: skip the rest
+                break
     seconds = 0.0
     for pid in ids:
         if pid not in rendered or (max_hours and seconds >= max_hours * 3600):

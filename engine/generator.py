@@ -146,7 +146,7 @@ class Generator:
         self._prime_tokens: np.ndarray | None = None  # int32 [voices, L]
         self._prime: tuple[np.ndarray, int] | None = None  # the seed as given, for reset()
         self._compiled: set[tuple] = set()
-        self.first_chunk_seconds: float | None = None
+        self.first_chunk_seconds: float | None = None  # first chunk of the first take: load + compile
         self.reset()
 
     # ----- settings and lifecycle -------------------------------------------------------
@@ -198,6 +198,8 @@ class Generator:
             self.samples_generated = 0  # per voice, excluding the prime
             self._prime_out = 0  # prime samples already returned (include_prime)
             self.compute_seconds = 0.0
+            self._timed_samples = 0
+            self._untimed = True
 
     def stop(self) -> None:
         """Asks `chunks()` to end after the chunk in progress; callable from any thread."""
@@ -290,10 +292,13 @@ class Generator:
             tokens, self._state, self._logits = self._run_chunk(self._state, self._logits, first_block, settings)
             tokens = np.asarray(tokens).T  # [voices, n]; waits for the result
             elapsed = time.perf_counter() - began
-            if self.first_chunk_seconds is None:
-                self.first_chunk_seconds = elapsed
+            if self._untimed:  # the take's first chunk: starting, maybe compiling
+                self._untimed = False
+                if self.first_chunk_seconds is None:
+                    self.first_chunk_seconds = elapsed
             else:
                 self.compute_seconds += elapsed
+                self._timed_samples += tokens.shape[1]
             self.samples_generated += tokens.shape[1]
             return tokens
 
@@ -339,12 +344,12 @@ class Generator:
 
     @property
     def realtime_factor(self) -> float | None:
-        """Generated audio seconds per compute second, over the chunks after the first
-        (which includes compilation); None until two chunks were generated."""
-        after_first = self.samples_generated - self.chunk_samples
-        if self.compute_seconds <= 0 or after_first <= 0:
+        """Generated audio seconds per compute second (per voice), over the take's chunks
+        after its first (which includes starting and compiling); None until two chunks
+        were generated."""
+        if self.compute_seconds <= 0 or self._timed_samples <= 0:
             return None
-        return after_first / SAMPLE_RATE / self.compute_seconds
+        return self._timed_samples / SAMPLE_RATE / self.compute_seconds
 
 
 def prime_tokens(audio: np.ndarray, sample_rate: int, voices: int, scale: str = "minmax") -> np.ndarray:

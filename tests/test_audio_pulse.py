@@ -4,7 +4,6 @@ and `--prime-mic` records the microphone source and seeds the generator with it.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -33,7 +32,9 @@ def env(pulse_server, tmp_path_factory):
 
 
 def harmonic(args, env, timeout=300):
-    return subprocess.run(["harmonic", *args],
+    # This interpreter, not whatever `harmonic` is on PATH (CI does not activate .venv).
+    command = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())", *args]
+    return subprocess.run(command,
                           env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

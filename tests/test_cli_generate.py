@@ -67,3 +67,12 @@ def test_bench_prints_the_table(capsys):
     assert cli.main(["bench", "--presets", "tiny", "--batches", "1", "--seconds", "0.2", "--no-startup"]) == 0
     out = capsys.readouterr().out
     assert "samples/s" in out and "preset tiny" in out
+
+
+def test_warmup_compiles_the_default_programs(checkpoint, tmp_path, capsys, monkeypatch):
+    import engine.compile_cache
+
+    monkeypatch.setattr(engine.compile_cache, "enable_compile_cache", lambda: tmp_path)  # leave JAX's config alone
+    assert cli.main(["warmup", "--checkpoint", checkpoint]) == 0
+    assert "compiled the programs of tiny-test" in capsys.readouterr().out
+    assert cli.main(["warmup", "--checkpoint", str(tmp_path / "missing")]) == 2

@@ -1,0 +1,168 @@
+"""Training step throughput, peak device memory and context-parallel scaling (issue 5).
+
+Each configuration runs in its own subprocess (a clean device and a clean peak-memory
+counter) through the real training step, `training.loop.make_train_step`: forward,
+backward, AdamW, EMA, all jitted and donated.
+
+    python -m benchmarks.training_throughput --suite throughput   # one GPU: 16k/128k/1M tokens
+    python -m benchmarks.training_throughput --suite context      # 1M tokens over 1, 2, 4 GPUs
+    python -m benchmarks.training_throughput --suite quick        # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.report import command_line, machine_line, markdown_table, write_section
+
+SUITES = {
+    # (preset, batch, length, seq_shards, remat); batches chosen to fill an 80 GB GPU.
+    # 1,048,320 = 3,276 x 320: the ~1M-token length that 1, 2 and 4 shards of both
+    # presets' pooling products divide.
+    "throughput": [
+        ("realtime", 32, 16_000, 1, False),
+        ("realtime", 8, 128_000, 1, False),
+        ("realtime", 1, 1_048_320, 1, True),
+        ("paper", 32, 16_000, 1, False),
+        ("paper", 4, 128_000, 1, False),
+    ],
+    "context": [
+        ("paper", 1, 1_048_320, 1, True),
+        ("paper", 1, 1_048_320, 2, True),
+        ("paper", 1, 1_048_320, 4, True),
+    ],
+    "quick": [("tiny", 2, 4096, 1, False), ("tiny", 1, 8192, 1, True)],
+}
+
+
+def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, steps: int) -> dict:
+    """Times `steps` training steps after one compile step; returns a result row."""
+    import jax
+
+    from engine import model
+    from training import loop, parallel
+    from training.config import TrainConfig
+
+    config = model.preset(preset)
+    train = TrainConfig(preset=preset, warmup_steps=10)
+    mesh = parallel.make_mesh(1, seq_shards, jax.devices()[:seq_shards])
+    parallel.check_shapes(config, mesh, batch, length)
+    optimizer = loop.make_optimizer(train)
+    state = parallel.put_replicated(jax.device_get(loop.init_state(config, train, optimizer)), mesh)
+    step = loop.make_train_step(config, train, mesh, optimizer, remat)
+    rng = np.random.default_rng(0)
+    tokens = parallel.global_batch(mesh, lambda r, c: rng.integers(0, 256, (batch, length))[r, c], (batch, length), np.int32)
+    mask = parallel.global_batch(mesh, lambda r, c: np.ones((batch, length), np.float32)[r, c], (batch, length), np.float32)
+    start = time.perf_counter()
+    state, metrics = step(state, tokens, mask)
+    jax.block_until_ready(metrics["loss"])
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, metrics = step(state, tokens, mask)
+        jax.block_until_ready(metrics["loss"])
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    stats = jax.devices()[0].memory_stats() or {}
+    return {
+        "preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat,
+        "step_s": seconds, "compile_s": compile_s, "loss": float(metrics["loss"]),
+        "tokens_per_s": batch * length / seconds,
+        "peak_gib": stats.get("peak_bytes_in_use", 0) / 2**30,
+        "device": jax.devices()[0].device_kind,
+    }
+
+
+def run_subprocess(row, steps: int, timeout: float, gpus: list[int] | None = None) -> dict:
+    """Runs one row in a fresh process, on the GPUs `gpus` (all visible ones if None)."""
+    preset, batch, length, seq_shards, remat = row
+    args = [sys.executable, "-m", "benchmarks.training_throughput", "--one", json.dumps([preset, batch, length, seq_shards, remat]), "--steps", str(steps)]
+    env = dict(os.environ)
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat, "error": f"over {timeout:.0f} s"}
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+    error = "out of memory" if "RESOURCE_EXHAUSTED" in result.stderr or "out of memory" in result.stderr.lower() else tail[0][:120]
+    return {"preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat, "error": error}
+
+
+def run_rows(rows, steps: int, timeout: float, gpus: int) -> list[dict]:
+    """Runs the rows, in order, concurrently where free GPUs allow (a row takes as many
+    GPUs as its seq_shards); gpus = 0 runs them one after another on all devices."""
+    if gpus == 0:
+        return [run_subprocess(row, steps, timeout) for row in rows]
+    results: dict[int, dict] = {}
+    free, running = list(range(gpus)), {}
+    with futures.ThreadPoolExecutor(gpus) as pool:
+        for index, row in enumerate(rows):
+            while len(free) < row[3]:
+                done = next(futures.as_completed(running))
+                free += running.pop(done)
+            free.sort()  # neighbouring seq shards on neighbouring devices
+            take, free = free[: row[3]], free[row[3] :]
+            future = pool.submit(run_subprocess, row, steps, timeout, take)
+            future.add_done_callback(lambda done, i=index: results.__setitem__(i, done.result()))
+            running[future] = take
+        futures.wait(running)
+    for index in sorted(results):
+        print(json.dumps(results[index]), flush=True)
+    return [results[index] for index in sorted(results)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="throughput")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per configuration")
+    parser.add_argument("--gpus", type=int, default=0, help="run rows concurrently on this many GPUs (0: one at a time)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_one(*json.loads(args.one), steps=args.steps)), flush=True)
+        return
+    results = run_rows(SUITES[args.suite], args.steps, args.timeout, args.gpus)
+    ok = [r for r in results if "error" not in r]
+    device = ok[0]["device"] if ok else "unknown device"
+    if args.suite == "context":
+        base = {r["remat"]: r["step_s"] for r in ok if r["seq_shards"] == 1}
+        header = ["preset", "tokens", "GPUs (seq shards)", "remat", "step s", "tokens/s total", "tokens/s per GPU", "scaling efficiency", "peak GiB (GPU 0)", "loss"]
+        rows = [
+            [r["preset"], f"{r['length']:,}", r["seq_shards"], r["remat"], "-" if "error" in r else f"{r['step_s']:.3f}",
+             "-" if "error" in r else f"{r['tokens_per_s']:,.0f}", "-" if "error" in r else f"{r['tokens_per_s'] / r['seq_shards']:,.0f}",
+             f"{base[r['remat']] / (r['seq_shards'] * r['step_s']):.0%}" if "error" not in r and r["remat"] in base else "-",
+             "-" if "error" in r else f"{r['peak_gib']:.1f}", r.get("error") or f"{r['loss']:.3f}"]
+            for r in results
+        ]
+    else:
+        header = ["preset", "batch", "length", "remat", "step s", "tokens/s per GPU", "peak GiB", "compile s"]
+        rows = [
+            [r["preset"], r["batch"], f"{r['length']:,}", r["remat"], r.get("error") or f"{r['step_s']:.3f}",
+             "-" if "error" in r else f"{r['tokens_per_s']:,.0f}", "-" if "error" in r else f"{r['peak_gib']:.1f}",
+             "-" if "error" in r else f"{r['compile_s']:.0f}"]
+            for r in results
+        ]
+    table = markdown_table(header, rows)
+    print(table)
+    if not args.no_write:
+        title = {"throughput": "Training throughput and memory", "context": "Context parallelism: one 1M-token sequence over several GPUs", "quick": "Training throughput (CPU smoke run)"}[args.suite]
+        write_section(f"training_{args.suite}", f"{title} ({device})", command_line(), machine_line(device) + "\n\n" + table)
+
+
+if __name__ == "__main__":
+    main()

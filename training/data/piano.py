@@ -136,7 +136,6 @@ def build_piano(out: str | Path, limit: int = 0, composers=COMPOSERS, scale_mode
     cache = out / ".render"
     cache.mkdir(parents=True, exist_ok=True)
     ids = [piece_id(c, p) for c, p in pieces]
-    splits = assign_splits(ids)
     jobs = [(pid, str(p), str(cache), soundfont) for pid, (_, p) in zip(ids, pieces)]
     writer = DatasetWriter(out, CLIP_SECONDS * SAMPLE_RATE, "piano", scale_mode)
     failed, rendered = [], {}
@@ -152,6 +151,9 @@ def build_piano(out: str | Path, limit: int = 0, composers=COMPOSERS, scale_mode
             if max_hours and rendered_seconds >= max_hours * 3600:
                 pool.shutdown(wait=True, cancel_futures=True)  # enough audio: skip the rest
                 break
+    # Split by piece among the pieces that rendered (so a --max-hours or --limit build
+    # still has valid and test pieces).
+    splits = assign_splits(list(rendered))
     seconds = 0.0
     for pid in ids:
         if pid not in rendered or (max_hours and seconds >= max_hours * 3600):

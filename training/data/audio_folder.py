@@ -10,6 +10,7 @@ Unreadable files are skipped and listed in the manifest, never fatal.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def build_folder(
     workers = workers or min(4, os.cpu_count() or 1)
     jobs = [(f, clip_len, min_len, scale_mode) for f in files]
     results = {}
-    with futures.ProcessPoolExecutor(workers) as pool:
+    # spawn, not fork: this may run inside a process where JAX's threads are running.
+    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for path, encoded, error in tqdm(
             pool.map(_encode_file, jobs, chunksize=1), total=len(jobs), desc="audio files", unit="file", disable=not progress
         ):

@@ -10,6 +10,7 @@ under OUT/.render/, so an interrupted build continues where it stopped.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import multiprocessing
 import hashlib
 import os
 import shutil
@@ -141,7 +142,8 @@ def build_piano(out: str | Path, limit: int = 0, composers=COMPOSERS, scale_mode
     failed, rendered = [], {}
     workers = workers or max(1, os.cpu_count() or 1)
     rendered_seconds = 0.0
-    with futures.ProcessPoolExecutor(workers) as pool:
+    # spawn, not fork: this may run inside a process where JAX's threads are running.
+    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for pid, file, error in tqdm(pool.map(render_piece, jobs), total=len(jobs), desc="pieces", unit="piece", disable=not progress):
             if error:
                 failed.append({"piece": pid, "error": error})

@@ -1,0 +1,157 @@
+"""`harmonic classifier` and `harmonic eval-samples`: perceptual metrics of generated digits.
+
+`classifier` trains the digit classifier on a built digits set and reports its accuracy
+on the test voices (unseen in training). `eval-samples` generates N one-second clips
+with a checkpoint, in batches of independent voices on whatever device JAX has, and
+prints FID, IS, mIS and AM against the training set next to the same metrics of held-out
+real clips (the ceiling), as in the SaShiMi / Mamba SC09 protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.cli import UserError
+
+CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "classifiers" / "digits"
+CLIP = 16_000
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("classifier", help="train the digit classifier that eval-samples uses")
+    train.add_argument("--data", required=True, help="a built digits data set (harmonic data build digits)")
+    train.add_argument("--out", default=str(CLASSIFIER), help="classifier folder to write (new)")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=run_classifier)
+
+    evaluate = commands.add_parser("eval-samples", help="FID / IS / mIS / AM of generated one-second digits")
+    evaluate.add_argument("--checkpoint", required=True, help="a model trained on digits")
+    evaluate.add_argument("--n", type=int, default=256, help="clips to generate")
+    evaluate.add_argument("--data", required=True, help="the digits data set (train split = reference)")
+    evaluate.add_argument("--classifier", default=str(CLASSIFIER))
+    evaluate.add_argument("--batch", type=int, default=64, help="clips generated at once (voices)")
+    evaluate.add_argument("--temperature", type=float, default=1.0)
+    evaluate.add_argument("--top-p", type=float, default=1.0)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--reject", type=float, default=0.0,
+                          help="also report metrics after dropping this fraction of least likely clips")
+    evaluate.add_argument("--max-reference", type=int, default=2000, help="training clips used as the reference")
+    evaluate.add_argument("--json", help="also write the table as JSON here")
+    evaluate.set_defaults(run=run_eval_samples)
+
+
+def load_split_audio(data: str, split: str, limit: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded clips float32 [N, 16000] and labels int [N] of one split."""
+    from engine import mulaw
+    from training.data.loader import Split
+    from training.data.manifest import DataError
+
+    try:
+        clips = Split(data, split)
+    except DataError as error:
+        raise UserError(str(error)) from None
+    rows = np.arange(len(clips))
+    if limit and limit < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
+    tokens = np.asarray(clips.tokens[rows, :CLIP])
+    return mulaw.decode(tokens), np.asarray(clips.labels[rows]).astype(np.int32)
+
+
+def run_classifier(args: argparse.Namespace) -> int:
+    from training import digit_classifier as dc
+
+    if Path(args.out).exists():
+        raise UserError(f"{args.out} already exists; choose a new --out")
+    train_audio, train_labels = load_split_audio(args.data, "train")
+    if train_labels.min() < 0:
+        raise UserError(f"{args.data} has no digit labels; build it with: harmonic data build digits")
+    test_audio, test_labels = load_split_audio(args.data, "test")
+    valid_audio, valid_labels = load_split_audio(args.data, "valid")
+    classifier = dc.train_classifier(train_audio, train_labels, args.steps, args.batch_size, args.lr, args.seed)
+    classifier.card.update(
+        data=str(args.data),
+        valid_accuracy=classifier.accuracy(valid_audio, valid_labels),
+        test_accuracy=classifier.accuracy(test_audio, test_labels),
+        test_note="test voices are unseen in training (split by voice)",
+    )
+    dc.save_classifier(args.out, classifier)
+    print(f"valid accuracy {classifier.card['valid_accuracy']:.3f}, test accuracy (unseen voices) "
+          f"{classifier.card['test_accuracy']:.3f}; wrote {args.out}")
+    return 0
+
+
+def generate_clips(checkpoint, n: int, batch: int, temperature: float, top_p: float, seed: int) -> np.ndarray:
+    """n one-second clips float32 [n, 16000], `batch` voices at a time."""
+    from engine.generator import GenerationSettings, Generator
+
+    clips = []
+    for start in range(0, n, batch):
+        voices = min(batch, n - start)
+        settings = GenerationSettings(temperature=temperature, top_p=top_p, seed=seed + start, voices=voices, chunk_ms=250)
+        clips.append(Generator(checkpoint, settings).render(CLIP / 16_000))
+        print(f"generated {start + voices}/{n} clips", flush=True)
+    return np.concatenate(clips)[:, :CLIP]
+
+
+def clip_nll_bits(checkpoint, audio: np.ndarray, batch: int) -> np.ndarray:
+    """Each clip's mean NLL in bits per sample under the model: [N]."""
+    import jax
+    import jax.numpy as jnp
+
+    from engine import model, mulaw
+
+    @jax.jit
+    def nll(tokens):
+        logits = model.forward(checkpoint.params, checkpoint.config, tokens)
+        picked = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], axis=-1)[..., 0]
+        return -picked.mean(axis=1) / jnp.log(2.0)
+
+    tokens = mulaw.encode(audio)
+    return np.concatenate([np.asarray(nll(tokens[i : i + batch])) for i in range(0, len(tokens), batch)])
+
+
+def run_eval_samples(args: argparse.Namespace) -> int:
+    from engine.checkpoint import CheckpointError, load_model
+    from training import sample_metrics
+    from training.digit_classifier import load_classifier
+
+    try:
+        checkpoint = load_model(args.checkpoint)
+        classifier = load_classifier(args.classifier)
+    except CheckpointError as error:
+        raise UserError(str(error)) from None
+    if args.n < 2:
+        raise UserError("--n must be at least 2 (the metrics compare distributions)")
+    began = time.time()
+    train_audio, _ = load_split_audio(args.data, "train", args.max_reference)
+    real_audio, real_labels = load_split_audio(args.data, "test", args.n)
+    train_probs, train_features = classifier.outputs(train_audio)
+    generated = generate_clips(checkpoint, args.n, args.batch, args.temperature, args.top_p, args.seed)
+    rows = {}
+    for name, audio in (("generated", generated), ("held-out real clips (test voices)", real_audio)):
+        probs, features = classifier.outputs(audio)
+        rows[name] = sample_metrics.all_metrics(probs, features, train_probs, train_features)
+    if args.reject > 0:
+        nll = clip_nll_bits(checkpoint, generated, args.batch)
+        keep = np.argsort(nll)[: max(2, int(round(len(nll) * (1 - args.reject))))]
+        probs, features = classifier.outputs(generated[keep])
+        rows[f"generated, {args.reject:.0%} least likely rejected"] = sample_metrics.all_metrics(
+            probs, features, train_probs, train_features)
+    print(f"\n{args.n} clips from {checkpoint.name} (temperature {args.temperature}, top-p {args.top_p}), "
+          f"classifier test accuracy {classifier.card.get('test_accuracy', float('nan')):.3f}, "
+          f"{time.time() - began:.0f} s\n")
+    print(f"| {'clips':<45} | {'FID (lower)':>11} | {'IS (higher)':>11} | {'mIS (higher)':>12} | {'AM (lower)':>10} |")
+    print(f"|{'-' * 47}|{'-' * 13}|{'-' * 13}|{'-' * 14}|{'-' * 12}|")
+    for name, metrics in rows.items():
+        print(f"| {name:<45} | {metrics['FID']:>11.3f} | {metrics['IS']:>11.3f} | {metrics['mIS']:>12.3f} | {metrics['AM']:>10.3f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": str(checkpoint.path), "n": args.n, "rows": rows}, indent=2))
+    return 0

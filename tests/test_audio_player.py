@@ -1,84 +1,51 @@
-"""The player, recorder and ring buffers against a fake sound card (no audio server):
-the callback only copies, underruns are counted, pause/resume/stop, clear errors."""
+"""The player, recorder and ring buffers against a real sound server: a private
+PulseAudio with null sinks (tests/pulse.py). Each scenario runs in a subprocess with the
+server's environment, so PortAudio enumerates its devices, and reports JSON back while
+`parec` records what reached the speaker sink."""
 
 from __future__ import annotations
 
-import threading
+import json
+import subprocess
+import sys
+import textwrap
 import time
-import types
 
 import numpy as np
 import pytest
+import soundfile
 
-import engine.audio.player as player_module
-import engine.audio.recorder as recorder_module
-from engine.audio import AudioUnavailable, DeviceInfo, HistoryBuffer, Player, Recorder, RingBuffer, resolve
-from engine.audio import devices as devices_module
-from engine.checkpoint import ModelCheckpoint
-from engine.generator import GenerationSettings, Generator
+import pulse
+from engine.audio import AudioUnavailable, DeviceInfo, HistoryBuffer, RingBuffer, resolve
 
-DEVICE = DeviceInfo(3, "fake card", "FAKE", 1, 1, 44100.0, True, True)
+pytestmark = pytest.mark.timeout(600)
 
 
-class FakeStream:
-    """Calls `callback` from its own thread like PortAudio, `speed` times faster than real time."""
-
-    def __init__(self, samplerate, blocksize=0, channels=1, callback=None, speed=4.0, input=False, **kwargs):
-        self.rate, self.block = samplerate, blocksize or 256
-        self.channels, self.callback, self.speed, self.input = channels, callback, speed, input
-        self.latency = 0.01
-        self.output: list[np.ndarray] = []
-        self._running = threading.Event()
-        self._thread = None
-        self.phase = 0
-
-    def _run(self):
-        while self._running.is_set():
-            if self.input:
-                t = (self.phase + np.arange(self.block)) / self.rate
-                self.phase += self.block
-                self.callback(np.repeat((0.5 * np.sin(2 * np.pi * 440 * t))[:, None], self.channels, 1).astype(np.float32), self.block, None, None)
-            else:
-                out = np.full((self.block, self.channels), np.nan, np.float32)
-                self.callback(out, self.block, None, None)
-                self.output.append(out[:, 0].copy())
-            time.sleep(self.block / self.rate / self.speed)
-
-    def start(self):
-        self._running.set()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._running.clear()
-        if self._thread is not None:
-            self._thread.join()
-
-    abort = stop
-
-    def close(self):
-        self.stop()
+@pytest.fixture(scope="module")
+def env(pulse_server, tmp_path_factory):
+    return dict(pulse_server.env, HARMONIC_COMPILE_CACHE=str(tmp_path_factory.mktemp("jaxcache")), JAX_PLATFORMS="cpu")
 
 
-@pytest.fixture
-def fake_card(monkeypatch):
-    streams = []
+def run_scenario(code: str, env: dict, timeout: float = 300) -> dict:
+    """Runs `code` (which ends by printing one JSON line) in a fresh interpreter."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
+                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def output_stream(**kwargs):
-        streams.append(FakeStream(**kwargs))
-        return streams[-1]
 
-    def input_stream(**kwargs):
-        streams.append(FakeStream(input=True, **kwargs))
-        return streams[-1]
-
-    fake = types.SimpleNamespace(OutputStream=output_stream, InputStream=input_stream)
-    for module in (player_module, recorder_module):
-        monkeypatch.setattr(module, "sounddevice", lambda: fake)
-        monkeypatch.setattr(module, "resolve", lambda device, kind: DEVICE)
-    monkeypatch.setattr(player_module, "supports_rate", lambda device, kind, rate: rate == 16000)
-    monkeypatch.setattr(recorder_module, "supports_rate", lambda device, kind, rate: rate == 44100)
-    return streams
+def recorded_while(pulse_server, tmp_path, action):
+    """Runs action() while recording the speaker sink; returns (action's result, samples)."""
+    raw = tmp_path / "speaker.raw"
+    recorder = pulse_server.record_speaker(raw)
+    time.sleep(0.5)
+    try:
+        result = action()
+        time.sleep(3.0)  # the null sink plays a new stream ~1.6-1.9 s late; wait for the tail
+    finally:
+        recorder.terminate()
+        recorder.wait(10)
+    return result, np.fromfile(raw, dtype="<f4")
 
 
 def test_ring_buffer_wraps_and_never_overwrites():
@@ -96,80 +63,127 @@ def test_ring_buffer_wraps_and_never_overwrites():
     np.testing.assert_array_equal(history.latest(10), [2, 3, 4, 5])
 
 
-def test_player_plays_every_sample_in_order(fake_card):
+def test_player_plays_every_sample_in_order(pulse_server, env, tmp_path):
+    code = """
+        import json, numpy as np
+        from engine.audio import Player
+        rng = np.random.default_rng(0)
+        chunks = [rng.uniform(-1, 1, (2, 800)).astype(np.float32) for _ in range(30)]
+        seen = []
+        player = Player(iter(chunks), buffer_seconds=0.5, start_seconds=0.4, on_chunk=seen.append)
+        player.start()
+        assert player.wait(30)
+        print(json.dumps({"state": player.state, "underruns": player.underruns, "seen": len(seen),
+                          "generated": list(player.generated().shape), "recent": float(np.abs(player.recent(256)).sum())}))
+    """
+    report, recorded = recorded_while(pulse_server, tmp_path, lambda: run_scenario(code, env))
+    assert report["state"] == "finished" and report["underruns"] == 0
+    assert report["seen"] == 30 and report["generated"] == [2, 24000] and report["recent"] >= 0
     rng = np.random.default_rng(0)
-    chunks = [rng.uniform(-1, 1, (2, 800)).astype(np.float32) for _ in range(10)]
-    seen = []
-    player = Player(iter(chunks), buffer_seconds=0.2, start_seconds=0.1, on_chunk=seen.append)
-    player.start()
-    assert player.wait(20) and player.state == "finished"
-    played = np.concatenate(fake_card[0].output)
-    expected = np.concatenate([c.mean(axis=0) for c in chunks])
-    np.testing.assert_array_equal(played[: len(expected)], expected)
-    assert not np.any(played[len(expected) :])  # silence after the end, not garbage
-    assert player.underruns == 0
-    assert len(seen) == 10 and player.generated().shape == (2, 8000)
-    np.testing.assert_array_equal(player.recent(256), played[-256:])
+    expected = np.concatenate([rng.uniform(-1, 1, (2, 800)).astype(np.float32).mean(axis=0) for _ in range(30)])
+    head = 1600  # a null sink's monitor misses the first ~20-70 ms of a new stream
+    lag, correlation = pulse.align(expected[head:], recorded)
+    assert correlation > 0.99, (lag, correlation)
+    np.testing.assert_allclose(recorded[lag : lag + len(expected) - head], expected[head:], atol=2e-3)
 
 
-def test_player_counts_underruns_and_writes_silence(fake_card):
-    def slow():
-        for _ in range(6):
-            time.sleep(0.06)  # 800 samples per 60 ms = 0.83x real time, and the card runs 4x
-            yield np.ones(800, np.float32)
+def test_player_counts_underruns_and_plays_silence_meanwhile(pulse_server, env, tmp_path):
+    code = """
+        import json, time, numpy as np
+        from engine.audio import Player
+        def slow():  # 800 samples per 80 ms: 0.62x real time
+            for _ in range(15):
+                time.sleep(0.08)
+                yield np.full(800, 0.5, np.float32)
+        player = Player(slow(), buffer_seconds=0.1, start_seconds=0.05)
+        player.start()
+        assert player.wait(30)
+        print(json.dumps({"underruns": player.underruns, "underrun_seconds": player.underrun_seconds}))
+    """
+    report, recorded = recorded_while(pulse_server, tmp_path, lambda: run_scenario(code, env))
+    assert report["underruns"] > 0 and report["underrun_seconds"] > 0
+    assert np.all(np.isfinite(recorded))
+    delivered = np.count_nonzero(np.abs(recorded - 0.5) < 1e-3)
+    gaps = np.count_nonzero(np.abs(recorded) < 1e-6)
+    assert delivered >= 12000 - 1600, delivered  # every generated sample arrives (less the monitor's head)
+    assert gaps > 16000 * 0.1  # the starved stretches were filled with silence
 
-    player = Player(slow(), buffer_seconds=0.1, start_seconds=0.05)
-    player.start()
-    assert player.wait(20)
-    played = np.concatenate(fake_card[0].output)
-    assert player.underruns > 0 and player.underrun_seconds > 0
-    assert np.count_nonzero(played == 1.0) == 4800 and not np.any(np.isnan(played))
 
+def test_player_with_generator_pause_resume_stop(env, tmp_path, preset_params):
+    from engine.checkpoint import save_model
 
-def test_player_with_generator_pause_resume_stop(fake_card, preset_params):
     config, params = preset_params("tiny")
-    gen = Generator(ModelCheckpoint(config, params, {}, None), GenerationSettings(chunk_ms=20, voices=3))
-    player = Player(gen, buffer_seconds=0.2, start_seconds=0.1)
-    assert player.state == "idle"
-    player.start()
-    deadline = time.monotonic() + 120
-    while player.state != "playing" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert player.state == "playing"
-    player.pause()
-    assert player.state == "paused"
+    save_model(tmp_path / "tiny", config, params)
+    code = f"""
+        import json, time
+        from engine.audio import Player
+        from engine.generator import GenerationSettings, Generator
+        gen = Generator({str(tmp_path / "tiny")!r}, GenerationSettings(chunk_ms=20, voices=3))
+        player = Player(gen, buffer_seconds=0.3, start_seconds=0.1)
+        states = [player.state]
+        player.start()
+        deadline = time.monotonic() + 200
+        while player.state != "playing" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        states.append(player.state)
+        player.pause(); states.append(player.state)
+        time.sleep(0.8)
+        paused_fill = player.fill_fraction
+        player.resume(); time.sleep(0.5); states.append(player.state)
+        played = player.played_seconds
+        player.stop(); states.append(player.state)
+        print(json.dumps({{"states": states, "paused_fill": paused_fill, "played": played, "stopped": gen.stopped,
+                          "voices": player.generated().shape[0], "rtf": player.realtime_factor}}))
+    """
+    report = run_scenario(code, env)
+    assert report["states"] == ["idle", "playing", "paused", "playing", "stopped"]
+    assert report["paused_fill"] > 0.7  # the worker filled ahead while paused
+    assert report["played"] > 0 and report["stopped"] and report["voices"] == 3
+    assert report["rtf"] is None or report["rtf"] > 0
+
+
+def test_recorder_resamples_to_16k_and_reports_level(pulse_server, env, tmp_path):
+    t = np.arange(16000 * 20) / 16000
+    tone = tmp_path / "tone.wav"
+    soundfile.write(tone, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, subtype="FLOAT")
+    code = """
+        import json, numpy as np
+        from engine.audio import Recorder
+        recorder = Recorder(max_seconds=1.0)
+        recorder.start()
+        assert recorder.wait(20)
+        level, level_db, rate = recorder.level, recorder.level_db, recorder.sample_rate
+        audio = recorder.stop()
+        spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
+        print(json.dumps({"level": level, "level_db": level_db, "rate": rate, "n": len(audio),
+                          "dtype": str(audio.dtype), "peak_hz": float(np.argmax(spectrum) * 16000 / 12000)}))
+    """
+    player = pulse_server.play_into_mic(tone)
     time.sleep(0.5)
-    assert player.fill_fraction > 0.7  # the worker filled ahead while paused
-    player.resume()
-    time.sleep(0.3)
-    assert player.state == "playing" and player.played_seconds > 0
-    player.stop()
-    assert player.state == "stopped" and gen.stopped
-    assert player.generated().shape[0] == 3
-    rtf = player.realtime_factor
-    assert rtf is None or rtf > 0
+    try:
+        report = run_scenario(code, env)
+    finally:
+        player.terminate()
+        player.wait(10)
+    assert report["dtype"] == "float32" and abs(report["n"] - 16000) <= 2, report
+    assert abs(report["peak_hz"] - 440) < 3, report
+    assert report["level"] == pytest.approx(0.5, abs=0.05), report
+    assert report["level_db"] == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=1.0), report
 
 
-def test_no_device_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(devices_module, "list_devices", lambda: [])
+DEVICES = [
+    DeviceInfo(0, "HDA Intel PCH: ALC892 Analog", "ALSA", 2, 2, 48000.0, False, False),
+    DeviceInfo(3, "USB Audio CODEC", "ALSA", 2, 0, 44100.0, True, False),
+    DeviceInfo(5, "pulse", "ALSA", 32, 32, 44100.0, False, True),
+]
+
+
+def test_device_choice():
+    assert resolve(None, "output", DEVICES).index == 5 and resolve(None, "input", DEVICES).index == 3
+    assert resolve("usb", "input", DEVICES).index == 3 and resolve("0", "output", DEVICES).index == 0
+    with pytest.raises(AudioUnavailable, match="no output device matching 'usb'"):
+        resolve("usb", "output", DEVICES)
     with pytest.raises(AudioUnavailable, match="no audio output device found.*harmonic generate --out"):
-        resolve(None, "output")
+        resolve(None, "output", [])
     with pytest.raises(AudioUnavailable, match="no audio input device found"):
-        resolve(None, "input")
-    monkeypatch.setattr(devices_module, "list_devices", lambda: [DEVICE])
-    assert resolve("FAKE card".lower(), "output") == DEVICE and resolve(3, "input") == DEVICE
-    with pytest.raises(AudioUnavailable, match="no output device matching"):
-        resolve("usb", "output")
-
-
-def test_recorder_resamples_to_16k_and_reports_level(fake_card):
-    recorder = Recorder(max_seconds=0.5)
-    recorder.start()
-    assert recorder.sample_rate == 44100
-    assert recorder.wait(10)
-    assert recorder.level == pytest.approx(0.5, abs=0.01)
-    assert recorder.level_db == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.5)
-    audio = recorder.stop()
-    assert audio.dtype == np.float32 and abs(len(audio) - 8000) <= 2
-    spectrum = np.abs(np.fft.rfft(audio[1000:7000]))
-    assert abs(np.argmax(spectrum) * 16000 / 6000 - 440) < 5
+        resolve(None, "input", [])

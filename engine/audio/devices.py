@@ -60,17 +60,18 @@ def list_devices() -> list[DeviceInfo]:
     return devices
 
 
-def resolve(device: int | str | None, kind: str) -> DeviceInfo:
+def resolve(device: int | str | None, kind: str, devices: list[DeviceInfo] | None = None) -> DeviceInfo:
     """The device to use for `kind` ("output" or "input").
 
     Args:
       device: None (the default device), an index, or a case-insensitive substring of
         a device name (the first match with channels of that kind).
+      devices: the devices to choose from (default: `list_devices()`, what PortAudio sees).
 
     Raises:
       AudioUnavailable: with a message naming what is missing.
     """
-    devices = list_devices()
+    devices = list_devices() if devices is None else devices
     channels = (lambda d: d.max_output_channels) if kind == "output" else (lambda d: d.max_input_channels)
     usable = [d for d in devices if channels(d) > 0]
     if not usable:

@@ -7,11 +7,10 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PyQt6.QtCore import (
-    QAbstractTableModel, QDateTime, QMimeData, QModelIndex, QSortFilterProxyModel, Qt, QUrl, pyqtSignal,
+    QAbstractTableModel, QMimeData, QModelIndex, QSortFilterProxyModel, Qt, QUrl, pyqtSignal,
 )
-from PyQt6.QtGui import QAction, QColor, QDrag, QKeySequence, QPainter, QPen, QShortcut
+from PyQt6.QtGui import QColor, QDrag, QKeySequence, QPainter, QPen, QShortcut
 from PyQt6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
     QProgressBar, QPushButton, QStyledItemDelegate, QTableView, QVBoxLayout, QWidget,

@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     if sys.platform.startswith("linux") and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
         print("harmonic-studio: no display to open the window on (set DISPLAY, or run it under xvfb-run)", file=sys.stderr)
         return 1
-    from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
     from engine.library import Library, LibraryError

@@ -20,6 +20,21 @@ from app.ringbuffer import RingBuffer
 RATE = 16000
 
 
+def start_player(player, report) -> bool:
+    """Starts an `engine.audio.Player`; if the sound card cannot be opened, calls
+    report(reason) and returns False."""
+    from engine.audio import AudioUnavailable
+
+    try:
+        player.start()
+    except AudioUnavailable as error:
+        report(str(error))
+        return False
+    except Exception as error:  # noqa: BLE001 - PortAudio raises several types
+        report(f"the audio output failed to open ({error})")
+        return False
+    return True
+
 class GenerationSession(QObject):
     """One take. States: compiling -> buffering -> playing (or rendering, without an
     audio device) -> stopping -> idle; or error."""
@@ -165,20 +180,15 @@ class GenerationSession(QObject):
     def _open_player(self, generator, total):
         """The engine's Player on the chosen output device, started; None (and a notice)
         when there is no usable device: the take is then rendered without sound."""
-        from engine.audio import AudioUnavailable, Player
+        from engine.audio import Player
 
         player = Player(
             generator, device=self.values.get("output_device"), latency=self.values.get("latency") or "high",
             keep=False, on_chunk=self._on_chunk, max_seconds=None if total is None else total / RATE,
             buffer_seconds=1.5, start_seconds=1.0,
         )
-        try:
-            player.start()
-        except AudioUnavailable as error:
-            self.notice.emit(f"No sound: {error}. The take is generated into the library without playing.")
-            return None
-        except Exception as error:  # noqa: BLE001 - PortAudio raises several types
-            self.notice.emit(f"No sound: the audio output failed to open ({error}). Generating without playing.")
+        if not start_player(player, lambda why: self.notice.emit(
+                f"No sound: {why}. The take is generated into the library without playing.")):
             return None
         self.output = player
         return player
@@ -295,19 +305,13 @@ class Playback(QObject):
 
     def play(self, audio: np.ndarray, buffer: RingBuffer, device=None, latency="high", seed_frames: int = 0) -> bool:
         """audio: float32 [voices, n] or [n] at 16 kHz; voices are mixed."""
-        from engine.audio import AudioUnavailable, Player
+        from engine.audio import Player
 
         self.stop()
         audio = np.asarray(audio, np.float32)
         pieces = [audio[..., i:i + 1600] for i in range(0, audio.shape[-1], 1600)]
         player = Player(pieces, device=device or None, latency=latency, keep=False, start_seconds=0.1)
-        try:
-            player.start()
-        except AudioUnavailable as error:
-            self.error.emit(f"Cannot play: {error}")
-            return False
-        except Exception as error:  # noqa: BLE001 - PortAudio raises several types
-            self.error.emit(f"Cannot play: the audio output device failed to open ({error})")
+        if not start_player(player, lambda why: self.error.emit(f"Cannot play: {why}")):
             return False
         self.player = player
         self.tap = Tap(player, buffer, seed_frames)

@@ -20,7 +20,6 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from engine.scan import Complex, fold_across_shards, linear_scan, linear_step
 

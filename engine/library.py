@@ -37,7 +37,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import sqlite3
 import threading
 import uuid

@@ -14,6 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
+from full_disk import FullDiskFile  # noqa: E402
 from PyQt6.QtCore import Qt  # noqa: E402
 
 from engine.library import Library  # noqa: E402
@@ -253,26 +254,15 @@ def test_interrupted_take_is_recovered_at_start(qtbot, tmp_path, tiny_checkpoint
 
 
 def test_full_disk_while_generating_is_reported(qtbot, window, monkeypatch):
-    import errno
 
     from engine import library as lib
-
-    class FullFile:
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def flush(self):
-            pass
-
-        def close(self):
-            pass
 
     original = lib.TakeWriter.write
 
     def write(self, block):
         if self.frames >= 1600:  # the disk fills up a little into the take
             self._file.close()
-            self._file = FullFile()
+            self._file = FullDiskFile()
         return original(self, block)
 
     monkeypatch.setattr(lib.TakeWriter, "write", write)

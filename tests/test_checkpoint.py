@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from engine import checkpoint, model
+from engine import checkpoint
 
 
 def corrupt_weights(step_dir: Path):

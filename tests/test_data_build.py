@@ -3,12 +3,10 @@ audio folder, whose unreadable files are skipped and reported."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 import soundfile
 
 from training.data.loader import BatchPlan, Split, eval_batches

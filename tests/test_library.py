@@ -7,6 +7,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from full_disk import FullDiskFile
 import soundfile as sf
 
 from engine import library as lib
@@ -98,17 +99,7 @@ def test_disk_full_while_recording_leaves_nothing(tmp_path):
         writer = library.begin_take(META)
         writer.write(tone(0.1)[0])
 
-        class FullFile:
-            def write(self, data):
-                raise OSError(errno.ENOSPC, "No space left on device")
-
-            def flush(self):
-                pass
-
-            def close(self):
-                pass
-
-        writer._file = FullFile()
+        writer._file = FullDiskFile()
         with pytest.raises(LibraryError, match="disk is full"):
             writer.write(tone(0.1)[0])
         assert library.takes() == []

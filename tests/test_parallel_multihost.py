@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pytest
 
 from engine.checkpoint import load_model
 from training.data.digits import build_digits

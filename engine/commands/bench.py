@@ -7,7 +7,6 @@ The measuring functions are reused by `benchmarks/generation_cpu.py`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -31,7 +31,7 @@ def describe(config: model.ModelConfig) -> str:
         )
     lines.append("")
     lines.append(f"total parameters:               {model.count_params(shapes):,}")
-    lines.append(f"  (level 0 includes the embedding and the output head)")
+    lines.append("  (level 0 includes the embedding and the output head)")
     lines.append(f"total pooling:                  {config.total_pooling}x")
     fre = model.full_rate_equivalent(shapes, config)
     lines.append(f"full-rate-equivalent parameters: {fre:,.0f} ({fre * 4 / 1e6:.2f} MB of float32 read per sample)")

@@ -3,7 +3,7 @@
 `GenerationSession` runs one take in a worker thread: it builds the generator (compiling
 its programs), primes it with the seed, opens the sound card, and writes every chunk to
 the library as it is made. Its state and errors come back as Qt signals; the views read
-`RingBuffer`s that the worker and audio threads fill. No thread here touches a widget.
+`ViewBuffer`s that the worker and audio threads fill. No thread here touches a widget.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app import workers
-from app.ringbuffer import RingBuffer
+from app.view_buffer import ViewBuffer
 
 RATE = 16000
 
@@ -44,7 +44,7 @@ class GenerationSession(QObject):
     notice = pyqtSignal(str)
     takeSaved = pyqtSignal(object)  # engine.library.Take or None
 
-    def __init__(self, checkpoint, values: dict, seed, library, buffer: RingBuffer, parent=None):
+    def __init__(self, checkpoint, values: dict, seed, library, buffer: ViewBuffer, parent=None):
         super().__init__(parent)
         self.checkpoint = checkpoint
         self.values = dict(values)
@@ -251,10 +251,10 @@ class GenerationSession(QObject):
 
 
 class Tap:
-    """Copies what a Player sent to the sound card into a view RingBuffer at 16 kHz
+    """Copies what a Player sent to the sound card into a view ViewBuffer at 16 kHz
     (resampling when the device runs at another rate); seed samples are flagged."""
 
-    def __init__(self, player, buffer: RingBuffer, seed_frames: int = 0):
+    def __init__(self, player, buffer: ViewBuffer, seed_frames: int = 0):
         self.player = player
         self.buffer = buffer
         self.seed_frames = seed_frames
@@ -290,7 +290,7 @@ class Tap:
 
 class Playback(QObject):
     """Plays a clip (a take or the seed) with the engine's Player, copying what plays
-    into a RingBuffer for the views (from a GUI timer). Errors come through `error`."""
+    into a ViewBuffer for the views (from a GUI timer). Errors come through `error`."""
 
     error = pyqtSignal(str)
 
@@ -303,7 +303,7 @@ class Playback(QObject):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._pump)
 
-    def play(self, audio: np.ndarray, buffer: RingBuffer, device=None, latency="high", seed_frames: int = 0) -> bool:
+    def play(self, audio: np.ndarray, buffer: ViewBuffer, device=None, latency="high", seed_frames: int = 0) -> bool:
         """audio: float32 [voices, n] or [n] at 16 kHz; voices are mixed."""
         from engine.audio import Player
 
@@ -345,10 +345,10 @@ def _make_recorder():
     from engine.audio import Recorder as EngineRecorder
 
     class LiveRecorder(EngineRecorder):
-        """The engine's Recorder, also copying each block to a RingBuffer for the live
+        """The engine's Recorder, also copying each block to a ViewBuffer for the live
         waveform (from the audio thread: a copy only)."""
 
-        def __init__(self, buffer: RingBuffer, device=None):
+        def __init__(self, buffer: ViewBuffer, device=None):
             super().__init__(device=device)
             self.buffer = buffer
 
@@ -364,6 +364,6 @@ def _make_recorder():
     return LiveRecorder
 
 
-def Recorder(buffer: RingBuffer, device=None):
+def Recorder(buffer: ViewBuffer, device=None):
     """A microphone recorder: start(), audio() so far, stop() -> float32 [n] at 16 kHz."""
     return _make_recorder()(buffer, device)

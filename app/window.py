@@ -19,7 +19,7 @@ from app.panels.controls import ControlsPanel
 from app.panels.model import ModelPanel
 from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
-from app.ringbuffer import RingBuffer
+from app.view_buffer import ViewBuffer
 from app.session import GenerationSession, Playback, Recorder
 from app.settings import Settings
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform
@@ -73,8 +73,8 @@ class MainWindow(QMainWindow):
         self.checkpoint_path = ""
         self.model_status = "none"  # loading | loaded | failed
         self.load_task = None
-        self.output_buffer = RingBuffer(RATE * 30)  # what is playing (or being rendered)
-        self.input_buffer = RingBuffer(RATE * 5)  # the microphone while recording
+        self.output_buffer = ViewBuffer(RATE * 30)  # what is playing (or being rendered)
+        self.input_buffer = ViewBuffer(RATE * 5)  # the microphone while recording
         self.session: GenerationSession | None = None
         self.playback = Playback(self)
         self.recorder = None  # app.session.Recorder while recording

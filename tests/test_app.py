@@ -20,7 +20,7 @@ from PyQt6.QtCore import Qt  # noqa: E402
 from engine.library import Library  # noqa: E402
 from app import workers  # noqa: E402
 from app.library_browser import NAME, STAR  # noqa: E402
-from app.ringbuffer import RingBuffer  # noqa: E402
+from app.view_buffer import ViewBuffer  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
 
@@ -66,7 +66,7 @@ def generate(qtbot, window, seconds=1.0, timeout=120000):
 
 
 def test_ring_buffer_wraps_and_flags_seed():
-    buffer = RingBuffer(10)
+    buffer = ViewBuffer(10)
     buffer.write(np.arange(4, dtype=np.float32), seed=True)
     buffer.write(np.arange(4, 12, dtype=np.float32)[None].repeat(2, axis=0))  # two voices, mixed
     data, seed = buffer.latest(10)
@@ -75,7 +75,7 @@ def test_ring_buffer_wraps_and_flags_seed():
     new, position = buffer.read_since(9)
     np.testing.assert_array_equal(new, [9, 10, 11])
     assert position == 12
-    data, _ = RingBuffer(8).latest(4)
+    data, _ = ViewBuffer(8).latest(4)
     assert data.tolist() == [0, 0, 0, 0]
 
 

@@ -1,4 +1,4 @@
-"""Live views, each redrawn from a QTimer in the GUI thread from a `RingBuffer`."""
+"""Live views, each redrawn from a QTimer in the GUI thread from a `ViewBuffer`."""
 
 from app.views.meter import LevelMeter
 from app.views.spectrogram import ScrollingSpectrogram

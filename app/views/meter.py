@@ -9,14 +9,14 @@ from PyQt6.QtCore import QRectF, QTimer
 from PyQt6.QtGui import QColor, QPainter
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from app.ringbuffer import RingBuffer
+from app.view_buffer import ViewBuffer
 from app.views import theme
 
 FLOOR_DB = -60.0
 
 
 class LevelMeter(QWidget):
-    def __init__(self, buffer: RingBuffer | None = None, fps: int = 30, parent=None):
+    def __init__(self, buffer: ViewBuffer | None = None, fps: int = 30, parent=None):
         super().__init__(parent)
         self.buffer = buffer
         self.rms_db = FLOOR_DB
@@ -30,7 +30,7 @@ class LevelMeter(QWidget):
         self.timer.timeout.connect(self.update_level)
         self.timer.start(int(1000 / fps))
 
-    def set_buffer(self, buffer: RingBuffer) -> None:
+    def set_buffer(self, buffer: ViewBuffer) -> None:
         self.buffer = buffer
 
     def update_level(self) -> None:

@@ -6,12 +6,12 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QTimer
 
-from app.ringbuffer import RingBuffer
+from app.view_buffer import ViewBuffer
 from app.views import theme
 
 
 class ScrollingSpectrogram(pg.PlotWidget):
-    def __init__(self, buffer: RingBuffer | None = None, fft: int = 512, hop: int = 256, columns: int = 250, fps: int = 30, parent=None):
+    def __init__(self, buffer: ViewBuffer | None = None, fft: int = 512, hop: int = 256, columns: int = 250, fps: int = 30, parent=None):
         super().__init__(parent=parent, background=theme.BACKGROUND)
         self.buffer = buffer
         self.fft, self.hop, self.columns = fft, hop, columns
@@ -41,7 +41,7 @@ class ScrollingSpectrogram(pg.PlotWidget):
         self.timer.timeout.connect(self.redraw)
         self.timer.start(int(1000 / fps))
 
-    def set_buffer(self, buffer: RingBuffer) -> None:
+    def set_buffer(self, buffer: ViewBuffer) -> None:
         self.buffer = buffer
         self._position = buffer.total
         self._pending = np.zeros(0, np.float32)

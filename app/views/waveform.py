@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QTimer, pyqtSignal
 
-from app.ringbuffer import RingBuffer
+from app.view_buffer import ViewBuffer
 from app.views import theme
 
 RATE = 16000
@@ -30,7 +30,7 @@ def envelope(audio: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
 class ScrollingWaveform(pg.PlotWidget):
     """The last `seconds` of a ring buffer; seed samples in the seed colour."""
 
-    def __init__(self, buffer: RingBuffer | None = None, seconds: float = 4.0, fps: int = 30, parent=None):
+    def __init__(self, buffer: ViewBuffer | None = None, seconds: float = 4.0, fps: int = 30, parent=None):
         super().__init__(parent=parent, background=theme.BACKGROUND)
         self.buffer = buffer
         self.seconds = seconds
@@ -50,7 +50,7 @@ class ScrollingWaveform(pg.PlotWidget):
         self.timer.timeout.connect(self.redraw)
         self.timer.start(int(1000 / fps))
 
-    def set_buffer(self, buffer: RingBuffer) -> None:
+    def set_buffer(self, buffer: ViewBuffer) -> None:
         self.buffer = buffer
         self._last_total = -1
 

@@ -12,7 +12,9 @@ import threading
 import numpy as np
 
 
-class RingBuffer:
+class ViewBuffer:
+    """Recent mono audio for the live views, with a flag per sample marking seed audio."""
+
     def __init__(self, capacity: int):
         self.capacity = int(capacity)
         self._data = np.zeros(self.capacity, np.float32)

@@ -264,8 +264,7 @@ class Tap:
 
     def pump(self) -> None:
         player = self.player
-        # the history's running total (engine.audio.ring.HistoryBuffer.total)
-        total = player._history.total
+        total = player.sent_samples
         new = total - self._seen
         if new <= 0:
             return
@@ -341,29 +340,10 @@ class Playback(QObject):
             self.player.stop()
 
 
-def _make_recorder():
+def Recorder(buffer: ViewBuffer, device=None):
+    """A microphone recorder (`engine.audio.Recorder`) whose audio thread also copies each
+    block into `buffer` for the live waveform: start(), recorded_so_far(), stop() ->
+    float32 [n] at 16 kHz."""
     from engine.audio import Recorder as EngineRecorder
 
-    class LiveRecorder(EngineRecorder):
-        """The engine's Recorder, also copying each block to a ViewBuffer for the live
-        waveform (from the audio thread: a copy only)."""
-
-        def __init__(self, buffer: ViewBuffer, device=None):
-            super().__init__(device=device)
-            self.buffer = buffer
-
-        def _callback(self, indata, frames, time_info, status):
-            super()._callback(indata, frames, time_info, status)
-            self.buffer.write(indata.mean(axis=1))
-
-        def audio(self) -> np.ndarray:
-            """The recording so far (at the device's rate; 16 kHz when it offers it)."""
-            blocks = list(self._blocks)
-            return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-
-    return LiveRecorder
-
-
-def Recorder(buffer: ViewBuffer, device=None):
-    """A microphone recorder: start(), audio() so far, stop() -> float32 [n] at 16 kHz."""
-    return _make_recorder()(buffer, device)
+    return EngineRecorder(device=device, on_block=buffer.write)

@@ -310,7 +310,7 @@ class MainWindow(QMainWindow):
                 self.show_error(f"Cannot record from the microphone: {error}")
                 return
             self.record_timer = QTimer(self)
-            self.record_timer.timeout.connect(lambda: self.seed_panel.show_recording(self.recorder.audio()) if self.recorder else None)
+            self.record_timer.timeout.connect(lambda: self.seed_panel.show_recording(self.recorder.recorded_so_far()) if self.recorder else None)
             self.record_timer.start(50)
         elif self.recorder is not None:
             self.record_timer.stop()

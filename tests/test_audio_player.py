@@ -73,12 +73,13 @@ def test_player_plays_every_sample_in_order(pulse_server, env, tmp_path):
         player = Player(iter(chunks), buffer_seconds=0.5, start_seconds=0.4, on_chunk=seen.append)
         player.start()
         assert player.wait(30)
-        print(json.dumps({"state": player.state, "underruns": player.underruns, "seen": len(seen),
+        print(json.dumps({"state": player.state, "underruns": player.underruns, "seen": len(seen), "sent": player.sent_samples,
                           "generated": list(player.generated().shape), "recent": float(np.abs(player.recent(256)).sum())}))
     """
     report, recorded = recorded_while(pulse_server, tmp_path, lambda: run_scenario(code, env))
     assert report["state"] == "finished" and report["underruns"] == 0
     assert report["seen"] == 30 and report["generated"] == [2, 24000] and report["recent"] >= 0
+    assert report["sent"] >= 24000  # handed to the card: every sample, plus any trailing silence
     rng = np.random.default_rng(0)
     expected = np.concatenate([rng.uniform(-1, 1, (2, 800)).astype(np.float32).mean(axis=0) for _ in range(30)])
     head = 1600  # a null sink's monitor misses the first ~20-70 ms of a new stream
@@ -149,13 +150,16 @@ def test_recorder_resamples_to_16k_and_reports_level(pulse_server, env, tmp_path
     code = """
         import json, numpy as np
         from engine.audio import Recorder
-        recorder = Recorder(max_seconds=1.0)
+        blocks = []
+        recorder = Recorder(max_seconds=1.0, on_block=blocks.append)
         recorder.start()
         assert recorder.wait(20)
         level, level_db, rate = recorder.level, recorder.level_db, recorder.sample_rate
+        so_far = len(recorder.recorded_so_far())
         audio = recorder.stop()
         spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
-        print(json.dumps({"level": level, "level_db": level_db, "rate": rate, "n": len(audio),
+        print(json.dumps({"level": level, "level_db": level_db, "rate": rate, "n": len(audio), "so_far": so_far,
+                          "tapped": sum(len(b) for b in blocks),
                           "dtype": str(audio.dtype), "peak_hz": float(np.argmax(spectrum) * 16000 / 12000)}))
     """
     player = pulse_server.play_into_mic(tone)
@@ -166,6 +170,7 @@ def test_recorder_resamples_to_16k_and_reports_level(pulse_server, env, tmp_path
         player.terminate()
         player.wait(10)
     assert report["dtype"] == "float32" and abs(report["n"] - 16000) <= 2, report
+    assert report["tapped"] == report["so_far"] == round(report["rate"] * 1.0), report  # every block reached on_block
     assert abs(report["peak_hz"] - 440) < 3, report
     assert report["level"] == pytest.approx(0.5, abs=0.05), report
     assert report["level_db"] == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=1.0), report

@@ -220,6 +220,12 @@ class Player:
         """Audio generated so far (per voice)."""
         return self._generated / SAMPLE_RATE
 
+    @property
+    def sent_samples(self) -> int:
+        """Samples handed to the sound card so far (at `device_rate`, underrun silence
+        included): `recent(sent_samples - n_seen)` returns what a reader has not seen."""
+        return self._history.total
+
     def recent(self, samples: int) -> np.ndarray:
         """The last `samples` samples sent to the sound card (mono, at `device_rate`,
         silence of underruns included), float32 [m <= samples], oldest first."""

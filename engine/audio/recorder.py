@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,10 +26,14 @@ class Recorder:
         else its default rate. Whatever it is, `stop()` returns 16 kHz audio.
       max_seconds: recording stops by itself after this long (None: until `stop()`).
       channels: channels to open; they are averaged to mono.
+      on_block: called from the audio thread with each mono block, float32 [n] at the
+        device's rate (e.g. to feed a live waveform); it must only copy.
     """
 
-    def __init__(self, device: int | str | None = None, sample_rate: int | None = None, max_seconds: float | None = None, channels: int = 1):
+    def __init__(self, device: int | str | None = None, sample_rate: int | None = None, max_seconds: float | None = None,
+                 channels: int = 1, on_block: Callable[[np.ndarray], None] | None = None):
         self.device = device
+        self.on_block = on_block
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
         self.channels = channels
@@ -69,6 +74,8 @@ class Recorder:
         if len(block):
             self._blocks.append(block)
             self._frames += len(block)
+            if self.on_block is not None:
+                self.on_block(block)
 
     @property
     def state(self) -> str:
@@ -90,6 +97,11 @@ class Recorder:
         """RMS level of the latest block in dBFS (-120 for silence)."""
         return 20 * np.log10(max(self._rms, 1e-6))
 
+    def recorded_so_far(self) -> np.ndarray:
+        """The recording up to now, float32 [n] at the device's rate (`sample_rate`)."""
+        blocks = list(self._blocks)
+        return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Blocks until max_seconds are recorded; False on timeout."""
         return self._full.wait(timeout)
@@ -101,7 +113,7 @@ class Recorder:
             self._stream.close()
             self._stream = None
         self._state = "stopped"
-        audio = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
+        audio = self.recorded_so_far()
         if self.sample_rate != SAMPLE_RATE and len(audio):
             import soxr
 

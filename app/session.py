@@ -16,8 +16,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from app import workers
 from app.view_buffer import ViewBuffer
-
-RATE = 16000
+from engine.mulaw import SAMPLE_RATE as RATE
 
 
 def start_player(player, report) -> bool:

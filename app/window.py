@@ -24,8 +24,8 @@ from app.session import GenerationSession, Playback, Recorder
 from app.settings import Settings
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform
 from app.views import theme
+from engine.mulaw import SAMPLE_RATE as RATE
 
-RATE = 16000
 
 
 class ErrorBanner(QWidget):

@@ -22,8 +22,7 @@ from benchmarks.report import command_line, machine_line, markdown_table, write_
 from engine import model, sampling
 from engine.commands.bench import measure_generator, random_checkpoint, startup_times
 from engine.compile_cache import enable_compile_cache
-
-SAMPLE_RATE = 16000
+from engine.mulaw import SAMPLE_RATE
 
 
 def naive_loop_rate(checkpoint, voices: int, steps: int) -> float:

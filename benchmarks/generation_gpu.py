@@ -17,8 +17,6 @@ import jax
 from benchmarks.report import command_line, machine_line, markdown_table, write_section
 from engine.commands.bench import measure_generator, random_checkpoint
 
-SAMPLE_RATE = 16_000
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)

@@ -75,7 +75,8 @@ def write_params_and_meta(directory: str | Path, params: dict, meta: dict) -> Pa
 
 
 def read_meta(path: str | Path) -> dict:
-    """The JSON item `model` of a checkpoint directory, without loading weights."""
+    """The JSON item `model` of a checkpoint directory, without loading weights; for a
+    model checkpoint {"format", "config", "card"}."""
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         restored = checkpointer.restore(Path(path).absolute(), ocp.args.Composite(model=ocp.args.JsonRestore()))
     return restored["model"]
@@ -94,15 +95,9 @@ def save_model(directory: str | Path, config: ModelConfig, params: dict, card: d
     return write_params_and_meta(directory, params, meta)
 
 
-def read_card(path: str | Path) -> dict:
-    """The model metadata of a model directory without loading weights:
-    {"format", "config", "card"}."""
-    return read_meta(path)
-
-
 def _load_dir(path: Path) -> ModelCheckpoint:
     try:
-        meta = read_card(path)
+        meta = read_meta(path)
     except Exception as error:  # orbax raises many types for damaged files
         raise CheckpointError(f"{path}: cannot read the model description ({error})") from error
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -34,9 +34,8 @@ import numpy as np
 
 from engine import model, mulaw, sampling
 from engine.checkpoint import ModelCheckpoint, load_model
+from engine.mulaw import SAMPLE_RATE
 from engine.sampling import NOISE_BLOCK
-
-SAMPLE_RATE = 16000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import soundfile as sf
 
-RATE = 16000
+from engine.mulaw import SAMPLE_RATE as RATE
+
 THUMBNAIL_BUCKETS = 256
 EXPORT_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
 EXPORT_RATES = (16000, 44100, 48000)

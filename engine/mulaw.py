@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+SAMPLE_RATE = 16_000  # Hz: the one rate the model, its data and its audio I/O use
 MU = 255
 NUM_CLASSES = 256
 SILENCE = 128

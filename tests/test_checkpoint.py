@@ -71,4 +71,4 @@ def test_relative_paths(tmp_path, monkeypatch, preset_params):
     monkeypatch.chdir(tmp_path)
     checkpoint.save_model("run/7", config, params, {"name": "relative"})
     assert checkpoint.load_model("run").card["name"] == "relative"
-    assert checkpoint.read_card("run/7")["card"]["name"] == "relative"
+    assert checkpoint.read_meta("run/7")["card"]["name"] == "relative"

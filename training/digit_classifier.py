@@ -18,9 +18,9 @@ import numpy as np
 import optax
 
 from engine.checkpoint import CheckpointError, read_meta, read_params, write_params_and_meta
+from engine.mulaw import SAMPLE_RATE
 
 FORMAT = "harmonicrnn-digit-classifier/1"
-SAMPLE_RATE = 16_000
 NUM_DIGITS = 10
 
 

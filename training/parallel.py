@@ -131,14 +131,20 @@ def check_shapes(config: model.ModelConfig, mesh: Mesh, batch: int, length: int)
         )
 
 
+def token_nll(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """Negative log-likelihood in nats of each token: logits [..., 256], tokens int
+    [...] -> [...]."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+
+
 def _local_nll(params, config, tokens, mask, dropout_key, remat):
     """On one shard: (sum of NLL bits over mask, count), psum'd over the whole mesh."""
     if dropout_key is not None:
         index = jax.lax.axis_index("data") * jax.lax.axis_size("seq") + jax.lax.axis_index("seq")
         dropout_key = jax.random.fold_in(dropout_key, index)
     logits = model.forward(params, config, tokens, dropout_key, sequence_axis="seq", remat=remat)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+    nll = token_nll(logits, tokens)
     mask = mask.astype(jnp.float32)
     total = jax.lax.psum(jnp.sum(nll * mask) / LN2, AXES)
     count = jax.lax.psum(jnp.sum(mask), AXES)
@@ -158,8 +164,7 @@ def sharded_nll(params, config, tokens, mask, mesh: Mesh, dropout_key=None, rema
         tokens = jax.lax.with_sharding_constraint(tokens, batch)
         mask = jax.lax.with_sharding_constraint(mask, batch)
         logits = model.forward(params, config, tokens, dropout_key, remat=remat)
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        nll = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+        nll = token_nll(logits, tokens)
         mask = mask.astype(jnp.float32)
         return jnp.sum(nll * mask) / LN2, jnp.sum(mask)
     has_key = dropout_key is not None
@@ -210,8 +215,7 @@ def single_device_loss(params, config, tokens, mask=None):
     tokens = jnp.asarray(tokens, jnp.int32)
     mask = jnp.ones(tokens.shape, jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
     logits = model.forward(params, config, tokens)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+    nll = token_nll(logits, tokens)
     return jnp.sum(nll * mask) / LN2 / jnp.maximum(jnp.sum(mask), 1.0)
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.cli import UserError
+from engine.mulaw import SAMPLE_RATE
+
+CLIP = SAMPLE_RATE  # one-second digits
 
 CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "classifiers" / "digits"
-CLIP = 16_000
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -96,7 +98,7 @@ def generate_clips(checkpoint, n: int, batch: int, temperature: float, top_p: fl
     for start in range(0, n, batch):
         voices = min(batch, n - start)
         settings = GenerationSettings(temperature=temperature, top_p=top_p, seed=seed + start, voices=voices, chunk_ms=250)
-        clips.append(Generator(checkpoint, settings).render(CLIP / 16_000))
+        clips.append(Generator(checkpoint, settings).render(1.0))
         print(f"generated {start + voices}/{n} clips", flush=True)
     return np.concatenate(clips)[:, :CLIP]
 
@@ -104,15 +106,14 @@ def generate_clips(checkpoint, n: int, batch: int, temperature: float, top_p: fl
 def clip_nll_bits(checkpoint, audio: np.ndarray, batch: int) -> np.ndarray:
     """Each clip's mean NLL in bits per sample under the model: [N]."""
     import jax
-    import jax.numpy as jnp
 
     from engine import model, mulaw
+    from training.parallel import LN2, token_nll
 
     @jax.jit
     def nll(tokens):
         logits = model.forward(checkpoint.params, checkpoint.config, tokens)
-        picked = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], axis=-1)[..., 0]
-        return -picked.mean(axis=1) / jnp.log(2.0)
+        return token_nll(logits, tokens).mean(axis=1) / LN2
 
     tokens = mulaw.encode(audio)
     return np.concatenate([np.asarray(nll(tokens[i : i + batch])) for i in range(0, len(tokens), batch)])

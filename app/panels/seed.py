@@ -11,8 +11,8 @@ from PyQt6.QtWidgets import QCheckBox, QFileDialog, QGroupBox, QHBoxLayout, QLab
 
 from app import workers
 from app.views.waveform import TakeWaveform
+from engine.mulaw import SAMPLE_RATE as RATE
 
-RATE = 16000
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.mp3 *.aiff *.aif);;All files (*)"
 
 

@@ -8,8 +8,7 @@ from PyQt6.QtCore import QTimer, pyqtSignal
 
 from app.view_buffer import ViewBuffer
 from app.views import theme
-
-RATE = 16000
+from engine.mulaw import SAMPLE_RATE as RATE
 
 
 def envelope(audio: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,8 +24,7 @@ import numpy as np
 
 from engine.audio.devices import AudioUnavailable, resolve, sounddevice, supports_rate
 from engine.audio.ring import HistoryBuffer, RingBuffer
-
-SAMPLE_RATE = 16000
+from engine.mulaw import SAMPLE_RATE
 
 STATES = ("idle", "compiling", "buffering", "playing", "paused", "draining", "finished", "stopped", "error")
 

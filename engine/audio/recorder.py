@@ -13,8 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from engine.audio.devices import AudioUnavailable, resolve, sounddevice, supports_rate
-
-SAMPLE_RATE = 16000
+from engine.mulaw import SAMPLE_RATE
 
 
 class Recorder:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SAMPLE_RATE = 16000
+from engine.mulaw import SAMPLE_RATE
 
 
 def random_checkpoint(preset: str, seed: int = 0):

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.cli import UserError
+from engine.mulaw import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 

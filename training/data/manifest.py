@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.mulaw import SILENCE, encode, scale
+from engine.mulaw import SAMPLE_RATE, SILENCE, encode, scale
 
-SAMPLE_RATE = 16_000
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
 FORMAT = "harmonicrnn-dataset/1"

@@ -18,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.report import command_line, machine_line, markdown_table, write_section
+from benchmarks.report import command_line, machine_line, write_section
 from engine import model, sampling
 from engine.commands.bench import measure_generator, random_checkpoint, startup_times
 from engine.compile_cache import enable_compile_cache
 from engine.mulaw import SAMPLE_RATE
+from training.doc_sections import markdown_table
 
 
 def naive_loop_rate(checkpoint, voices: int, steps: int) -> float:

@@ -14,8 +14,9 @@ import argparse
 
 import jax
 
-from benchmarks.report import command_line, machine_line, markdown_table, write_section
+from benchmarks.report import command_line, machine_line, write_section
 from engine.commands.bench import measure_generator, random_checkpoint
+from training.doc_sections import markdown_table
 
 
 def main():

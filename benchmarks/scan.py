@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.report import command_line, machine_line, markdown_table, write_section
+from benchmarks.report import command_line, machine_line, write_section
 from engine.scan import Complex, linear_scan
+from training.doc_sections import markdown_table
 
 BYTES_PER_ELEMENT = 24
 

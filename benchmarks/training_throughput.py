@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from benchmarks.report import command_line, machine_line, markdown_table, write_section
+from benchmarks.report import command_line, machine_line, write_section
+from training.doc_sections import markdown_table
 
 SUITES = {
     # (preset, batch, length, seq_shards, remat); batches chosen to fill an 80 GB GPU.

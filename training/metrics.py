@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from pathlib import Path
 
 FIELDS = ("step", "split", "loss_bits", "grad_norm", "lr", "tokens_per_s", "skipped", "wall_s")
@@ -61,31 +62,82 @@ def read_metrics(path: str | Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Draws train and validation loss (bits per sample) against step to a PNG."""
+def losses(rows: list[dict], split: str, until_step: int = 0) -> list[tuple[int, float]]:
+    """(step, loss in bits) of one split's rows, up to `until_step` (0: all)."""
+    return [(int(r["step"]), float(r["loss_bits"])) for r in rows
+            if r["split"] == split and r["loss_bits"] and (not until_step or int(r["step"]) <= until_step)]
+
+
+def stability(rows: list[dict], until_step: int = 0) -> dict:
+    """How smoothly a run trained, from its metrics rows up to `until_step` (0: all).
+
+    Returns skipped updates (loss not finite or grad norm over the skip threshold), the
+    median and largest logged grad norm (each train row logs its window's last step),
+    non-finite logged losses, and the largest rise of the logged train loss above its
+    lowest value so far (a loss spike, in bits per sample; 0 for a curve that only falls).
+    """
+    train = [r for r in rows if r["split"] == "train" and (not until_step or int(r["step"]) <= until_step)]
+    norms = [float(r["grad_norm"]) for r in train if r["grad_norm"] and math.isfinite(float(r["grad_norm"]))]
+    values = [loss for _, loss in losses(train, "train")]
+    rise, lowest = 0.0, math.inf
+    for loss in filter(math.isfinite, values):
+        if lowest < math.inf:
+            rise = max(rise, loss - lowest)
+        lowest = min(lowest, loss)
+    return {
+        "skipped_updates": int(train[-1]["skipped"] or 0) if train else 0,
+        "grad_norm_median": statistics.median(norms) if norms else None,
+        "grad_norm_max": max(norms) if norms else None,
+        "nonfinite_losses": sum(not math.isfinite(loss) for loss in values),
+        "max_loss_rise_bits": rise,
+    }
+
+
+def plot_runs(runs: dict[str, str | Path], out: str | Path, title: str, until_step: int = 0) -> Path:
+    """Draws the train (line) and validation (dots) loss of several runs on one plot.
+
+    Args:
+      runs: legend label -> run folder holding metrics.csv.
+      out: PNG path.
+      title: the plot's title.
+      until_step: draw steps up to this one (0: all); marked with a dotted line when
+        some run went further.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run_dir = Path(run_dir)
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} has no metrics.csv (is it a training run folder?)")
-    rows = read_metrics(path)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for split, style in (("train", "-"), ("valid", "o-")):
-        points = [(int(r["step"]), float(r["loss_bits"])) for r in rows if r["split"] == split and r["loss_bits"]]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, style, label=split, markersize=4, linewidth=1.2)
+    last_step = 0
+    for index, (label, run_dir) in enumerate(runs.items()):
+        path = Path(run_dir) / "metrics.csv"
+        if not path.exists():
+            raise FileNotFoundError(f"{run_dir} has no metrics.csv (is it a training run folder?)")
+        rows = read_metrics(path)
+        color = f"C{index}"
+        last_step = max([last_step] + [s for s, _ in losses(rows, "train")])
+        for split, style in (("train", "-"), ("valid", "o--")):
+            points = losses(rows, split, until_step)
+            if points:
+                xs, ys = zip(*points)
+                name = split if len(runs) == 1 else f"{label} {split}"
+                ax.plot(xs, ys, style, color=color, label=name, markersize=4, linewidth=1.2)
+    if until_step and last_step > until_step:
+        ax.axvline(until_step, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("NLL (bits per sample)")
-    ax.set_title(run_dir.name)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    out = Path(out) if out else run_dir / "loss.png"
+    out = Path(out)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Draws one run's train and validation loss (bits per sample) against step to a PNG."""
+    run_dir = Path(run_dir)
+    return plot_runs({run_dir.name: run_dir}, Path(out) if out else run_dir / "loss.png", run_dir.name)

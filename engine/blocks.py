@@ -2,6 +2,7 @@
 
 Temporal block: z = norm(x); y = Dense(CGLRU(conv?(z)) * gelu(Dense(z))); x + dropout(y).
 MLP block:      z = norm(x); x + dropout(Dense(gelu(Dense_2d(z)) * Dense_2d(z))).
+Block pair:     a temporal block, then an MLP block: one layer of a level.
 Each residual output projection starts small, scaled by 1 / (blocks in the level).
 """
 
@@ -144,3 +145,29 @@ class MLPBlock(nn.Module):
         z = self.norm(x)
         y = self.out_proj(nn.gelu(self.gate_proj(z)) * self.up_proj(z))
         return x + self.dropout(y, deterministic=deterministic)
+
+
+class BlockPair(nn.Module):
+    """A temporal block followed by an MLP block: the repeated layer of a level."""
+
+    config: ModelConfig
+    level: int
+    blocks_in_level: int
+    sequence_axis: str | None = None
+
+    def setup(self):
+        cfg, level, blocks = self.config, self.level, self.blocks_in_level
+        self.temporal = TemporalBlock(cfg, level, blocks, self.sequence_axis, name="temporal")
+        self.mlp = MLPBlock(cfg, level, blocks, name="mlp")
+
+    def __call__(
+        self, x: jax.Array, length: jax.Array | int, deterministic: bool = True
+    ) -> tuple[jax.Array, TemporalBlockState]:
+        """x [B, T, d] -> (y [B, T, d], state after step length - 1)."""
+        x, state = self.temporal(x, length, deterministic)
+        return self.mlp(x, deterministic), state
+
+    def step(self, x: jax.Array, state: TemporalBlockState) -> tuple[jax.Array, TemporalBlockState]:
+        """x [B, d] -> (y [B, d], next state)."""
+        x, state = self.temporal.step(x, state)
+        return self.mlp(x), state

@@ -24,7 +24,9 @@ import orbax.checkpoint as ocp
 from engine.config import ModelConfig
 from engine.model import param_shapes
 
-FORMAT = "harmonicrnn-model/1"
+# Version 2 stacks a level side's block pairs into one array per weight
+# (`engine.block_stack`); version 1 kept one subtree per block.
+FORMAT = "harmonicrnn-model/2"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CHECKPOINTS = ASSETS / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "piano-realtime"
@@ -101,7 +103,13 @@ def _load_dir(path: Path) -> ModelCheckpoint:
     except Exception as error:  # orbax raises many types for damaged files
         raise CheckpointError(f"{path}: cannot read the model description ({error})") from error
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a HarmonicRNN model checkpoint (format {meta.get('format')!r})")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        if isinstance(found, str) and found.startswith("harmonicrnn-model/"):
+            raise CheckpointError(
+                f"{path}: saved in checkpoint format {found!r}; this version reads {FORMAT!r} "
+                "(block weights are stored stacked since format 2)"
+            )
+        raise CheckpointError(f"{path}: not a HarmonicRNN model checkpoint (format {found!r})")
     try:
         config = ModelConfig.from_dict(meta["config"])
     except (TypeError, ValueError, KeyError) as error:

@@ -18,7 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from engine.blocks import MLPBlock, TemporalBlock, TemporalBlockState, make_norm
+from engine.block_stack import BlockStack
+from engine.blocks import TemporalBlockState, make_norm
 from engine.config import ModelConfig
 from engine.embedding import TokenEmbedding
 from engine.mulaw import NUM_CLASSES
@@ -80,47 +81,18 @@ class Level(nn.Module):
         pairs = cfg.blocks[level]
         sides = 1 if self.is_deepest else 2
         blocks_in_level = 2 * pairs * sides
-        temporal_cls, mlp_cls = TemporalBlock, MLPBlock
-        if self.remat:
-            # Recompute each block's activations in the backward pass (SPEC 7: long
-            # sequences); `deterministic` stays static (argnums count self).
-            temporal_cls = nn.remat(TemporalBlock, static_argnums=(3,))
-            mlp_cls = nn.remat(MLPBlock, static_argnums=(2,))
 
-        def side(prefix):
-            temporal = [
-                temporal_cls(cfg, level, blocks_in_level, self.sequence_axis, name=f"{prefix}_temporal_{i}")
-                for i in range(pairs)
-            ]
-            mlp = [mlp_cls(cfg, level, blocks_in_level, name=f"{prefix}_mlp_{i}") for i in range(pairs)]
-            return temporal, mlp
+        def side(name):
+            return BlockStack(cfg, level, pairs, blocks_in_level, self.sequence_axis, self.remat, name=name)
 
-        self.down_temporal, self.down_mlp = side("down")
+        self.down_blocks = side("down_blocks")
         if not self.is_deepest:
             width, inner_width = cfg.widths[level], cfg.widths[level + 1]
             factor, groups = cfg.pooling[level], cfg.pool_groups
             self.down_pool = DownPool(width, inner_width, factor, groups, self.sequence_axis, name="down_pool")
             self.inner = Level(cfg, level + 1, self.sequence_axis, self.remat, name="inner")
             self.up_pool = UpPool(inner_width, width, factor, groups, name="up_pool")
-            self.up_temporal, self.up_mlp = side("up")
-
-    @staticmethod
-    def _blocks(temporal, mlp, x, length, deterministic):
-        states = []
-        for temporal_block, mlp_block in zip(temporal, mlp):
-            x, state = temporal_block(x, length, deterministic)
-            x = mlp_block(x, deterministic)
-            states.append(state)
-        return x, tuple(states)
-
-    @staticmethod
-    def _blocks_step(temporal, mlp, x, states):
-        new_states = []
-        for temporal_block, mlp_block, state in zip(temporal, mlp, states):
-            x, state = temporal_block.step(x, state)
-            x = mlp_block(x)
-            new_states.append(state)
-        return x, tuple(new_states)
+            self.up_blocks = side("up_blocks")
 
     def __call__(
         self, x: jax.Array, length: jax.Array | int, deterministic: bool = True
@@ -137,7 +109,7 @@ class Level(nn.Module):
           (y [B, T, d], state after step length - 1).
         """
         t = jnp.asarray(length, jnp.int32)
-        x, down = self._blocks(self.down_temporal, self.down_mlp, x, t, deterministic)
+        x, down = self.down_blocks(x, t, deterministic)
         if self.is_deepest:
             return x, LevelState(t, down, (), None, None, None)
         factor = self.config.pooling[self.level]
@@ -147,12 +119,12 @@ class Level(nn.Module):
         inner_y, inner_state = self.inner(pooled, inner_length, deterministic)
         up = self.up_pool(inner_y)
         pending = jax.lax.dynamic_slice_in_dim(up, (inner_length - 1) * factor, factor, axis=1)
-        x, up_states = self._blocks(self.up_temporal, self.up_mlp, up[:, : x.shape[1]] + skip, t, deterministic)
+        x, up_states = self.up_blocks(up[:, : x.shape[1]] + skip, t, deterministic)
         return x, LevelState(t, down, up_states, pool_window, pending, inner_state)
 
     def step(self, x: jax.Array, state: LevelState) -> tuple[jax.Array, LevelState]:
         """One step of this level: x [B, d] -> (y [B, d], next state)."""
-        x, down = self._blocks_step(self.down_temporal, self.down_mlp, x, state.down)
+        x, down = self.down_blocks.step(x, state.down)
         if self.is_deepest:
             return x, state._replace(t=state.t + 1, down=down)
         skip = x
@@ -168,7 +140,7 @@ class Level(nn.Module):
 
         pending, inner_state = nn.cond(phase == 0, fire, hold, self, window, state.inner, state.pending)
         x = jax.lax.dynamic_index_in_dim(pending, phase, axis=1, keepdims=False) + skip
-        x, up = self._blocks_step(self.up_temporal, self.up_mlp, x, state.up)
+        x, up = self.up_blocks.step(x, state.up)
         return x, LevelState(state.t + 1, down, up, pool_window, pending, inner_state)
 
 

@@ -142,7 +142,7 @@ def groups_table(ablation: Ablation) -> tuple[str, str]:
         best = min(scored, key=lambda v: v["test_nll_bits"])
         unstable = [groups_cell(v["model"]) for v in rows
                     if v["stability"]["skipped_updates"] or v["stability"]["nonfinite_losses"]]
-        here = (f"Here: the lowest test NLL has {groups_cell(best['model'])} groups; "
+        here = (f"Here: the lowest test NLL is with pool groups {groups_cell(best['model'])}; "
                 + (f"skipped updates or non-finite losses with {', '.join(unstable)} groups." if unstable
                    else "no variant skipped an update or logged a non-finite loss."))
     return table, here

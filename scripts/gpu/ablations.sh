@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The three ablations of issue 7 on one H200, in one device call of at most 9 minutes.
+#
+# Five variants of one small model train at once on the GPU (one process each, memory
+# capped per process), at equal steps, batch and seed, on the digits set; then each is
+# evaluated (test NLL of its EMA weights; sample metrics of `base` and `nopool`). The
+# design is explained in docs/results.md ("Ablations: design").
+#
+# Device call (repo root; carry .whl and carry/digits, see docs/gpu-runs.md):
+#     bash scripts/gpu/ablations.sh
+# It returns $OUT/ablations.tgz (summary.json, metrics, logs and the exported models,
+# not the training checkpoints), $OUT/ablate.log and $OUT/gpu.csv. Here:
+#     tar xzf ablations.tgz -C runs && harmonic ablate report runs/ablations/summary.json
+#
+# The variables below are only for a dry run on a CPU, e.g.
+#     SETUP=0 DATA=/tmp/digits STEPS=5 BATCH=2 PARALLEL=2 MEM_FRACTION=0 TEST_CLIPS=16 SAMPLES_N=2 \
+#     OUT=/tmp/out RUNS=/tmp/runs PATH=$PWD/.venv/bin:$PATH bash scripts/gpu/ablations.sh
+set -uo pipefail
+
+STEPS=${STEPS:-1000}               # equal for every variant; ~600-1000 fit in the wall budget below
+BATCH=${BATCH:-32}                 # 32 x 16,000 samples: about 14 GiB per pooled variant, 29 GiB without pooling
+TRAIN_MINUTES=${TRAIN_MINUTES:-4.5}  # wall-time guard of each training process (compile included)
+EVAL_MINUTES=${EVAL_MINUTES:-2.5}  # time limit of each evaluation process
+PARALLEL=${PARALLEL:-5}            # all five variants at once
+MEM_FRACTION=${MEM_FRACTION:-0.3}  # cap per process (no preallocation): 5 x 0.3 > 1, but they use ~85 GiB together
+TEST_CLIPS=${TEST_CLIPS:-0}        # 0: the whole test split (810 clips)
+SAMPLES_N=${SAMPLES_N:-1024}       # generated clips per eval-samples model
+DATA=${DATA:-data/digits}
+RUNS=${RUNS:-runs}
+SETUP=${SETUP:-1}
+BUDGET_S=${BUDGET_S:-540}          # the whole script, setup and tar included
+OUT=${OUT:?set by the device machine: the folder whose files come back}
+
+log() { echo "[$(date +%T) +${SECONDS}s] $*"; }
+exec > >(tee "$OUT/ablate.log") 2>&1
+
+if [ "$SETUP" = 1 ]; then
+  log "installing the wheels the image lacks and the project"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+  python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . || exit 1
+fi
+
+if [ ! -f "$DATA/manifest.json" ]; then
+  log "unpacking carry/digits into $DATA"
+  python3 - "$DATA" <<'EOF' || exit 1
+import shutil, sys
+from pathlib import Path
+import numpy as np
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+shutil.copy("carry/digits/manifest.json", out / "manifest.json")
+arrays = np.load("carry/digits/arrays.npz")
+for name in arrays.files:
+    np.save(out / f"{name}.npy", arrays[name])
+EOF
+fi
+
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=timestamp,memory.used,memory.total,utilization.gpu --format=csv -l 5 > "$OUT/gpu.csv" &
+  MONITOR=$!
+fi
+
+# A last guard: whatever happens, leave time to pack what exists.
+LIMIT=$(( BUDGET_S - SECONDS - 20 ))
+log "harmonic ablate run (at most ${LIMIT} s)"
+timeout "$LIMIT" harmonic ablate run --data "$DATA" --out "$RUNS/ablations" \
+  --parallel "$PARALLEL" --mem-fraction "$MEM_FRACTION" \
+  --base widths=48,48,48,48 --base pooling=4,4,5 --base blocks=1,2,2,2 \
+  --variant base \
+  --variant learned embedding=learned \
+  --variant groups1 pool_groups=1 \
+  --variant depthwise pool_groups=48 \
+  --variant nopool pooling= widths=96 blocks=3 \
+  --samples base --samples nopool --samples-n "$SAMPLES_N" --samples-batch "$SAMPLES_N" \
+  --test-clips "$TEST_CLIPS" --eval-minutes "$EVAL_MINUTES" \
+  -- --preset realtime --dropout 0 --steps "$STEPS" --batch-size "$BATCH" --lr 2e-3 --warmup-steps 100 \
+  --schedule constant --seed 0 --log-every 10 --eval-every 100 --save-every 100 --eval-clips 64 \
+  --max-minutes "$TRAIN_MINUTES"
+log "ablate exit status $?"
+
+[ -n "${MONITOR:-}" ] && kill "$MONITOR"
+tar czf "$OUT/ablations.tgz" -C "$RUNS" --exclude=checkpoints --exclude=tensorboard ablations
+log "packed $(du -h "$OUT/ablations.tgz" | cut -f1) into $OUT/ablations.tgz"

@@ -72,3 +72,22 @@ def test_relative_paths(tmp_path, monkeypatch, preset_params):
     checkpoint.save_model("run/7", config, params, {"name": "relative"})
     assert checkpoint.load_model("run").card["name"] == "relative"
     assert checkpoint.read_meta("run/7")["card"]["name"] == "relative"
+
+
+def test_a_checkpoint_of_the_older_format_is_named_as_such(tmp_path, preset_params):
+    # Format 1 kept one weight subtree per block; format 2 groups them by block pair.
+    config, params = preset_params("tiny")
+    meta = {"format": "harmonicrnn-model/1", "config": config.to_dict(), "card": {}}
+    checkpoint.write_params_and_meta(tmp_path / "old", params, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="format 'harmonicrnn-model/1'"):
+        checkpoint.load_model(tmp_path / "old")
+
+
+def test_pair_weights_are_grouped_per_level_side(preset_params):
+    config, params = preset_params("realtime")
+    deepest = params["root"]
+    for _ in range(config.num_levels - 1):
+        assert sorted(name for name in deepest if name.endswith("_blocks")) == ["down_blocks", "up_blocks"]
+        deepest = deepest["inner"]
+    assert sorted(deepest["down_blocks"]) == ["pair_0", "pair_1"]
+    assert sorted(deepest["down_blocks"]["pair_0"]) == ["mlp", "temporal"]

@@ -24,8 +24,8 @@ import orbax.checkpoint as ocp
 from engine.config import ModelConfig
 from engine.model import param_shapes
 
-# Version 2 stacks a level side's block pairs into one array per weight
-# (`engine.block_stack`); version 1 kept one subtree per block.
+# Version 2 groups a level side's weights by block pair, {side}_blocks/pair_i/{temporal,
+# mlp} (`engine.block_stack`); version 1 named each block on its own.
 FORMAT = "harmonicrnn-model/2"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CHECKPOINTS = ASSETS / "checkpoints"
@@ -107,7 +107,7 @@ def _load_dir(path: Path) -> ModelCheckpoint:
         if isinstance(found, str) and found.startswith("harmonicrnn-model/"):
             raise CheckpointError(
                 f"{path}: saved in checkpoint format {found!r}; this version reads {FORMAT!r} "
-                "(block weights are stored stacked since format 2)"
+                "(block weights are grouped by block pair since format 2)"
             )
         raise CheckpointError(f"{path}: not a HarmonicRNN model checkpoint (format {found!r})")
     try:

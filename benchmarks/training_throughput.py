@@ -119,16 +119,17 @@ def run_subprocess(row, steps: int, timeout: float, gpus: list[int] | None = Non
     env = dict(os.environ)
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+    failed = {"preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat}
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {"preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat, "error": f"over {timeout:.0f} s"}
+        return failed | {"error": f"over {timeout:.0f} s"}
     for line in result.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
     error = "out of memory" if "RESOURCE_EXHAUSTED" in result.stderr or "out of memory" in result.stderr.lower() else tail[0][:120]
-    return {"preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat, "error": error}
+    return failed | {"error": error}
 
 
 def run_shared(rows, steps: int, timeout: float, gpus: int, lock: str) -> list[dict]:

@@ -12,6 +12,10 @@ import sys
 from importlib.metadata import entry_points
 
 COMMAND_GROUP = "harmonic.commands"
+# `harmonic` run by this interpreter, for child processes: the `harmonic` on PATH may
+# belong to another environment (CI does not activate .venv). Not `-m engine.cli`: that
+# would load this module twice, and `main` would not catch the commands' UserError.
+SELF_COMMAND = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())"]
 
 
 class UserError(Exception):

@@ -12,23 +12,22 @@ import math
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
+from engine.cli import SELF_COMMAND
 from training.ablation_report import write_report
 from training.ablation_run import AblationPlan, Variant
 from training.data.digits import build_digits
 from training.metrics import stability
 
-ENTRY = "import sys; from engine.cli import main; sys.exit(main())"
 TRAIN = ["--preset", "tiny", "--steps", "4", "--batch-size", "4", "--seq-len", "512", "--warmup-steps", "1",
          "--schedule", "constant", "--save-every", "2", "--eval-every", "2", "--eval-clips", "4", "--log-every", "1"]
 ONE_LEVEL = ["--base", "scan=sequential", "--base", "pooling=", "--base", "widths=16", "--base", "blocks=1"]
 
 
 def harmonic(args, env):
-    proc = subprocess.run([sys.executable, "-c", ENTRY, *map(str, args)], capture_output=True, text=True, env=env,
+    proc = subprocess.run([*SELF_COMMAND, *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,6 +14,7 @@ import soundfile
 
 import pulse
 from engine.checkpoint import save_model
+from engine.cli import SELF_COMMAND
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -32,8 +32,7 @@ def env(pulse_server, tmp_path_factory):
 
 
 def harmonic(args, env, timeout=300):
-    # This interpreter, not whatever `harmonic` is on PATH (CI does not activate .venv).
-    command = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())", *args]
+    command = [*SELF_COMMAND, *args]
     return subprocess.run(command,
                           env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 

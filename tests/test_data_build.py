@@ -4,17 +4,17 @@ audio folder, whose unreadable files are skipped and reported."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import soundfile
 
+from engine.cli import SELF_COMMAND
 from training.data.loader import BatchPlan, Split, eval_batches
 from training.data.manifest import read_manifest
 
 
 def harmonic(*args, timeout=600):
-    cmd = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())", *map(str, args)]
+    cmd = [*SELF_COMMAND, *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc.stdout

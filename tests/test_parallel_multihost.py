@@ -9,16 +9,14 @@ import csv
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from engine.checkpoint import load_model
+from engine.cli import SELF_COMMAND
 from training.data.digits import build_digits
-
-ENTRY = "import sys; from engine.cli import main; sys.exit(main())"
 
 
 def free_port() -> int:
@@ -45,11 +43,11 @@ def test_two_processes_match_one(tmp_path):
               "--batch-size", "2", "--seq-len", "256", "--eval-every", "-1",
               "--warmup-steps", "1", "--log-every", "1", "--no-progress"]
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", ENTRY, *common, "--run", str(tmp_path / "one")], env=env,
+    procs = [subprocess.Popen([*SELF_COMMAND, *common, "--run", str(tmp_path / "one")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
     for pid in range(2):
         procs.append(subprocess.Popen(
-            [sys.executable, "-c", ENTRY, *common, "--run", str(tmp_path / "two"), "--seq-shards", "2",
+            [*SELF_COMMAND, *common, "--run", str(tmp_path / "two"), "--seq-shards", "2",
              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(pid)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=800)[0] for p in procs]

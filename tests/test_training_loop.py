@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,9 +23,9 @@ import numpy as np
 import pytest
 
 from engine.checkpoint import load_model
+from engine.cli import SELF_COMMAND
 from training.data.digits import build_digits
 
-ENTRY = "import sys; from engine.cli import main; sys.exit(main())"
 TRAIN = [
     "--preset", "tiny", "--set", "scan=sequential", "--batch-size", "8", "--seq-len", "512",
     "--lr", "5e-3", "--warmup-steps", "5", "--schedule", "constant", "--save-every", "10",
@@ -48,7 +47,7 @@ def digits(tmp_path_factory):
 
 
 def harmonic(args, env, timeout=600):
-    proc = subprocess.run([sys.executable, "-c", ENTRY, *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([*SELF_COMMAND, *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout + proc.stderr
@@ -66,7 +65,7 @@ def ema_params(run):
 def test_train_kill_resume_eval_export(tmp_path, digits, env):
     run = tmp_path / "run"
     # 1. Start a long run and kill -9 it as soon as its first checkpoint is complete.
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, "train", "--data", str(digits), "--run", str(run),
+    proc = subprocess.Popen([*SELF_COMMAND, "train", "--data", str(digits), "--run", str(run),
                              "--steps", "1000", *TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 500
     while not (run / "checkpoints" / "10" / "commit_success.txt").exists():

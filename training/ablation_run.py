@@ -29,11 +29,11 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-HARMONIC = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())"]
+from engine.cli import SELF_COMMAND
+
 SUMMARY = "summary.json"
 FORMAT = "harmonic-ablation/1"
 RESERVED_TRAIN_FLAGS = ("--run", "--data", "--set", "--resume")
@@ -115,7 +115,7 @@ class AblationPlan:
 
     def train_command(self, variant: Variant) -> list[str]:
         sets = [arg for pair in self.base + variant.overrides for arg in ("--set", pair)]
-        return [*HARMONIC, "train", "--data", str(self.data), "--run", str(self.out / variant.name),
+        return [*SELF_COMMAND, "train", "--data", str(self.data), "--run", str(self.out / variant.name),
                 "--no-progress", *KEEP_ALL_CHECKPOINTS, *self.train_args, *sets]
 
     def environment(self) -> dict[str, str]:
@@ -218,13 +218,13 @@ def evaluation_jobs(plan: AblationPlan, names: list[str], step: int) -> list[Job
     NLL) of every named variant, all from the checkpoints of `step`."""
     timeout = plan.eval_minutes * 60 or None
     checkpoint = {name: str(plan.out / name / "checkpoints" / str(step)) for name in names}
-    jobs = [Job(f"eval-samples {name}", [*HARMONIC, "eval-samples", "--checkpoint", checkpoint[name], "--data",
+    jobs = [Job(f"eval-samples {name}", [*SELF_COMMAND, "eval-samples", "--checkpoint", checkpoint[name], "--data",
                                          str(plan.data), "--json", str(plan.out / name / "samples.json"),
                                          *plan.samples_args],
                 plan.out / name / "samples.log", timeout)
             for name in names if name in plan.samples]
     clips = ["--max-clips", str(plan.test_clips)] if plan.test_clips else []
-    jobs += [Job(f"export {name}", [*HARMONIC, "export", checkpoint[name], "--out", str(plan.out / "models" / name),
+    jobs += [Job(f"export {name}", [*SELF_COMMAND, "export", checkpoint[name], "--out", str(plan.out / "models" / name),
                                     "--name", name, *clips],
                  plan.out / name / "export.log", timeout)
              for name in names]

@@ -1,14 +1,16 @@
-"""Building data sets from the command line: digits and piano at --limit size, and any
+"""Building data sets from the command line: digits and piano (from exported scores) at --limit size, and any
 audio folder, whose unreadable files are skipped and reported."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
 import soundfile
 
 from engine.cli import SELF_COMMAND
+from engine.mulaw import decode
 from training.data.loader import BatchPlan, Split, eval_batches
 from training.data.manifest import read_manifest
 
@@ -45,12 +47,23 @@ def test_build_digits_limit(tmp_path):
     assert tokens.std() > 5  # speech, not silence
 
 
-def test_build_piano_limit(tmp_path):
+def test_build_piano_from_exported_scores(tmp_path):
+    """Scores exported as MIDI, pianos cut from the system soundfonts, rendered: every
+    work normalised to its own peak, so silence stays at the silence token."""
+    harmonic("data", "midi", "--out", tmp_path / "midi", "--limit", 6, "--workers", 2)
+    index = json.loads((tmp_path / "midi" / "index.json").read_text())
+    assert len(index["works"]) >= 6 and all((tmp_path / "midi" / w["file"]).is_file() for w in index["works"])
+    harmonic("data", "soundfonts", "--out", tmp_path / "fonts")
+    assert {p.name for p in (tmp_path / "fonts").iterdir()} >= {"FluidR3_GM-pianos.sf2", "TimGM6mb-pianos.sf2"}
     out = tmp_path / "piano"
-    harmonic("data", "build", "piano", "--out", out, "--limit", 3)
-    manifest = check_arrays(out, 128000)
-    assert manifest["pieces"] == 3 and manifest["hours"] > 0
-    assert len({split for split, info in manifest["splits"].items() if info["sources"]}) == 3  # split by piece
+    harmonic("data", "build", "piano", "--out", out, "--midi", tmp_path / "midi", "--soundfonts", tmp_path / "fonts",
+             "--limit", 6, "--workers", 2)
+    manifest = read_manifest(out)
+    assert manifest["works"] == 6 and manifest["clip_len"] == 128000 and manifest["hours"] > 0
+    tokens = np.concatenate([Split(out, s).tokens.ravel() for s in ("train", "valid", "test") if len(Split(out, s))])
+    audio = decode(tokens.astype(np.int32))
+    assert 0.5 < np.abs(audio).max() <= 0.95  # peak-normalised per work, not per clip
+    assert abs(audio.mean()) < 0.005  # no DC offset: silence is silence
 
 
 def test_folder_skips_bad_files_and_pads_short_clips(tmp_path):

@@ -64,10 +64,22 @@ def _register_data(commands):
     build.add_argument("--clip-seconds", type=float, default=8.0, help="clip length (folder)")
     build.add_argument("--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (SPEC 1)")
     build.add_argument("--takes", type=int, default=1, help="digits: random pitch/rate/level takes per voice and word")
-    build.add_argument("--max-hours", type=float, default=0.0, help="piano: stop at this much audio (0: all)")
+    build.add_argument("--max-hours", type=float, default=0.0, help="piano: stop at this much score time (0: all)")
+    build.add_argument("--midi", help="piano: the exported scores (`harmonic data midi`; default: exported into the "
+                                      "user cache first)")
+    build.add_argument("--soundfonts", help="piano: folder of the piano soundfonts (default: cut from the system's "
+                                            "soundfonts into the user cache)")
     build.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per CPU)")
     build.add_argument("--force", action="store_true", help="rebuild over an existing data set")
     build.set_defaults(run=run_data_build)
+    midi = sub.add_parser("midi", help="export music21's corpus as piano MIDI files (the piano set's scores)")
+    midi.add_argument("--out", required=True, help="output folder (an interrupted export continues)")
+    midi.add_argument("--limit", type=int, default=0, help="at most N corpus files (0: all)")
+    midi.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per CPU)")
+    midi.set_defaults(run=run_data_midi)
+    fonts = sub.add_parser("soundfonts", help="cut the piano soundfonts out of the system's General MIDI soundfonts")
+    fonts.add_argument("--out", required=True, help="output folder")
+    fonts.set_defaults(run=run_data_soundfonts)
     info = sub.add_parser("info", help="print a data set's manifest")
     info.add_argument("dir")
     info.set_defaults(run=run_data_info)
@@ -93,10 +105,16 @@ def run_data_build(args) -> int:
 
             manifest = build_digits(out, limit=args.limit, takes=args.takes, scale_mode=args.scale, workers=args.workers)
         elif args.kind == "piano":
-            from training.data.piano import build_piano
+            from training.data.piano import build_piano, make_soundfonts
+            from training.data.score_midi import export_corpus
 
-            manifest = build_piano(out, limit=args.limit, scale_mode=args.scale, workers=args.workers,
-                                   max_hours=args.max_hours)
+            cache = _user_cache() / "piano"
+            midi = args.midi or cache / "midi"
+            if not args.midi:
+                export_corpus(midi, workers=args.workers)
+            soundfonts = args.soundfonts or make_soundfonts(cache / "soundfonts")
+            manifest = build_piano(out, midi, soundfonts, limit=args.limit, max_hours=args.max_hours,
+                                   workers=args.workers)
         else:
             if not args.src:
                 raise UserError("data build folder needs --src FOLDER")
@@ -111,6 +129,32 @@ def run_data_build(args) -> int:
     for failed in manifest.get("failed", [])[:20]:
         print(f"  failed: {json.dumps(failed)}")
     print(f"wrote {out}/manifest.json")
+    return 0
+
+
+def _user_cache() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("harmonic"))
+
+
+def run_data_midi(args) -> int:
+    from training.data.score_midi import export_corpus
+
+    index = export_corpus(args.out, workers=args.workers, limit=args.limit)
+    print(f"{len(index['works']):,} works, {index['hours']:.1f} hours of score time, {len(index['failed'])} failed "
+          f"(listed in {Path(args.out) / 'index.json'})")
+    return 0
+
+
+def run_data_soundfonts(args) -> int:
+    from training.data.piano import make_soundfonts
+
+    try:
+        out = make_soundfonts(args.out)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    print(f"piano soundfonts in {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
 
 

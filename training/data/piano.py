@@ -1,177 +1,189 @@
-"""The piano set (Beethoven-like): music21's corpus rendered through FluidSynth.
+"""The piano set: music21's corpus (see `training.data.score_midi`) played by several pianos.
 
-Each score of the chosen composers is parsed with music21, every part is set to a
-General MIDI acoustic grand piano, written as MIDI and rendered by FluidSynth with a GM
-soundfont at 16 kHz; the audio is cut into 8 s clips (clips that are nearly silent are
-dropped, a short last clip is padded). The split is by piece. Rendered pieces are cached
-under OUT/.render/, so an interrupted build continues where it stopped.
+Each work's MIDI is rendered by TinySoundFont (the `tinysoundfont` wheel: no system
+library, so it renders on a bare GPU machine too) at 32 kHz, with one of several piano
+timbres chosen per work from its name: a soundfont piano, a velocity scale, and half of
+the works in a synthetic room (exponentially decaying noise, a common reverberation
+model). The render is resampled to 16 kHz with soxr, normalised to the piece's peak
+(so quiet passages stay quiet, unlike per-clip min-max scaling) and cut into 8 s clips;
+silent clips are dropped. Works are split train/valid/test by name, so a split never
+changes when more works are added.
+
+The pianos are subsets of Debian's soundfonts (`make_soundfonts`, a few MB): FluidR3's
+Yamaha grand and bright grand, TimGM6mb's and csound's piano 1. MuseScore General's
+grand is kept out of training: it renders the hold-out set that tests how the model
+copes with a piano it never heard.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
+import dataclasses
 import multiprocessing
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
-import soundfile
 from tqdm import tqdm
 
 from training.data.audio_folder import cut_clips
-from training.data.manifest import SAMPLE_RATE, DatasetWriter, assign_splits
+from training.data.manifest import SAMPLE_RATE, DatasetWriter, split_of
+from training.data.score_midi import read_index
 
 CLIP_SECONDS = 8
-COMPOSERS = ("beethoven", "mozart", "haydn", "bach", "schubert", "schumann", "chopin", "handel", "joplin", "scarlatti", "clementi", "corelli")
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
+RENDER_RATE = 32_000  # TinySoundFont interpolates linearly: render above 16 kHz, then resample
+PEAK = 0.9  # the piece's peak after normalising
+TAIL_SECONDS = 2.0  # rendered past the last event, for the release and the room
 
 
-def find_soundfont() -> str:
-    for path in SOUNDFONTS:
-        if os.path.isfile(path):
-            return path
-    raise RuntimeError("no General MIDI soundfont: install fluid-soundfont-gm (scripts/setup does)")
+@dataclasses.dataclass(frozen=True)
+class Piano:
+    """One soundfont piano: the subset file's name and its General MIDI program."""
+
+    soundfont: str
+    program: int
+    source: str  # the Debian soundfont it is cut from
 
 
-def corpus_pieces(composers=COMPOSERS) -> list[tuple[str, Path]]:
-    """(composer, path) of every score in music21's bundled corpus for `composers`."""
-    from music21 import corpus
-
-    pieces = []
-    for composer in composers:
-        try:
-            paths = corpus.getComposer(composer)
-        except Exception:
-            continue
-        pieces += [(composer, Path(p)) for p in paths]
-    return pieces
+TRAINING_PIANOS = (
+    Piano("FluidR3_GM-pianos.sf2", 0, "/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+    Piano("FluidR3_GM-pianos.sf2", 1, "/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+    Piano("TimGM6mb-pianos.sf2", 0, "/usr/share/sounds/sf2/TimGM6mb.sf2"),
+    Piano("sf_GMbank-pianos.sf2", 0, "/usr/share/sounds/sf2/sf_GMbank.sf2"),
+)
+HOLDOUT_PIANO = Piano("MuseScore_General_Lite-pianos.sf3", 0, "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3")
 
 
-def piece_id(composer: str, path: Path) -> str:
-    """A stable, readable name: composer/relative path inside the corpus."""
-    parts = path.parts
-    rel = "/".join(parts[parts.index("corpus") + 1 :]) if "corpus" in parts else path.name
-    return rel if rel.startswith(composer) else f"{composer}/{rel}"
+@dataclasses.dataclass(frozen=True)
+class Performance:
+    """How one work is played: which piano, how hard, in which room."""
+
+    piano: Piano
+    velocity_scale: float
+    room_seconds: float  # reverberation time RT60; 0 = dry
+    room_mix: float
+
+    @classmethod
+    def for_work(cls, work: str, pianos: tuple[Piano, ...]) -> "Performance":
+        rng = np.random.default_rng(zlib.crc32(work.encode()))
+        reverb = rng.random() < 0.5
+        return cls(pianos[int(rng.integers(len(pianos)))], float(rng.uniform(0.6, 1.15)),
+                   float(rng.uniform(0.3, 1.6)) if reverb else 0.0, float(rng.uniform(0.1, 0.35)) if reverb else 0.0)
 
 
-def _to_midi(path: Path, midi_path: str) -> None:
-    from music21 import converter, instrument, repeat, stream
+def make_soundfonts(out: str | Path, pianos: tuple[Piano, ...] = TRAINING_PIANOS + (HOLDOUT_PIANO,)) -> Path:
+    """Cuts the pianos out of the system soundfonts into `out` (skips those present)."""
+    from training.data.soundfont import extract_presets
 
-    score = converter.parse(str(path))
-    if isinstance(score, stream.Opus):
-        score = score.scores[0] if score.scores else score.flatten()
-    parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
-    for part in parts:
-        for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
-            old.activeSite.remove(old)
-        part.insert(0, instrument.Piano())
-    try:
-        score.write("midi", fp=midi_path)
-    except repeat.ExpanderException:
-        # Badly formed repeats: play it straight through.
-        from music21 import bar
-
-        for rep in list(score.recurse().getElementsByClass(bar.Repeat)):
-            rep.activeSite.remove(rep)
-        for exp in list(score.recurse().getElementsByClass(repeat.RepeatExpression)):
-            exp.activeSite.remove(exp)
-        score.write("midi", fp=midi_path)
-
-
-def render_piece(job) -> tuple[str, str | None, str | None]:
-    """Renders one piece to OUT/.render/<hash>.flac (cached). Returns (id, file, error)."""
-    pid, path, cache_dir, soundfont = job
-    target = Path(cache_dir) / (hashlib.sha1(pid.encode()).hexdigest()[:16] + ".flac")
-    if target.is_file():
-        return pid, str(target), None
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            midi = os.path.join(tmp, "piece.mid")
-            wav = os.path.join(tmp, "piece.wav")
-            _to_midi(Path(path), midi)
-            subprocess.run(
-                ["fluidsynth", "-ni", "-q", "-F", wav, "-r", str(SAMPLE_RATE), "-g", "0.5", soundfont, midi],
-                capture_output=True, check=True, timeout=600,
-            )
-            audio, rate = soundfile.read(wav, dtype="float32", always_2d=True)
-            if rate != SAMPLE_RATE:
-                raise RuntimeError(f"fluidsynth rendered at {rate} Hz")
-            partial = str(target) + ".part.flac"
-            soundfile.write(partial, audio.mean(axis=1), SAMPLE_RATE, subtype="PCM_16")
-            os.replace(partial, target)
-        return pid, str(target), None
-    except Exception as error:
-        return pid, None, f"{type(error).__name__}: {str(error)[:200]}"
-
-
-def build_piano(out: str | Path, limit: int = 0, composers=COMPOSERS, scale_mode: str = "minmax",
-                workers: int = 0, progress: bool = True, max_hours: float = 0.0) -> dict:
-    """Builds the piano set into `out`; returns its manifest.
-
-    Args:
-      limit: render at most this many pieces (the shortest files first, round-robin over
-        composers), for quick builds; 0 renders all.
-      max_hours: stop adding clips once this much audio is in (0: no cap).
-    """
-    if not shutil.which("fluidsynth"):
-        raise RuntimeError("fluidsynth is not installed (scripts/setup installs it)")
-    soundfont = find_soundfont()
-    pieces = corpus_pieces(composers)
-    if not pieces:
-        raise RuntimeError("music21's corpus is missing: pip install music21")
-    if limit:
-        by_composer = {}
-        for composer, path in sorted(pieces, key=lambda cp: cp[1].stat().st_size):
-            by_composer.setdefault(composer, []).append((composer, path))
-        chosen = []
-        while len(chosen) < limit and any(by_composer.values()):
-            for group in by_composer.values():
-                if group and len(chosen) < limit:
-                    chosen.append(group.pop(0))
-        pieces = chosen
     out = Path(out)
-    cache = out / ".render"
-    cache.mkdir(parents=True, exist_ok=True)
-    ids = [piece_id(c, p) for c, p in pieces]
-    jobs = [(pid, str(p), str(cache), soundfont) for pid, (_, p) in zip(ids, pieces)]
-    writer = DatasetWriter(out, CLIP_SECONDS * SAMPLE_RATE, "piano", scale_mode)
-    failed, rendered = [], {}
-    workers = workers or max(1, os.cpu_count() or 1)
-    rendered_seconds = 0.0
-    # spawn, not fork: this may run inside a process where JAX's threads are running.
-    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for pid, file, error in tqdm(pool.map(render_piece, jobs), total=len(jobs), desc="pieces", unit="piece", disable=not progress):
-            if error:
-                failed.append({"piece": pid, "error": error})
-                continue
-            rendered[pid] = file
-            rendered_seconds += soundfile.info(file).duration
-            if max_hours and rendered_seconds >= max_hours * 3600:
-                pool.shutdown(wait=True, cancel_futures=True)  # enough audio: skip the rest
-                break
-    # Split by piece among the pieces that rendered (so a --max-hours or --limit build
-    # still has valid and test pieces).
-    splits = assign_splits(list(rendered))
-    seconds = 0.0
-    for pid in ids:
-        if pid not in rendered or (max_hours and seconds >= max_hours * 3600):
+    out.mkdir(parents=True, exist_ok=True)
+    for name in sorted({p.soundfont for p in pianos}):
+        if (out / name).is_file():
             continue
-        audio, _ = soundfile.read(rendered[pid], dtype="float32")
-        for clip in cut_clips(audio, writer.clip_len, SAMPLE_RATE):  # >= 1 s
-            if np.abs(clip).max() < 1e-3:  # silence between movements
+        source = next(p.source for p in pianos if p.soundfont == name)
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"{source} not found: scripts/setup installs Debian's soundfont packages")
+        extract_presets(source, out / name, [(0, p.program) for p in pianos if p.soundfont == name])
+    return out
+
+
+def room_response(seconds: float, rng: np.random.Generator, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A diffuse room: Gaussian noise under an exponential decay of `seconds` to -60 dB."""
+    n = int(seconds * rate)
+    decay = np.exp(-6.9078 * np.arange(n) / n)  # ln(1000): -60 dB at n
+    response = rng.standard_normal(n) * decay
+    return response / np.sqrt(np.sum(response**2))
+
+
+def render(midi: str | Path, soundfonts: str | Path, performance: Performance) -> np.ndarray:
+    """One work as float32 mono at 16 kHz, normalised to PEAK (silence stays zeros)."""
+    import soxr
+    import tinysoundfont
+    from scipy.signal import fftconvolve
+    from tinysoundfont.midi import NoteOn, ProgramChange, load
+
+    synth = tinysoundfont.Synth(samplerate=RENDER_RATE)
+    sfid = synth.sfload(str(Path(soundfonts) / performance.piano.soundfont))
+    events = load(str(midi))
+    for event in events:
+        if isinstance(event.action, NoteOn) and event.action.velocity > 0:
+            event.action.velocity = int(np.clip(round(event.action.velocity * performance.velocity_scale), 1, 127))
+        elif isinstance(event.action, ProgramChange):
+            event.action.program = performance.piano.program
+        event.channel = 0 if event.channel == 9 else event.channel  # no drum kit
+    for channel in range(16):
+        synth.program_select(channel, sfid, 0, performance.piano.program)
+    sequencer = tinysoundfont.Sequencer(synth)
+    sequencer.add(events)
+    blocks = []
+    while not sequencer.is_empty():
+        blocks.append(np.frombuffer(synth.generate(RENDER_RATE), np.float32).copy())
+    blocks.append(np.frombuffer(synth.generate(int(TAIL_SECONDS * RENDER_RATE)), np.float32).copy())
+    audio = soxr.resample(np.concatenate(blocks).reshape(-1, 2).mean(axis=1), RENDER_RATE, SAMPLE_RATE)
+    if performance.room_seconds:
+        rng = np.random.default_rng(zlib.crc32(str(midi).encode()))
+        wet = fftconvolve(audio, room_response(performance.room_seconds, rng))[: len(audio)]
+        audio = (1 - performance.room_mix) * audio + performance.room_mix * wet
+    peak = float(np.abs(audio).max())
+    if not np.isfinite(peak):
+        raise ValueError("the render holds NaN or infinite samples")
+    return (audio * (PEAK / peak) if peak > 0 else audio).astype(np.float32)
+
+
+def _render_job(job):
+    work, midi, soundfonts, pianos = job
+    try:
+        return work, render(midi, soundfonts, Performance.for_work(work, pianos)), None
+    except Exception as error:  # a damaged MIDI file or an odd event: list it, go on
+        return work, None, f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def choose_works(works: list[dict], limit: int, max_hours: float) -> list[dict]:
+    """A fixed pseudo-random order of the works (by name), cut at `limit` works or
+    `max_hours` of score time: a smaller build is a subset of a larger one."""
+    ordered = sorted(works, key=lambda w: zlib.crc32(w["id"].encode()))
+    if limit:
+        ordered = ordered[:limit]
+    if max_hours:
+        total, cut = 0.0, []
+        for w in ordered:
+            if total >= max_hours * 3600:
+                break
+            cut.append(w)
+            total += w["seconds"]
+        ordered = cut
+    return ordered
+
+
+def build_piano(out: str | Path, midi_dir: str | Path, soundfonts: str | Path, limit: int = 0,
+                max_hours: float = 0.0, workers: int = 0, progress: bool = True,
+                pianos: tuple[Piano, ...] = TRAINING_PIANOS) -> dict:
+    """Renders the exported works of `midi_dir` with `pianos` into a data set at `out`;
+    returns its manifest."""
+    index = read_index(midi_dir)
+    works = choose_works(index["works"], limit, max_hours)
+    if not works:
+        raise RuntimeError(f"{midi_dir} lists no works")
+    writer = DatasetWriter(out, CLIP_SECONDS * SAMPLE_RATE, "piano", "none")
+    jobs = [(w["id"], str(Path(midi_dir) / w["file"]), str(soundfonts), pianos) for w in works]
+    failed, rendered = [], 0
+    # spawn, not fork: this may run inside a process where JAX's threads are running.
+    with multiprocessing.get_context("spawn").Pool(workers or os.cpu_count() or 1, maxtasksperchild=50) as pool:
+        for work, audio, error in tqdm(pool.imap(_render_job, jobs, chunksize=4), total=len(jobs), desc="works",
+                                       unit="work", disable=not progress):
+            if error:
+                failed.append({"work": work, "error": error})
                 continue
-            writer.add_audio(splits[pid], clip, source=pid)
-            seconds += len(clip) / SAMPLE_RATE
+            rendered += 1
+            for clip in cut_clips(audio, writer.clip_len, SAMPLE_RATE):  # >= 1 s
+                if np.abs(clip).max() >= 1e-3:  # not the silence between movements
+                    writer.add_audio(split_of(work), clip, source=work)
     if writer.count() == 0:
-        raise RuntimeError(f"no piece rendered; first errors: {failed[:3]}")
+        raise RuntimeError(f"no work rendered; first errors: {failed[:3]}")
     return writer.finish(
-        source="music21 corpus rendered with FluidSynth (" + os.path.basename(soundfont) + ", GM piano)",
-        composers=sorted({c for c, _ in pieces}),
-        pieces=len(rendered),
+        source="music21 corpus rendered by TinySoundFont: " + ", ".join(f"{p.soundfont} program {p.program}" for p in pianos),
+        scaling=f"each work normalised to a peak of {PEAK}",
+        works=rendered,
         failed=failed,
-        split_by="piece",
+        split_by="work",
     )

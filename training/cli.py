@@ -47,6 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _register_eval(commands)
     _register_plot(commands)
     _register_export(commands)
+    _register_run_state(commands)
 
 
 # ------------------------------------------------------------------------------- data
@@ -367,4 +368,48 @@ def run_export(args) -> int:
         raise UserError(str(error)) from None
     print(json.dumps(card, indent=2))
     print(f"wrote {out}")
+    return 0
+
+
+# -------------------------------------------------------------------------- run state
+
+
+def _register_run_state(commands):
+    parser = commands.add_parser("run-state", help="carry a run between machines as a few small files")
+    sub = parser.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    pack = sub.add_parser("pack", help="the newest checkpoint of RUN, its configs and metrics, into OUT")
+    pack.add_argument("run_dir", metavar="RUN")
+    pack.add_argument("--out", required=True, help="folder to write (replaced)")
+    pack.add_argument("--part-mb", type=int, default=15, help="largest file, MiB")
+    pack.set_defaults(run=run_state_pack)
+    unpack = sub.add_parser("unpack", help="make RUN a run that --resume continues from a packed state")
+    unpack.add_argument("packed", metavar="PACKED")
+    unpack.add_argument("--run", dest="run_dir", required=True, help="run folder to create")
+    unpack.set_defaults(run=run_state_unpack)
+
+
+def run_state_pack(args) -> int:
+    from engine.checkpoint import CheckpointError
+    from training.run_state import pack
+
+    try:
+        meta = pack(args.run_dir, args.out, args.part_mb)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    size = sum(p.stat().st_size for p in Path(args.out).iterdir()) / 2**20
+    print(f"packed step {meta['step']} of {args.run_dir} into {args.out} ({size:.1f} MiB)")
+    return 0
+
+
+def run_state_unpack(args) -> int:
+    from training.run_state import unpack
+
+    checkpoints = Path(args.run_dir, "checkpoints")
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise UserError(f"{args.run_dir} already has checkpoints: unpack into a new run folder")
+    try:
+        step = unpack(args.packed, args.run_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    print(f"{args.run_dir} resumes from step {step} (harmonic train --run {args.run_dir} --resume)")
     return 0

@@ -23,6 +23,13 @@ def preset_params():
     return _params
 
 
+def crash(library) -> None:
+    """What a killed process leaves of an open `engine.library.Library`: no finish(), no
+    close(); the kernel closes its files, which drops the library's lock."""
+    library._db.close()
+    library._lock_file.close()
+
+
 def require(missing: str) -> None:
     """Skips a test whose system tools are missing on a developer's machine; in CI
     (CI=true), where scripts/setup installed them, their absence fails the run instead."""

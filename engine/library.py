@@ -500,7 +500,8 @@ class Library:
 
     def checkpoints(self) -> list[str]:
         """Names of the checkpoints that made the listed takes."""
-        return [r[0] for r in self._query("SELECT DISTINCT checkpoint FROM takes WHERE state='done' AND deleted=0 ORDER BY 1")]
+        rows = self._query("SELECT DISTINCT checkpoint FROM takes WHERE state='done' AND deleted=0 ORDER BY 1")
+        return [r[0] for r in rows]
 
     # ---- edits ---------------------------------------------------------------------
 

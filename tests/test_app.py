@@ -28,16 +28,6 @@ from app.window import MainWindow  # noqa: E402
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, preset_params):
-    from engine.checkpoint import save_model
-
-    config, params = preset_params("tiny")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-test"
-    save_model(path, config, params, {"name": "tiny-test", "data": "random weights", "nll": 8.0})
-    return path
-
-
 def make_window(qtbot, tmp_path, checkpoint, **kwargs):
     window = MainWindow(library=Library(tmp_path / "library"), settings=Settings(str(tmp_path / "settings.ini")),
                         checkpoint=str(checkpoint) if checkpoint else None, **kwargs)

@@ -75,6 +75,8 @@ def install() -> Reporter:
     reporter = Reporter()
 
     def main_hook(kind, error, tb) -> None:
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C while starting up: nothing to keep, nothing to say
+            return
         reporter.report(describe(error.with_traceback(tb), "the app"))
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:

@@ -161,6 +161,7 @@ def test_unexpected_exceptions_go_to_the_log_with_one_line_shown(qtbot, tmp_path
         raise IndexError("a bug in a task")
 
     failed: list[str] = []
+    sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)  # Ctrl-C before the window: quiet, not logged
     QTimer.singleShot(0, slot_bug)
     QTimer.singleShot(0, slot_known_failure)
     threading.Thread(target=thread_bug, name="worker").start()

@@ -96,6 +96,17 @@ def test_crash_between_rename_and_commit(tmp_path):
     reopened.close()
 
 
+def test_crash_while_encoding_the_flac(tmp_path):
+    library = Library(tmp_path)
+    writer = library.begin_take(META)
+    writer.write(tone(0.25)[0])
+    (library.partial_dir / f"{writer.id}.flac").write_bytes(b"fLaC\0\0")  # killed inside finish()'s sf.write
+    crash(library)
+    with Library(tmp_path) as reopened:
+        assert reopened.recovered == [writer.id] and reopened.get(writer.id).frames == 4000
+        assert reopened.check() == []
+
+
 def test_crash_after_commit_leaves_no_raw_file(tmp_path):
     library = Library(tmp_path)
     take = library.add_take(tone(0.25)[0], META)

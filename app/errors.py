@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from types import TracebackType
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
@@ -74,7 +75,7 @@ def install() -> Reporter:
     returned Reporter's `message` to the window."""
     reporter = Reporter()
 
-    def main_hook(kind, error, tb) -> None:
+    def main_hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         if isinstance(error, KeyboardInterrupt):  # Ctrl-C while starting up: nothing to keep, nothing to say
             return
         reporter.report(describe(error.with_traceback(tb), "the app"))

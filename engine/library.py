@@ -48,7 +48,7 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import IO, Callable, Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -254,7 +254,7 @@ class Library:
 
     # ---- lifetime ------------------------------------------------------------------
 
-    def _hold_lock(self):
+    def _hold_lock(self) -> IO[str]:
         """Locks the library for this process, or raises LibraryError naming the process
         that has it. flock, not a marker file: the kernel drops it when its holder dies."""
         handle = open(self.root / "library.lock", "a+")

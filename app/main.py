@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import sys
 
 
@@ -24,15 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     if sys.platform.startswith("linux") and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
         print("harmonic-studio: no display to open the window on (set DISPLAY, or run it under xvfb-run)", file=sys.stderr)
         return 1
-    from PyQt6.QtWidgets import QApplication
+    from PyQt6.QtWidgets import QApplication, QMessageBox
 
     from engine.library import Library, LibraryError
-    from app import style
+    from app import errors, style
     from app.settings import Settings
     from app.window import MainWindow
 
     from engine.compile_cache import enable_compile_cache
 
+    reporter = errors.install()
     enable_compile_cache()  # a second start loads the generator's programs from disk
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("HarmonicRNN Studio")
@@ -40,10 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     style.apply(app)
     try:
         library = Library(args.library)
-    except LibraryError as error:
+    except LibraryError as error:  # e.g. another instance has it open
         print(f"harmonic-studio: {error}", file=sys.stderr)
+        if app.platformName() != "offscreen":  # started from a desktop menu, no terminal to read
+            QMessageBox.critical(None, "HarmonicRNN Studio", str(error))
         return 1
     window = MainWindow(library=library, settings=Settings(args.settings), checkpoint=args.checkpoint)
+    reporter.message.connect(window.show_error)
+    wakeup = _close_on_signals(window)  # noqa: F841 - kept alive while the loop runs
     window.show()
     seed_task = window.seed_panel.open_file(args.seed) if args.seed else None
     if args.screenshot:
@@ -51,6 +58,24 @@ def main(argv: list[str] | None = None) -> int:
     elif args.generate:
         _when_ready(window, seed_task, window.generate)
     return app.exec()
+
+
+def _close_on_signals(window) -> tuple:
+    """SIGTERM and Ctrl-C close the window as its close button does, so the take being
+    generated is saved. Python runs a signal handler only when the main thread runs Python
+    code; the wakeup socket makes Qt's loop call into Python as soon as a signal arrives.
+    Returns what must stay alive while the loop runs."""
+    from PyQt6.QtCore import QSocketNotifier, QTimer
+
+    receive, send = socket.socketpair()
+    for end in (receive, send):
+        end.setblocking(False)
+    signal.set_wakeup_fd(send.fileno())
+    notifier = QSocketNotifier(receive.fileno(), QSocketNotifier.Type.Read, window)
+    notifier.activated.connect(lambda: receive.recv(64))
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: QTimer.singleShot(0, window.close))
+    return receive, send, notifier
 
 
 def _when_ready(window, seed_task, action) -> None:

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import QByteArray, Qt, QTimer
+from PyQt6.QtCore import QByteArray, QCoreApplication, Qt, QTimer
 from PyQt6.QtWidgets import (
     QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QVBoxLayout, QWidget,
 )
@@ -330,15 +330,18 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
 
     def closeEvent(self, event):
+        # Order matters: the take in progress is finished and listed while the library is
+        # open, and nothing (a worker's queued result, a timer) reaches it once it is closed.
+        self.hide()  # finishing a long take takes a moment; the user asked for the window to go
         self.stop()
-        if self.session is not None:
-            self.session.wait(10.0)
         self.playback.stop()
         if self.recorder is not None:
-            self.recorder.stop()
+            self.toggle_recording(False)
+        self.stats_timer.stop()
+        workers.wait_all(120000)  # a take still compiling finishes that first; Stop ends it at once after
+        QCoreApplication.sendPostedEvents()  # the workers' last signals (takeSaved refreshes the browser)
         self.controls.save()
         self.settings.set("window/geometry", self.saveGeometry())
         self.settings.sync()
-        workers.wait_all(10000)
         self.library.close()
         super().closeEvent(event)

@@ -2,16 +2,18 @@
 
 `run_task(fn, ...)` runs `fn(task)` in the global QThreadPool; `task.progress(i, n)`,
 `task.message(text)` and `task.cancelled` are for `fn`. Results and errors come back
-as Qt signals, delivered in the GUI thread (queued), so no worker touches a widget.
+as Qt signals, delivered in the GUI thread (queued), so no worker touches a widget. A
+failure arrives as one line (`app.errors.describe`: unexpected ones are logged in full).
 """
 
 from __future__ import annotations
 
 import threading
-import traceback
 from typing import Callable
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal
+
+from app import errors
 
 
 class TaskSignals(QObject):
@@ -49,9 +51,7 @@ class Task(QRunnable):
         try:
             result = self.fn(self)
         except Exception as error:  # reported to the user, never raised into Qt
-            detail = str(error) or type(error).__name__
-            traceback.print_exc()
-            self.signals.failed.emit(detail)
+            self.signals.failed.emit(errors.describe(error, self.name))
         else:
             self.signals.done.emit(result)
         finally:

@@ -6,6 +6,7 @@ On disk (the root defaults to `platformdirs.user_data_dir("HarmonicRNN Studio")/
 or `$HARMONIC_LIBRARY`):
 
     ROOT/library.sqlite        one row per take (SQLite, WAL journal)
+    ROOT/library.lock          held (flock) by the one process that has the library open
     ROOT/takes/ID.flac         finished takes: 16 kHz, 16-bit FLAC, one channel per voice
     ROOT/takes/.partial/ID.f32 a take being recorded: raw float32 frames, interleaved
     ROOT/takes/.trash/ID.flac  soft-deleted takes, until `purge_trash` (run at open/close)
@@ -19,7 +20,12 @@ read back with libsndfile (we checked: an unclosed one has no length and reads s
 `takes/` (atomic on one file system) and marks the row 'done' in one transaction.
 `Library.open` recovers any take left 'recording': the readable whole frames become a
 finished take marked `recovered`; an empty or unreadable one is removed with its row.
-Files with no row are deleted. So the listed library is never half-written.
+Files with no row are deleted. So the listed library is never half-written, and
+`check()` finds nothing to report after an open, whenever the last process was killed.
+
+One process at a time: `Library` holds an exclusive `flock` on `library.lock` while open,
+and a second one is refused with a `LibraryError` naming the holder. The OS drops the
+lock when its process dies, so a killed app never locks anyone out.
 
 A full disk (ENOSPC) while recording, finishing or exporting raises `LibraryError` with
 a clear message and leaves no half-written row or file behind.
@@ -34,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import errno
+import fcntl
 import json
 import os
 import re
@@ -41,7 +48,7 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import IO, Callable, Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -232,6 +239,8 @@ class Library:
         self.removed: list[str] = []  # ids of interrupted takes that could not be recovered
         self._lock = threading.RLock()
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock_file = self._hold_lock()
             for folder in (self.takes_dir, self.partial_dir, self.trash_dir):
                 folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.root / "library.sqlite"), check_same_thread=False, isolation_level=None)
@@ -245,6 +254,24 @@ class Library:
 
     # ---- lifetime ------------------------------------------------------------------
 
+    def _hold_lock(self) -> IO[str]:
+        """Locks the library for this process, or raises LibraryError naming the process
+        that has it. flock, not a marker file: the kernel drops it when its holder dies."""
+        handle = open(self.root / "library.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise LibraryError(
+                f"The library {self.root} is open in another HarmonicRNN Studio (process {holder}); "
+                "close that one first, or choose another library with --library.") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
     def close(self) -> None:
         with self._lock:
             if self._db is None:
@@ -252,6 +279,7 @@ class Library:
             self.purge_trash()
             self._db.close()
             self._db = None
+            self._lock_file.close()
 
     def __enter__(self):
         return self
@@ -350,11 +378,15 @@ class Library:
         except sqlite3.Error:
             pass  # the row stays 'recording' and is cleaned up at the next open
 
+    def _query(self, sql: str, args: Sequence = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            if self._db is None:
+                raise LibraryError("the library is closed")
+            return self._db.execute(sql, args).fetchall()
+
     def _recover(self) -> None:
         """Finishes or removes takes interrupted by a crash; deletes stray files."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, voices FROM takes WHERE state = 'recording'").fetchall()
-        for row in rows:
+        for row in self._query("SELECT id, voices FROM takes WHERE state = 'recording'"):
             take_id, voices = row["id"], max(1, row["voices"])
             final = self.takes_dir / f"{take_id}.flac"
             try:
@@ -372,12 +404,40 @@ class Library:
                 final.unlink(missing_ok=True)
                 self._drop_partial(take_id)
                 self.removed.append(take_id)
-        with self._lock:
-            known = {r["id"] for r in self._db.execute("SELECT id FROM takes")}
+        # every take is finished now, so whatever is left in .partial/ is debris (a raw file
+        # whose take was committed just before the crash, a half-encoded FLAC), and takes/
+        # holds exactly one FLAC per row
+        known = {f"{r['id']}.flac" for r in self._query("SELECT id FROM takes")}
         for folder in (self.partial_dir, self.takes_dir):
             for path in folder.iterdir():
-                if path.is_file() and path.name.split(".")[0] not in known:
+                if path.is_file() and (folder == self.partial_dir or path.name not in known):
                     path.unlink(missing_ok=True)
+
+    def check(self) -> list[str]:
+        """Integrity problems, one sentence each ([] when sound): a row left 'recording', a
+        take whose FLAC does not decode to its recorded frames and voices, a file in takes/,
+        .partial/ or .trash/ that belongs to no row. Call it when no take is being recorded
+        (right after opening, say). It decodes every take, so it is slow on a big library."""
+        problems, expected = [], set()
+        for row in self._query("SELECT id, state, deleted, frames, voices FROM takes"):
+            if row["state"] != "done":
+                problems.append(f"take {row['id']} is still marked as being recorded")
+                expected.add(self.partial_dir / f"{row['id']}.f32")  # reported with its row
+                continue
+            path = (self.trash_dir if row["deleted"] else self.takes_dir) / f"{row['id']}.flac"
+            expected.add(path)
+            try:
+                shape = sf.read(str(path), dtype="float32", always_2d=True)[0].shape
+            except (OSError, RuntimeError, sf.LibsndfileError) as error:
+                problems.append(f"take {row['id']}: cannot read {path}: {error}")
+                continue
+            if shape != (row["frames"], row["voices"]):
+                problems.append(f"take {row['id']}: {path} holds {shape[0]} frames x {shape[1]} voices, "
+                                f"the library says {row['frames']} x {row['voices']}")
+        for folder in (self.takes_dir, self.partial_dir, self.trash_dir):
+            problems += [f"{path} belongs to no take" for path in folder.iterdir()
+                         if path.is_file() and path not in expected]
+        return problems
 
     # ---- queries -------------------------------------------------------------------
 
@@ -393,11 +453,10 @@ class Library:
         )
 
     def get(self, take_id: str) -> Take:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM takes WHERE id = ?", (take_id,)).fetchone()
-        if row is None:
+        rows = self._query("SELECT * FROM takes WHERE id = ?", (take_id,))
+        if not rows:
             raise LibraryError(f"no take {take_id!r} in the library")
-        return self._take(row)
+        return self._take(rows[0])
 
     _ORDER = {"created": "created", "name": "name COLLATE NOCASE", "duration": "frames", "checkpoint": "checkpoint", "starred": "starred"}
 
@@ -437,14 +496,11 @@ class Library:
         if order not in self._ORDER:
             raise ValueError(f"order must be one of {sorted(self._ORDER)}")
         sql = f"SELECT * FROM takes WHERE {' AND '.join(where)} ORDER BY {self._ORDER[order]} {'DESC' if descending else 'ASC'}, id"
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return [self._take(r) for r in rows]
+        return [self._take(r) for r in self._query(sql, args)]
 
     def checkpoints(self) -> list[str]:
         """Names of the checkpoints that made the listed takes."""
-        with self._lock:
-            rows = self._db.execute("SELECT DISTINCT checkpoint FROM takes WHERE state='done' AND deleted=0 ORDER BY 1").fetchall()
+        rows = self._query("SELECT DISTINCT checkpoint FROM takes WHERE state='done' AND deleted=0 ORDER BY 1")
         return [r[0] for r in rows]
 
     # ---- edits ---------------------------------------------------------------------
@@ -472,11 +528,13 @@ class Library:
         for take_id in take_ids:
             with self._tx() as db:
                 cursor = db.execute("UPDATE takes SET deleted = 1 WHERE id = ? AND deleted = 0", (take_id,))
-                if cursor.rowcount:
-                    src = self.takes_dir / f"{take_id}.flac"
-                    if src.exists():
-                        os.replace(src, self.trash_dir / src.name)
-                    done.append(take_id)
+            if cursor.rowcount:
+                # moved after the commit: killed in between, the next open purges the row and
+                # its file (a file moved first would be purged from the trash under a live row)
+                src = self.takes_dir / f"{take_id}.flac"
+                if src.exists():
+                    os.replace(src, self.trash_dir / src.name)
+                done.append(take_id)
         return done
 
     def undelete(self, take_ids: Iterable[str]) -> None:

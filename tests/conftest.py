@@ -23,6 +23,24 @@ def preset_params():
     return _params
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, preset_params):
+    """A checkpoint of the `tiny` preset with random weights, standing in for the shipped model."""
+    from engine.checkpoint import save_model
+
+    config, params = preset_params("tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-test"
+    save_model(path, config, params, {"name": "tiny-test", "data": "random weights", "nll": 8.0})
+    return path
+
+
+def crash(library) -> None:
+    """What a killed process leaves of an open `engine.library.Library`: no finish(), no
+    close(); the kernel closes its files, which drops the library's lock."""
+    library._db.close()
+    library._lock_file.close()
+
+
 def require(missing: str) -> None:
     """Skips a test whose system tools are missing on a developer's machine; in CI
     (CI=true), where scripts/setup installed them, their absence fails the run instead."""

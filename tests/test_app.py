@@ -14,6 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
+from conftest import crash  # noqa: E402
 from full_disk import FullDiskFile  # noqa: E402
 from PyQt6.QtCore import Qt  # noqa: E402
 
@@ -25,16 +26,6 @@ from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, preset_params):
-    from engine.checkpoint import save_model
-
-    config, params = preset_params("tiny")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-test"
-    save_model(path, config, params, {"name": "tiny-test", "data": "random weights", "nll": 8.0})
-    return path
 
 
 def make_window(qtbot, tmp_path, checkpoint, **kwargs):
@@ -245,7 +236,7 @@ def test_interrupted_take_is_recovered_at_start(qtbot, tmp_path, tiny_checkpoint
     library = Library(tmp_path / "library")
     writer = library.begin_take({"checkpoint": "tiny-test"})
     writer.write(np.zeros(4000, np.float32))
-    library._db.close()  # a crash: no finish
+    crash(library)  # no finish
     window = make_window(qtbot, tmp_path, tiny_checkpoint)
     (take,) = window.browser.visible_takes()
     assert take.recovered and take.frames == 4000

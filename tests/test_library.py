@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 
 import numpy as np
 import pytest
+from conftest import crash
 from full_disk import FullDiskFile
 import soundfile as sf
 
@@ -58,7 +60,7 @@ def test_crash_while_recording_is_recovered(tmp_path):
     writer.write(tone(0.5, voices=2))
     writer._file.write(b"\x00\x00\x80")  # a torn frame at the crash
     writer._file.flush()
-    library._db.close()  # the process dies: no finish(), no close()
+    crash(library)
     reopened = Library(tmp_path)
     assert reopened.recovered == [writer.id]
     (take,) = reopened.takes()
@@ -72,7 +74,7 @@ def test_crash_with_nothing_recorded_is_removed(tmp_path):
     library = Library(tmp_path)
     writer = library.begin_take(META)
     (library.partial_dir / "stray-file.f32").write_bytes(b"junk")  # a file with no row
-    library._db.close()
+    crash(library)
     reopened = Library(tmp_path)
     assert reopened.removed == [writer.id] and reopened.takes() == []
     assert not any(reopened.partial_dir.iterdir())
@@ -87,11 +89,69 @@ def test_crash_between_rename_and_commit(tmp_path):
     writer.write(tone(0.25)[0])
     writer._file.close()
     sf.write(str(library.takes_dir / f"{writer.id}.flac"), tone(0.25)[0], lib.RATE)
-    library._db.close()
+    crash(library)
     reopened = Library(tmp_path)
     (take,) = reopened.takes()
     assert take.id == writer.id and take.recovered and take.frames == 4000
     reopened.close()
+
+
+def test_crash_while_encoding_the_flac(tmp_path):
+    library = Library(tmp_path)
+    writer = library.begin_take(META)
+    writer.write(tone(0.25)[0])
+    (library.partial_dir / f"{writer.id}.flac").write_bytes(b"fLaC\0\0")  # killed inside finish()'s sf.write
+    crash(library)
+    with Library(tmp_path) as reopened:
+        assert reopened.recovered == [writer.id] and reopened.get(writer.id).frames == 4000
+        assert reopened.check() == []
+
+
+def test_crash_after_commit_leaves_no_raw_file(tmp_path):
+    library = Library(tmp_path)
+    take = library.add_take(tone(0.25)[0], META)
+    (library.partial_dir / f"{take.id}.f32").write_bytes(b"\0" * 64)  # killed before its unlink
+    crash(library)
+    with Library(tmp_path) as reopened:
+        assert reopened.check() == [] and reopened.get(take.id).frames == 4000
+
+
+def test_crash_between_delete_commit_and_move(tmp_path):
+    library = Library(tmp_path)
+    kept, deleted = library.add_take(tone(0.2)[0], META), library.add_take(tone(0.2)[0], META)
+    with library._tx() as db:  # what delete() commits before it moves the file
+        db.execute("UPDATE takes SET deleted = 1 WHERE id = ?", (deleted.id,))
+    crash(library)
+    with Library(tmp_path) as reopened:
+        assert [t.id for t in reopened.takes()] == [kept.id] and reopened.check() == []
+
+
+def test_check_reports_what_is_wrong(tmp_path):
+    with Library(tmp_path) as library:
+        short, missing = library.add_take(tone(0.25)[0], META), library.add_take(tone(0.25)[0], META)
+        assert library.check() == []
+        sf.write(str(short.path), tone(0.1)[0], lib.RATE)
+        missing.path.unlink()
+        (library.takes_dir / "stray.flac").write_bytes(b"x")
+        writer = library.begin_take(META)
+        problems = library.check()
+        assert len(problems) == 4
+        assert f"take {short.id}: {short.path} holds 1600 frames x 1 voices, the library says 4000 x 1" in problems
+        assert any(missing.id in p and "cannot read" in p for p in problems)
+        assert any(writer.id in p and "being recorded" in p for p in problems)
+        assert any("stray.flac belongs to no take" in p for p in problems)
+        writer.abort()
+
+
+def test_one_process_at_a_time(tmp_path):
+    library = Library(tmp_path)
+    with pytest.raises(LibraryError, match=rf"open in another HarmonicRNN Studio \(process {os.getpid()}\)"):
+        Library(tmp_path)
+    library.close()
+    Library(tmp_path).close()
+    library = Library(tmp_path)
+    crash(library)  # a dead process holds nothing
+    Library(tmp_path).close()
 
 
 def test_disk_full_while_recording_leaves_nothing(tmp_path):

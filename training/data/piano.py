@@ -139,9 +139,14 @@ def _render_job(job):
 
 
 def choose_works(works: list[dict], limit: int, max_hours: float) -> list[dict]:
-    """A fixed pseudo-random order of the works (by name), cut at `limit` works or
-    `max_hours` of score time: a smaller build is a subset of a larger one."""
-    ordered = sorted(works, key=lambda w: zlib.crc32(w["id"].encode()))
+    """Works taken in turn from each collection of the corpus (composer or song book,
+    in a fixed pseudo-random order inside each), cut at `limit` works or `max_hours` of
+    score time: every collection is heard, none dominates a capped build, and a smaller
+    build is a subset of a larger one."""
+    groups: dict[str, list[dict]] = {}
+    for w in sorted(works, key=lambda w: zlib.crc32(w["id"].encode())):
+        groups.setdefault(w["id"].split("/")[0], []).append(w)
+    ordered = [g[i] for i in range(max(map(len, groups.values()), default=0)) for g in groups.values() if i < len(g)]
     if limit:
         ordered = ordered[:limit]
     if max_hours:

@@ -123,19 +123,29 @@ def export_file(job: tuple[str, str]) -> tuple[list[dict], list[dict]]:
 
 def export_corpus(out: str | Path, workers: int = 0, limit: int = 0, progress: bool = True) -> dict:
     """Exports music21's corpus (the first `limit` files if given) as MIDI into `out`;
-    returns the index. Files are written as they parse, the index last."""
+    returns the index. Files are written as they parse, the index last. With `limit`,
+    the index lists only what those files gave."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = corpus_files()[: limit or None]
-    works, failed = [], []
     jobs = [(str(f), str(out)) for f in files]
     # spawn, not fork: this may run inside a process where JAX's threads are running.
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers or os.cpu_count() or 1, maxtasksperchild=20) as pool:
-        for done, bad in tqdm(pool.imap_unordered(export_file, jobs), total=len(jobs), desc="scores",
-                              unit="file", disable=not progress):
-            works += done
-            failed += bad
+        for _ in tqdm(pool.imap_unordered(export_file, jobs), total=len(jobs), desc="scores", unit="file",
+                      disable=not progress):
+            pass
+    return write_index(out)
+
+
+def write_index(out: str | Path) -> dict:
+    """Writes index.json from the per-file records: also usable on an unfinished export."""
+    out = Path(out)
+    works, failed = [], []
+    for record in sorted((out / ".files").glob("*.json")):
+        done = json.loads(record.read_text())
+        works += done["works"]
+        failed += done["failed"]
     works.sort(key=lambda w: w["id"])
     index = {"works": works, "failed": sorted(failed, key=lambda f: f["id"]),
              "hours": round(sum(w["seconds"] for w in works) / 3600, 2)}

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from training.data.audio_folder import cut_clips
-from training.data.manifest import SAMPLE_RATE, DatasetWriter, split_of
+from training.data.manifest import SAMPLE_RATE, DatasetWriter, clip_to_tokens, split_of
 from training.data.score_midi import read_index
 
 CLIP_SECONDS = 8
@@ -171,24 +171,27 @@ def build_piano(out: str | Path, midi_dir: str | Path, soundfonts: str | Path, l
         raise RuntimeError(f"{midi_dir} lists no works")
     writer = DatasetWriter(out, CLIP_SECONDS * SAMPLE_RATE, "piano", "none")
     jobs = [(w["id"], str(Path(midi_dir) / w["file"]), str(soundfonts), pianos) for w in works]
-    failed, rendered = [], 0
-    # spawn, not fork: this may run inside a process where JAX's threads are running.
+    failed, clips = [], {}
+    # Unordered: a long sonata does not hold up the works behind it; the clips are added
+    # in the works' order at the end, so the same works always give the same arrays.
     with multiprocessing.get_context("spawn").Pool(workers or os.cpu_count() or 1, maxtasksperchild=50) as pool:
-        for work, audio, error in tqdm(pool.imap(_render_job, jobs, chunksize=4), total=len(jobs), desc="works",
+        for work, audio, error in tqdm(pool.imap_unordered(_render_job, jobs), total=len(jobs), desc="works",
                                        unit="work", disable=not progress):
             if error:
                 failed.append({"work": work, "error": error})
                 continue
-            rendered += 1
-            for clip in cut_clips(audio, writer.clip_len, SAMPLE_RATE):  # >= 1 s
-                if np.abs(clip).max() >= 1e-3:  # not the silence between movements
-                    writer.add_audio(split_of(work), clip, source=work)
+            # at least 1 s, and not the silence between movements
+            clips[work] = [clip_to_tokens(c, writer.clip_len, writer.scale_mode)
+                           for c in cut_clips(audio, writer.clip_len, SAMPLE_RATE) if np.abs(c).max() >= 1e-3]
+    for work in (w["id"] for w in works if w["id"] in clips):
+        for tokens, length in clips.pop(work):
+            writer.add_tokens(split_of(work), tokens, length, source=work)
     if writer.count() == 0:
         raise RuntimeError(f"no work rendered; first errors: {failed[:3]}")
     return writer.finish(
         source="music21 corpus rendered by TinySoundFont: " + ", ".join(f"{p.soundfont} program {p.program}" for p in pianos),
         scaling=f"each work normalised to a peak of {PEAK}",
-        works=rendered,
-        failed=failed,
+        works=len(works) - len(failed),
+        failed=sorted(failed, key=lambda f: f["work"]),
         split_by="work",
     )

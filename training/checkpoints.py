@@ -9,15 +9,17 @@ Every step directory holds four items:
     training     JSON: the RunConfig (model, data, train, parallel configs)
 
 orbax writes a step into a temporary directory and renames it when complete, so a run
-killed during a save (kill -9 included) leaves no half step that looks finished. A step
-that is complete but damaged (files removed or corrupted later) fails to restore with a
-clear message and the previous step is used.
+killed during a save (kill -9 included) leaves no half step that looks finished; the
+next CheckpointManager removes such temporary directories itself, on a background
+thread whose result the first save waits for. Nothing else may delete them: a second
+remover racing that thread made its rmtree raise FileNotFoundError at the first save of
+a resumed run. A step that is complete but damaged (files removed or corrupted later)
+fails to restore with a clear message and the previous step is used.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from engine.checkpoint import FORMAT, CheckpointError
+from training.files import quiet_full_disk_logs
 
 ITEMS = ("params", "model", "train_state", "training")
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class RunCheckpoints:
             enable_async_checkpointing=False,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        quiet_full_disk_logs("absl", "asyncio")  # orbax's loggers
 
     def steps(self) -> list[int]:
         self.manager.reload()
@@ -125,11 +129,3 @@ def _check_finite(state: dict) -> None:
         if not np.all(np.isfinite(leaf)):
             raise ValueError("params contain NaN or infinite values")
 
-
-def remove_partial(run_dir: str | Path) -> None:
-    """Deletes orbax temporary directories left by a save that was killed."""
-    directory = Path(run_dir) / "checkpoints"
-    if directory.is_dir():
-        for path in directory.iterdir():
-            if ".orbax-checkpoint-tmp" in path.name:
-                shutil.rmtree(path, ignore_errors=True)

@@ -13,7 +13,7 @@ killed during a save (kill -9 included) leaves no half step that looks finished;
 next CheckpointManager removes such temporary directories itself, on a background
 thread whose result the first save waits for. Nothing else may delete them: a second
 remover racing that thread made its rmtree raise FileNotFoundError at the first save of
-a resumed run. A step that is complete but damaged (files removed or corrupted later)
+a resumed run. A save that would not fit on the disk is refused before it starts. A step that is complete but damaged (files removed or corrupted later)
 fails to restore with a clear message and the previous step is used.
 """
 
@@ -27,7 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from engine.checkpoint import FORMAT, CheckpointError
-from training.files import quiet_full_disk_logs
+from training.files import require_space
 
 ITEMS = ("params", "model", "train_state", "training")
 log = logging.getLogger(__name__)
@@ -43,13 +43,15 @@ class RunCheckpoints:
             enable_async_checkpointing=False,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
-        quiet_full_disk_logs("absl", "asyncio")  # orbax's loggers
 
     def steps(self) -> list[int]:
         self.manager.reload()
         return sorted(self.manager.all_steps(), reverse=True)
 
     def save(self, step: int, state: dict, model_config, card: dict, run_config: dict) -> None:
+        """Saves a step; raises ENOSPC first, writing nothing, when the disk has less room
+        than the step needs (`training.files.require_space`)."""
+        require_space(self.directory, self._step_size(state))
         meta = {"format": FORMAT, "config": model_config.to_dict(), "card": card}
         self.manager.save(
             step,
@@ -63,6 +65,15 @@ class RunCheckpoints:
             force=True,
         )
         self.manager.wait_until_finished()
+
+    def _step_size(self, state: dict) -> int:
+        """Bytes the next step takes on disk: as much as the newest one, or before the
+        first, twice the arrays' bytes (the EMA params item repeats part of the state,
+        and orbax adds metadata and small files) plus 1 MB."""
+        newest = self.manager.latest_step()
+        if newest is not None and (self.directory / str(newest)).is_dir():
+            return sum(p.lstat().st_blocks * 512 for p in (self.directory / str(newest)).rglob("*"))
+        return 2 * sum(leaf.nbytes for leaf in jax.tree.leaves(state)) + 2**20
 
     def restore_latest(self, abstract_state: dict) -> tuple[int, dict, dict]:
         """Restores the newest step that loads: (step, state, card).

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine.cli import UserError
-from training.files import disk_full_message, is_disk_full
+from training.files import disk_full_message, is_disk_full, quiet_full_disk_logs
 
 TRAIN_HELP = {
     "preset": "model preset (engine presets: tiny, realtime, paper)",
@@ -48,7 +48,9 @@ TRAIN_HELP = {
 def full_disk_is_user_error(folder: str | Path, advice: Callable[[], str]) -> Iterator[None]:
     """A full disk under `folder`, whichever library hit it and however it wrapped the
     OSError, becomes one line saying so and what to do (`advice()`, asked when it
-    happened); every other error passes through."""
+    happened); every other error passes through. orbax's loggers would add a traceback
+    per write task that failed: their records of a full disk are dropped."""
+    quiet_full_disk_logs("absl", "asyncio")
     try:
         yield
     except Exception as error:

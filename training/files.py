@@ -54,18 +54,30 @@ def is_disk_full(error: BaseException | None) -> bool:
     return False
 
 
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk that holds (or will hold) `folder`."""
+    existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents) if p.exists())
+    return shutil.disk_usage(existing).free
+
+
+def require_space(folder: Path, needed: int) -> None:
+    """Raises ENOSPC before a write of about `needed` bytes that cannot fit: for writers
+    that report a disk filling up under them badly (orbax's Checkpointer prints "Event
+    loop is closed" tracebacks from its pending writes after it has raised)."""
+    if free_bytes(folder) < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device: about {needed / 1e6:.1f} MB needed", str(folder))
+
+
 def disk_full_message(folder: Path, advice: str) -> str:
     """One line: which disk is full, how much is left on it, and what to do."""
-    existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents) if p.exists())
-    free = shutil.disk_usage(existing).free
-    return f"the disk holding {folder} is full ({free / 1e6:.1f} MB free): {advice}"
+    return f"the disk holding {folder} is full ({free_bytes(folder) / 1e6:.1f} MB free): {advice}"
 
 
 class DropFullDiskRecords(logging.Filter):
     """Drops log records about a full disk. A library that writes from several tasks
     (orbax: asyncio tasks and threads) logs each task's failure with its traceback, the
     same ENOSPC hundreds of times, while the error it raises reaches the user as one
-    line (`training.cli.full_disk_is_user_error`); other records pass."""
+    line (`training.cli.full_disk_is_user_error` installs this); other records pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import io
 import json
 from pathlib import Path
 
@@ -95,7 +96,11 @@ class DatasetWriter:
             }
         with replacing(*(self.out / name for name in arrays)) as temporaries:
             for temporary, array in zip(temporaries, arrays.values()):
-                np.save(temporary, array)
+                # Serialised in memory and written by Python: np.save to a file reports a full
+                # disk only as "n requested and m written", without ENOSPC.
+                buffer = io.BytesIO()
+                np.save(buffer, array)
+                temporary.write_bytes(buffer.getbuffer())
         manifest = {
             "format": FORMAT,
             "kind": self.kind,

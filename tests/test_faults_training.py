@@ -178,7 +178,7 @@ def test_kill_9_at_any_instant_then_resume_continues_the_same_curve(tmp_path, da
 
     # The same curve as a run that was never interrupted.
     straight = tmp_path / "straight"
-    assert_ok(harmonic(["train", "--data", data, "--run", straight, "--steps", STEPS, *TRAIN, "--save-every", "0"], env))
+    assert_ok(harmonic(["train", "--data", data, "--run", straight, "--steps", STEPS, *TRAIN, "--save-every", 0], env))
     np.testing.assert_allclose([loss for _, loss in curve], [loss for _, loss in train_curve(straight)], rtol=1e-4)
 
 

@@ -13,8 +13,9 @@ killed during a save (kill -9 included) leaves no half step that looks finished;
 next CheckpointManager removes such temporary directories itself, on a background
 thread whose result the first save waits for. Nothing else may delete them: a second
 remover racing that thread made its rmtree raise FileNotFoundError at the first save of
-a resumed run. A save that would not fit on the disk is refused before it starts. A step that is complete but damaged (files removed or corrupted later)
-fails to restore with a clear message and the previous step is used.
+a resumed run. A save that would not fit on the disk is refused before it starts. A
+step that is complete but damaged (files removed or corrupted later) fails to restore
+with a clear message and the previous step is used.
 """
 
 from __future__ import annotations
@@ -68,12 +69,11 @@ class RunCheckpoints:
 
     def _step_size(self, state: dict) -> int:
         """Bytes the next step takes on disk: as much as the newest one, or before the
-        first, twice the arrays' bytes (the EMA params item repeats part of the state,
-        and orbax adds metadata and small files) plus 1 MB."""
+        first, `room_needed` (the EMA params item repeats part of the state)."""
         newest = self.manager.latest_step()
         if newest is not None and (self.directory / str(newest)).is_dir():
             return sum(p.lstat().st_blocks * 512 for p in (self.directory / str(newest)).rglob("*"))
-        return 2 * sum(leaf.nbytes for leaf in jax.tree.leaves(state)) + 2**20
+        return room_needed(state)
 
     def restore_latest(self, abstract_state: dict) -> tuple[int, dict, dict]:
         """Restores the newest step that loads: (step, state, card).
@@ -131,6 +131,12 @@ def host_copy(tree):
     import numpy as np
 
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x), tree)
+
+
+def room_needed(tree) -> int:
+    """A generous estimate of the disk an orbax checkpoint of `tree` takes: twice its
+    arrays' bytes (orbax's metadata and many small files in file-system blocks) + 1 MB."""
+    return 2 * sum(leaf.nbytes for leaf in jax.tree.leaves(tree)) + 2**20
 
 
 def _check_finite(state: dict) -> None:

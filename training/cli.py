@@ -134,7 +134,7 @@ def _build(args, out: Path) -> dict:
 
             manifest = build_folder(args.src, out, args.clip_seconds, args.scale, limit=args.limit, workers=args.workers)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
-        if is_disk_full(error):
+        if is_disk_full(error):  # said by full_disk_is_user_error, with what to do
             raise
         raise UserError(str(error)) from None
     return manifest

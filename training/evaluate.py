@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from engine.checkpoint import CheckpointError, load_model, save_model
 from training import parallel
+from training.checkpoints import room_needed
 from training.data.loader import Split
 from training.files import require_space
 from training.loop import device_description, evaluate_split, make_eval_fn, round_up
@@ -55,8 +55,7 @@ def export_run(run: str | Path, out: str | Path, name: str = "", test: bool = Tr
     # (orbax's temporary folders included) is inside it and removed whole; a kill leaves
     # only this hidden folder, never a model folder that looks finished.
     staging = out.with_name(f".{out.name}.export-{os.getpid()}")
-    # The weights, plus room for orbax's metadata and the file system's blocks.
-    require_space(out.parent, 2 * sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(loaded.params)) + 2**20)
+    require_space(out.parent, room_needed(loaded.params))
     try:
         os.rename(save_model(staging / out.name, loaded.config, loaded.params, card), out)
     finally:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 
 def temporary_name(path: Path) -> Path:
-    """A hidden name next to `path` that keeps its suffix (np.save and matplotlib pick
-    the format from it) and the process id (two writers never share one)."""
+    """A hidden name next to `path` that keeps its suffix (matplotlib picks the format
+    from it) and the process id (two writers never share one)."""
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
 
 

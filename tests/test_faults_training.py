@@ -155,6 +155,7 @@ def test_kill_9_at_any_instant_then_resume_continues_the_same_curve(tmp_path, da
                 reached = wait_for(lambda: saving(run), proc)
             elif reached:
                 time.sleep(rng.uniform(0.0, 1.5))
+                reached = proc.poll() is None
         if not reached:  # the run finished before this kill: the rounds so far are the test
             output = proc.communicate()[0]
             assert proc.returncode == 0, output[-4000:]

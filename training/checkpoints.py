@@ -9,15 +9,18 @@ Every step directory holds four items:
     training     JSON: the RunConfig (model, data, train, parallel configs)
 
 orbax writes a step into a temporary directory and renames it when complete, so a run
-killed during a save (kill -9 included) leaves no half step that looks finished. A step
-that is complete but damaged (files removed or corrupted later) fails to restore with a
-clear message and the previous step is used.
+killed during a save (kill -9 included) leaves no half step that looks finished; the
+next CheckpointManager removes such temporary directories itself, on a background
+thread whose result the first save waits for. Nothing else may delete them: a second
+remover racing that thread made its rmtree raise FileNotFoundError at the first save of
+a resumed run. A save that would not fit on the disk is refused before it starts. A
+step that is complete but damaged (files removed or corrupted later) fails to restore
+with a clear message and the previous step is used.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from engine.checkpoint import FORMAT, CheckpointError
+from training.files import require_space
 
 ITEMS = ("params", "model", "train_state", "training")
 log = logging.getLogger(__name__)
@@ -46,6 +50,9 @@ class RunCheckpoints:
         return sorted(self.manager.all_steps(), reverse=True)
 
     def save(self, step: int, state: dict, model_config, card: dict, run_config: dict) -> None:
+        """Saves a step; raises ENOSPC first, writing nothing, when the disk has less room
+        than the step needs (`training.files.require_space`)."""
+        require_space(self.directory, self._step_size(state))
         meta = {"format": FORMAT, "config": model_config.to_dict(), "card": card}
         self.manager.save(
             step,
@@ -59,6 +66,14 @@ class RunCheckpoints:
             force=True,
         )
         self.manager.wait_until_finished()
+
+    def _step_size(self, state: dict) -> int:
+        """Bytes the next step takes on disk: as much as the newest one, or before the
+        first, `room_needed` (the EMA params item repeats part of the state)."""
+        newest = self.manager.latest_step()
+        if newest is not None and (self.directory / str(newest)).is_dir():
+            return sum(p.lstat().st_blocks * 512 for p in (self.directory / str(newest)).rglob("*"))
+        return room_needed(state)
 
     def restore_latest(self, abstract_state: dict) -> tuple[int, dict, dict]:
         """Restores the newest step that loads: (step, state, card).
@@ -118,6 +133,12 @@ def host_copy(tree):
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x), tree)
 
 
+def room_needed(tree) -> int:
+    """A generous estimate of the disk an orbax checkpoint of `tree` takes: twice its
+    arrays' bytes (orbax's metadata and many small files in file-system blocks) + 1 MB."""
+    return 2 * sum(leaf.nbytes for leaf in jax.tree.leaves(tree)) + 2**20
+
+
 def _check_finite(state: dict) -> None:
     import numpy as np
 
@@ -125,11 +146,3 @@ def _check_finite(state: dict) -> None:
         if not np.all(np.isfinite(leaf)):
             raise ValueError("params contain NaN or infinite values")
 
-
-def remove_partial(run_dir: str | Path) -> None:
-    """Deletes orbax temporary directories left by a save that was killed."""
-    directory = Path(run_dir) / "checkpoints"
-    if directory.is_dir():
-        for path in directory.iterdir():
-            if ".orbax-checkpoint-tmp" in path.name:
-                shutil.rmtree(path, ignore_errors=True)

@@ -8,12 +8,15 @@ preset (e.g. `--set widths=32,64,128 --set dropout=0.1`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine.cli import UserError
+from training.files import disk_full_message, is_disk_full, quiet_full_disk_logs
 
 TRAIN_HELP = {
     "preset": "model preset (engine presets: tiny, realtime, paper)",
@@ -39,6 +42,21 @@ TRAIN_HELP = {
     "num_processes": "multi-host: number of processes (or JAX_NUM_PROCESSES)",
     "process_id": "multi-host: this process's index (or JAX_PROCESS_ID)",
 }
+
+
+@contextlib.contextmanager
+def full_disk_is_user_error(folder: str | Path, advice: Callable[[], str]) -> Iterator[None]:
+    """A full disk under `folder`, whichever library hit it and however it wrapped the
+    OSError, becomes one line saying so and what to do (`advice()`, asked when it
+    happened); every other error passes through. orbax's loggers would add a traceback
+    per write task that failed: their records of a full disk are dropped."""
+    quiet_full_disk_logs("absl", "asyncio")
+    try:
+        yield
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        raise UserError(disk_full_message(Path(folder), advice())) from None
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -100,6 +118,18 @@ def run_data_build(args) -> int:
     out = Path(args.out)
     if is_dataset(out) and not args.force:
         raise UserError(f"{out} already holds a data set (pass --force to rebuild)")
+    with full_disk_is_user_error(out, lambda: "no data set was kept; free space or choose another --out"):
+        manifest = _build(args, out)
+    print(_summary(manifest))
+    for skipped in manifest.get("skipped", []):
+        print(f"  skipped {skipped['file']}: {skipped['error']}")
+    for failed in manifest.get("failed", [])[:20]:
+        print(f"  failed: {json.dumps(failed)}")
+    print(f"wrote {out}/manifest.json")
+    return 0
+
+
+def _build(args, out: Path) -> dict:
     try:
         if args.kind == "digits":
             from training.data.digits import build_digits
@@ -123,14 +153,10 @@ def run_data_build(args) -> int:
 
             manifest = build_folder(args.src, out, args.clip_seconds, args.scale, limit=args.limit, workers=args.workers)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
+        if is_disk_full(error):  # said by full_disk_is_user_error, with what to do
+            raise
         raise UserError(str(error)) from None
-    print(_summary(manifest))
-    for skipped in manifest.get("skipped", []):
-        print(f"  skipped {skipped['file']}: {skipped['error']}")
-    for failed in manifest.get("failed", [])[:20]:
-        print(f"  failed: {json.dumps(failed)}")
-    print(f"wrote {out}/manifest.json")
-    return 0
+    return manifest
 
 
 def _user_cache() -> Path:
@@ -292,7 +318,8 @@ def run_train(args) -> int:
         print(f"run {args.run_dir}: preset {run.train.preset}, {device_description()}, "
               f"mesh data x seq = {run.parallel.data_shards or 'all'} x {run.parallel.seq_shards}", flush=True)
     try:
-        summary = train(args.run_dir, run, resume=args.resume, progress=not args.no_progress)
+        with full_disk_is_user_error(args.run_dir, lambda: _resume_advice(Path(args.run_dir))):
+            summary = train(args.run_dir, run, resume=args.resume, progress=not args.no_progress)
     except (DataError, CheckpointError, FileExistsError, ValueError) as error:
         raise UserError(str(error)) from None
     if jax.process_index() == 0:
@@ -302,6 +329,15 @@ def run_train(args) -> int:
               f"{valid} bits/sample, {summary.get('tokens_per_s', 0):,.0f} tokens/s, "
               f"{summary['skipped']} skipped updates; checkpoints in {args.run_dir}/checkpoints")
     return 0
+
+
+def _resume_advice(run_dir: Path) -> str:
+    from engine.checkpoint import step_directories
+
+    folder = run_dir / "checkpoints"
+    steps = step_directories(folder) if folder.is_dir() else []
+    kept = f"its last checkpoint, step {steps[0].name}, is intact" if steps else "it has no checkpoint yet"
+    return f"{kept}; free space, then continue with: harmonic train --run {run_dir} --resume"
 
 
 # ------------------------------------------------------------------- eval, plot, export
@@ -341,7 +377,8 @@ def run_plot(args) -> int:
     from training.metrics import plot_run
 
     try:
-        out = plot_run(args.run_dir, args.out)
+        with full_disk_is_user_error(Path(args.out or args.run_dir), lambda: "no plot was written; free space"):
+            out = plot_run(args.run_dir, args.out)
     except FileNotFoundError as error:
         raise UserError(str(error)) from None
     print(f"wrote {out}")
@@ -363,7 +400,9 @@ def run_export(args) -> int:
     from training.evaluate import export_run
 
     try:
-        out, card = export_run(args.run_dir, args.out, args.name, test=not args.no_test, max_clips=args.max_clips)
+        with full_disk_is_user_error(Path(args.out), lambda: f"nothing was written to {args.out}; free space"):
+            out, card = export_run(args.run_dir, args.out, args.name, test=not args.no_test,
+                                   max_clips=args.max_clips)
     except (CheckpointError, ValueError) as error:
         raise UserError(str(error)) from None
     print(json.dumps(card, indent=2))

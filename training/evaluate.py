@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import jax
 
-from engine.checkpoint import load_model, save_model
+from engine.checkpoint import CheckpointError, load_model, save_model
 from training import parallel
+from training.checkpoints import room_needed
 from training.data.loader import Split
+from training.files import require_space
 from training.loop import device_description, evaluate_split, make_eval_fn, round_up
 
 
@@ -34,7 +38,9 @@ def export_run(run: str | Path, out: str | Path, name: str = "", test: bool = Tr
                progress: bool = True) -> tuple[Path, dict]:
     """Writes a run's newest loadable EMA params as a standalone model directory whose
     card carries the data, steps, wall time, device and valid/test NLL in bits."""
-    run = Path(run)
+    run, out = Path(run), Path(out).absolute()
+    if out.exists():
+        raise CheckpointError(f"{out} already exists; choose a new folder")
     loaded = load_model(run / "checkpoints" if (run / "checkpoints").is_dir() else run)
     card = dict(loaded.card)
     card["name"] = name or card.get("name") or run.name
@@ -45,4 +51,13 @@ def export_run(run: str | Path, out: str | Path, name: str = "", test: bool = Tr
         card["test_nll_bits"] = round(bits, 5)
         card["test_clips"] = clips
     card.setdefault("device", device_description())
-    return save_model(out, loaded.config, loaded.params, card), card
+    # Staged in a hidden sibling folder and renamed into place: what a failed save leaves
+    # (orbax's temporary folders included) is inside it and removed whole; a kill leaves
+    # only this hidden folder, never a model folder that looks finished.
+    staging = out.with_name(f".{out.name}.export-{os.getpid()}")
+    require_space(out.parent, room_needed(loaded.params))
+    try:
+        os.rename(save_model(staging / out.name, loaded.config, loaded.params, card), out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out, card

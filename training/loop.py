@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from engine import model
 from training import parallel
-from training.checkpoints import RunCheckpoints, remove_partial
+from training.checkpoints import RunCheckpoints
 from training.config import DataConfig, RunConfig, TrainConfig
 from training.data.loader import BatchPlan, Prefetcher, Split, eval_batches
 from training.data.manifest import DataError, is_dataset, read_manifest
+from training.files import write_text
 
 
 # ---------------------------------------------------------------------------- data
@@ -56,7 +57,7 @@ def resolve_dataset(data: DataConfig, progress: bool = True) -> Path:
     print(f"{src} has no manifest: building it as a data set into {cache}", flush=True)
     manifest = build_folder(src, cache, data.clip_seconds, data.scale, progress=progress)
     if manifest["skipped"]:
-        print(f"skipped {len(manifest['skipped'])} unreadable files (listed in {cache}/manifest.json)")
+        print(f"skipped {len(manifest['skipped'])} files, unreadable or too short (listed in {cache}/manifest.json)")
     return cache
 
 
@@ -202,17 +203,18 @@ def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: b
     checkpoints = RunCheckpoints(run_dir, train_cfg.keep_checkpoints)
     card = {}
     if resume and checkpoints.steps():
-        remove_partial(run_dir)
         start, state, card = checkpoints.restore_latest(abstract)
         if primary:
             print(f"resumed from step {start} ({checkpoints.directory / str(start)})", flush=True)
     else:
         if checkpoints.steps() and not resume:
             raise FileExistsError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose a new --run")
+        if resume and primary:
+            print(f"no checkpoint yet: starting from step 0 ({run_dir} was stopped before its first save)", flush=True)
         state = jax.jit(lambda: init_state(config, train_cfg, optimizer), out_shardings=replicated)()
         start = 0
     if primary:
-        (run_dir / "config.json").write_text(run.to_json())
+        write_text(run_dir / "config.json", run.to_json())
 
     train_step = make_train_step(config, train_cfg, mesh, optimizer, par.remat)
     eval_fn = make_eval_fn(config, mesh)

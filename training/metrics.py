@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import time
 from pathlib import Path
+
+from training.files import replacing
 
 FIELDS = ("step", "split", "loss_bits", "grad_norm", "lr", "tokens_per_s", "skipped", "wall_s")
 
@@ -14,7 +17,10 @@ class MetricsWriter:
     """Appends rows to RUN/metrics.csv and scalars to RUN/tensorboard/ (process 0 only).
 
     On resume, rows after the resumed step (written after the last checkpoint of a run
-    that was killed) are dropped, so the CSV holds one continuous curve.
+    that was killed) are dropped, so the CSV holds one continuous curve. That rewrite
+    replaces the file whole (`training.files.replacing`); after it rows are only
+    appended, one flushed line each, so a kill or a full disk can cut at most the last
+    line, which the next start drops with the rows it no longer needs.
     """
 
     def __init__(self, run_dir: str | Path, resume_step: int = 0, enabled: bool = True):
@@ -25,17 +31,24 @@ class MetricsWriter:
             return
         rows = read_metrics(self.path) if self.path.exists() else []
         rows = [r for r in rows if int(r["step"]) <= resume_step]
-        with open(self.path, "w", newline="") as f:
+        with replacing(self.path) as (temporary,), open(temporary, "w", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
             writer.writeheader()
             writer.writerows({k: r.get(k, "") for k in FIELDS} for r in rows)
         self.file = open(self.path, "a", newline="")
         self.csv = csv.DictWriter(self.file, FIELDS)
         try:
-            from tensorboardX import SummaryWriter
+            # tensorboardX's plain events writer: written and flushed here, row by row like
+            # the CSV. Its SummaryWriter writes from a thread and flushes again at exit,
+            # which on a full disk prints tracebacks after the run has already stopped.
+            from tensorboardX.event_file_writer import EventsWriter
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
 
-            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
-        except Exception:  # tensorboardX missing or unwritable: the CSV still has everything
+            (Path(run_dir) / "tensorboard").mkdir(exist_ok=True)
+            self.tb = EventsWriter(str(Path(run_dir) / "tensorboard" / "events"))
+            if resume_step:  # TensorBoard hides the earlier files' events after this step
+                self.tb.write_event(Event(step=resume_step + 1, session_log=SessionLog(status=SessionLog.START)))
+        except (ImportError, OSError):  # tensorboardX missing or unwritable: the CSV still has everything
             self.tb = None
 
     def write(self, step: int, split: str, **values) -> None:
@@ -45,9 +58,14 @@ class MetricsWriter:
         self.csv.writerow(row)
         self.file.flush()
         if self.tb is not None:
+            from tensorboardX.proto.event_pb2 import Event
+            from tensorboardX.summary import scalar
+
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
-                    self.tb.add_scalar(f"{split}/{key}", value, step)
+                    summary = scalar(f"{split}/{key}", value)
+                    self.tb.write_event(Event(wall_time=time.time(), step=step, summary=summary))
+            self.tb.flush()
 
     def close(self) -> None:
         if not self.enabled:
@@ -58,8 +76,10 @@ class MetricsWriter:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The complete rows of a metrics CSV (a last line cut short by a kill is left out)."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        lines = [line for line in f if line.endswith("\n")]
+    return list(csv.DictReader(lines))
 
 
 def losses(rows: list[dict], split: str, until_step: int = 0) -> list[tuple[int, float]]:
@@ -132,7 +152,8 @@ def plot_runs(runs: dict[str, str | Path], out: str | Path, title: str, until_st
     ax.legend()
     out = Path(out)
     fig.tight_layout()
-    fig.savefig(out)
+    with replacing(out) as (temporary,):
+        fig.savefig(temporary)
     plt.close(fig)
     return out
 

@@ -4,7 +4,8 @@ Every file soundfile can read (wav, flac, ogg, mp3, aiff, ...) is mixed to mono,
 resampled to 16 kHz with soxr, cut into clips of `clip_seconds`; each clip is scaled
 (SPEC 1) and mu-law encoded; the last short clip is padded with silence and keeps its
 real length. Files are split train/valid/test by file, so no file is in two splits.
-Unreadable files are skipped and listed in the manifest, never fatal.
+Unreadable files, and files shorter than the shortest clip kept, are skipped and listed
+in the manifest with the reason, never fatal.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def _encode_file(args):
         return path, None, f"{type(error).__name__}: {error}".strip()
     if audio.size == 0:
         return path, None, "no samples"
+    if audio.size < min_len:  # it would give no clip: a skipped file, not a kept one that adds nothing
+        return path, None, f"shorter than {min_len / SAMPLE_RATE:g} s ({audio.size / SAMPLE_RATE:.3f} s)"
     encoded = [clip_to_tokens(c, clip_len, scale_mode) for c in cut_clips(audio, clip_len, min_len)]
     return path, encoded, None
 
@@ -69,8 +72,9 @@ def build_folder(
 ) -> dict:
     """Builds a data set from the audio files under `src`; returns the manifest.
 
-    Every file with an audio suffix is tried; those that fail to read are listed under
-    "skipped" in the manifest (and printed by the command).
+    Every file with an audio suffix is tried; those that fail to read or are shorter
+    than `min_seconds` are listed under "skipped" with the reason in the manifest (and
+    printed by the command).
     """
     src = Path(src).expanduser()
     if not src.is_dir():

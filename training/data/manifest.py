@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from engine.mulaw import SAMPLE_RATE, SILENCE, encode, scale
+from training.files import replacing, write_text
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
@@ -75,21 +76,31 @@ class DatasetWriter:
         return sum(len(v) for v in self.clips.values())
 
     def finish(self, **extra) -> dict:
-        """Writes `{split}_*.npy` and manifest.json (last, so a half-built set has none)."""
+        """Writes `{split}_*.npy` and manifest.json. A rebuild first removes the old
+        manifest; the arrays are written under temporary names and renamed together once
+        all are complete, and the manifest comes last: a build stopped at any point (a
+        kill, a full disk) leaves no data set, never one that looks finished."""
         self.out.mkdir(parents=True, exist_ok=True)
-        splits = {}
+        (self.out / MANIFEST).unlink(missing_ok=True)
+        arrays, splits = {}, {}
         for split in SPLITS:
             n = len(self.clips[split])
-            tokens = np.stack(self.clips[split]) if n else np.zeros((0, self.clip_len), np.uint8)
             lengths = np.asarray(self.lengths[split], np.int32)
-            np.save(self.out / f"{split}_tokens.npy", tokens)
-            np.save(self.out / f"{split}_lengths.npy", lengths)
-            np.save(self.out / f"{split}_labels.npy", np.asarray(self.labels[split], np.int16))
+            arrays[f"{split}_tokens.npy"] = np.stack(self.clips[split]) if n else np.zeros((0, self.clip_len), np.uint8)
+            arrays[f"{split}_lengths.npy"] = lengths
+            arrays[f"{split}_labels.npy"] = np.asarray(self.labels[split], np.int16)
             splits[split] = {
                 "clips": n,
                 "hours": round(float(lengths.sum()) / SAMPLE_RATE / 3600, 4),
                 "sources": len(self.sources[split]),
             }
+        with replacing(*(self.out / name for name in arrays)) as temporaries:
+            for temporary, array in zip(temporaries, arrays.values()):
+                # Serialised in memory and written by Python: np.save to a file reports a full
+                # disk only as "n requested and m written", without ENOSPC.
+                buffer = io.BytesIO()
+                np.save(buffer, array)
+                temporary.write_bytes(buffer.getbuffer())
         manifest = {
             "format": FORMAT,
             "kind": self.kind,
@@ -104,9 +115,7 @@ class DatasetWriter:
             "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **extra,
         }
-        tmp = self.out / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, self.out / MANIFEST)
+        write_text(self.out / MANIFEST, json.dumps(manifest, indent=2))
         return manifest
 
 

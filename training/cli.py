@@ -13,7 +13,7 @@ import json
 import typing
 from pathlib import Path
 
-from engine.cli import UserError
+from engine.errors import UserError
 
 TRAIN_HELP = {
     "preset": "model preset (engine presets: tiny, realtime, paper)",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli import UserError
+from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
 
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from engine.cli import UserError
+from engine.errors import UserError
 from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator, output_format, write_audio
 
 

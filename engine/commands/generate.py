@@ -78,13 +78,9 @@ def build_generator(args: argparse.Namespace):
 def read_prime(args: argparse.Namespace) -> tuple[np.ndarray | None, int]:
     """The seed audio (mono float32) and its rate, from --prime or --prime-mic."""
     if args.prime:
-        import soundfile
+        from engine.audio_file import read_audio
 
-        try:
-            audio, rate = soundfile.read(args.prime, dtype="float32", always_2d=True)
-        except Exception as error:
-            raise UserError(f"cannot read the seed file {args.prime}: {error}") from None
-        return audio.mean(axis=1), rate
+        return read_audio(args.prime), SAMPLE_RATE
     if args.prime_mic:
         from engine.audio import AudioUnavailable, record
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator
 from engine.errors import UserError
-from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator, output_format, write_audio
+from engine.take_file import TakeFile, output_format
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -70,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
           + (f", first audio after {first_audio:.2f} s" if first_audio else ""), flush=True)
     if args.save:
         audio = player.generated()
-        write_audio(args.save, audio)
+        with TakeFile(args.save) as take:
+            take.write(audio)
+            take.finish()
         print(f"wrote {args.save}: {audio.shape[1] / SAMPLE_RATE:.2f} s x {audio.shape[0]} voice(s)")
     return 0
 

@@ -29,9 +29,10 @@ from engine.mulaw import SILENCE
 from engine.unet import HarmonicRNN, LevelState
 
 START_TOKEN = SILENCE
-# Most steps a seed is consumed in at once (rounded up to the pooling product): about
-# a second of audio, whose activations fit in little memory; longer seeds take several.
-PREFILL_CHUNK = 1 << 14
+# Most steps a seed is consumed in at once (rounded up to the pooling product): a
+# quarter second of audio, whose activations take little memory. On a 2-core CPU this
+# length compiled twice as fast as 16384 steps and ran faster per step too.
+PREFILL_CHUNK = 1 << 12
 
 ModelState = LevelState
 

@@ -47,7 +47,8 @@ def log_unexpected(error: BaseException, context: str) -> str:
         with path.open("a", encoding="utf-8") as log:
             log.write(f"--- {stamp} {context}\n{text}\n")
     except OSError as log_error:  # the log itself cannot be written: say so, still in one line
-        return f"{context}: unexpected error {type(error).__name__}: {one_line(error)} (and the log {path} failed: {log_error})"
+        return (f"{context}: unexpected error {type(error).__name__}: {one_line(error)} "
+                f"(and the log {path} failed: {log_error})")
     return f"{context}: unexpected error {type(error).__name__}: {one_line(error)}; details in {path}"
 
 

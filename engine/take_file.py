@@ -108,9 +108,11 @@ class TakeFile:
 
     def _fail(self, action: str, error: Exception) -> None:
         """Removes the partial file and raises the one-line reason."""
+        # Free space is measured before the partial file's removal frees some.
+        if shutil.disk_usage(self.path.parent).free < FULL_DISK_BYTES:
+            reason = "the disk is full; free space or choose another folder"
+        else:
+            said = getattr(error, "error_string", "") or getattr(error, "strerror", "") or str(error)
+            reason = f"{said or type(error).__name__}; no file was left"
         self._discard()
-        folder = self.path.parent
-        if shutil.disk_usage(folder).free < FULL_DISK_BYTES:
-            raise UserError(f"cannot {action} {self.path}: the disk is full; free space or choose another folder") from None
-        reason = getattr(error, "error_string", "") or getattr(error, "strerror", "") or str(error) or type(error).__name__
-        raise UserError(f"cannot {action} {self.path}: {reason}; no file was left") from None
+        raise UserError(f"cannot {action} {self.path}: {reason}") from None

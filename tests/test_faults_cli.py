@@ -169,7 +169,8 @@ def tmpfs(tmp_path):
     def mount(options: str) -> Path:
         folder = tmp_path / f"mnt{len(mounted)}"
         folder.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
+        proc = subprocess.run(command, capture_output=True, text=True)
         require(f"cannot mount a tmpfs: {proc.stderr.strip()}" if proc.returncode else "")
         mounted.append(folder)
         return folder
@@ -205,11 +206,12 @@ def test_damaged_checkpoint_gives_one_line(env, tmp_path):
     with largest.open("r+b") as file:
         file.seek(largest.stat().st_size // 8)
         file.write(np.random.default_rng(0).bytes(100_000))
-    command = [*SELF_COMMAND, "generate", "--checkpoint", str(damaged), "--seconds", "0.1", "--out", str(tmp_path / "t.wav")]
+    out = tmp_path / "t.wav"
+    command = [*SELF_COMMAND, "generate", "--checkpoint", str(damaged), "--seconds", "0.1", "--out", str(out)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "damaged" in message(proc) and "Event loop is closed" not in proc.stderr
-    assert not (tmp_path / "t.wav").exists() and not list(tmp_path.glob(".*.part"))
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
 
 
 def test_unexpected_errors_go_to_the_log(monkeypatch, tmp_path):

@@ -39,7 +39,8 @@ def read_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
       float32 [n]: the channels' mean, resampled.
 
     Raises:
-      AudioFileError: not found, a folder, empty, not an audio file, or NaN/Inf samples.
+      AudioFileError: not found, a folder, empty, too short for one sample at `rate`, not
+        an audio file, or NaN/Inf samples.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -50,7 +51,7 @@ def read_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFileError(f"{path}: is empty (0 bytes)")
     try:
         with soundfile.SoundFile(str(path)) as file:
-            source_rate = file.samplerate
+            source_rate, frames = file.samplerate, file.frames
             resampler = None if source_rate == rate else soxr.ResampleStream(source_rate, rate, 1, quality="HQ")
             pieces = []
             for block in file.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
@@ -65,5 +66,7 @@ def read_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFileError(f"{path}: not an audio file libsndfile reads ({reason})") from None
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     if audio.size == 0:
+        if frames:
+            raise AudioFileError(f"{path}: too short ({frames} sample(s) at {source_rate} Hz is not one at {rate} Hz)")
         raise AudioFileError(f"{path}: is empty (no audio samples)")
     return audio.astype(np.float32, copy=False)

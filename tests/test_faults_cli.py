@@ -64,6 +64,8 @@ def bad_seeds(folder: Path) -> dict[str, tuple[Path, str]]:
     seeds["empty"] = (folder / "empty.wav", "is empty")
     soundfile.write(folder / "no-frames.wav", np.zeros(0, np.float32), 16000)
     seeds["no frames"] = (folder / "no-frames.wav", "is empty")
+    soundfile.write(folder / "one at 44k.wav", np.full(1, 0.5, np.float32), 44100)
+    seeds["one sample at 44.1 kHz"] = (folder / "one at 44k.wav", "too short")
     whole = write_seed(folder / "whole.wav", 1.0, 16000).read_bytes()
     (folder / "truncated.wav").write_bytes(whole[:30])  # cut inside the header
     seeds["truncated header"] = (folder / "truncated.wav", "not an audio file libsndfile reads")

@@ -141,20 +141,32 @@ def test_out_destination_is_checked_first(env, tmp_path):
     assert leftovers(tmp_path) == ["a folder.wav"]
 
 
-def test_ctrl_c_keeps_the_take(env, tmp_path):
-    out = tmp_path / "take.wav"
+def interrupt(env: dict, folder: Path, written: int) -> tuple[Path, str]:
+    """Runs a long take into `folder`, sends SIGINT once its partial file holds more than
+    `written` bytes (0: as soon as it exists, before the model has loaded); returns the
+    output path and the one line the command ended with (after checking exit code 130)."""
+    out = folder / "take.wav"
     command = [*SELF_COMMAND, "generate", "--preset", "tiny", "--seconds", "600", "--out", str(out)]
-    with open(tmp_path / "stderr", "w+") as stderr:
+    with open(folder / "stderr", "w+") as stderr:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
         deadline = time.monotonic() + 180
-        while not any(p.suffix == ".part" and p.stat().st_size > 16384 for p in tmp_path.iterdir()):
-            assert proc.poll() is None and time.monotonic() < deadline, "generation did not start"
-            time.sleep(0.2)
+        while not any(p.suffix == ".part" and p.stat().st_size >= written for p in folder.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the take did not start"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
         stderr.seek(0)
-        result = subprocess.CompletedProcess(command, 130, "", stderr.read())
-    line = message(result)
+        return out, message(subprocess.CompletedProcess(command, 130, "", stderr.read()))
+
+
+def test_ctrl_c_before_any_audio_leaves_nothing(env, tmp_path):
+    _, line = interrupt(env, tmp_path, 0)
+    assert line.endswith("stopped") or "stopped before any audio" in line
+    assert leftovers(tmp_path) == ["stderr"]
+
+
+def test_ctrl_c_keeps_the_take(env, tmp_path):
+    out, line = interrupt(env, tmp_path, 16384)
     assert "stopped; kept" in line
     audio, rate = soundfile.read(out, dtype="float32")
     assert rate == 16000 and len(audio) > 0

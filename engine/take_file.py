@@ -90,10 +90,17 @@ class TakeFile:
             self._fail("write", error)
 
     def finish(self) -> None:
-        """Completes the file and renames it into place (over an older file of that name)."""
+        """Completes the file (after at least one `write`) and renames it into place, over
+        an older file of that name."""
         try:
             if self._file is not None:
                 self._file.close()
+            # On disk before the rename, so that a crash cannot leave an empty file in place.
+            descriptor = os.open(self._partial, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
             os.replace(self._partial, self.path)
         except (RuntimeError, OSError) as error:
             self._fail("finish", error)

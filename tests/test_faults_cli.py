@@ -196,12 +196,14 @@ def tmpfs(tmp_path):
 
 def test_full_disk_leaves_no_file(env, tmpfs):
     disk = tmpfs("size=200k")
-    # 4 s of 32-bit float is 256 kB: the disk fills while the take is being written.
-    for name in ("take.wav", "take.flac"):
+    older = write_seed(disk / "older.wav", 0.1, 16000).read_bytes()
+    # 4 s of 32-bit float is 256 kB: the disk fills while the take is being written. An
+    # older take of the same name stays as it was.
+    for name in ("older.wav", "take.flac"):
         proc = generate(env, disk / name, "--seconds", "8" if name.endswith("flac") else "4")
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert "the disk is full" in message(proc)
-        assert leftovers(disk) == []
+        assert leftovers(disk) == ["older.wav"] and (disk / "older.wav").read_bytes() == older
 
 
 def test_read_only_folder(env, tmpfs):

@@ -128,7 +128,7 @@ def test_hour_long_file_reads_in_bounded_memory(tmp_path):
     assert audio.dtype == np.float32 and abs(len(audio) - 3600 * 16000) <= 16
 
 
-def test_out_destination_is_checked_first(env, tmp_path):
+def test_out_and_seconds_are_checked_first(env, tmp_path):
     cases = [
         (tmp_path / "no such folder" / "take.wav", "no such folder"),
         (tmp_path / "a folder.wav", "is a folder"),
@@ -138,6 +138,9 @@ def test_out_destination_is_checked_first(env, tmp_path):
     for out, words in cases:
         proc = generate(env, out, "--seconds", "0.1")
         assert proc.returncode == 2 and words in message(proc), proc.stderr[-2000:]
+    for seconds in ("nan", "inf", "0"):
+        proc = generate(env, tmp_path / "take.wav", "--seconds", seconds)
+        assert proc.returncode == 2 and "--seconds must be a number > 0" in message(proc)
     assert leftovers(tmp_path) == ["a folder.wav"]
 
 

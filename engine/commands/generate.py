@@ -6,6 +6,7 @@ The model and sampling options here are shared with `harmonic play`.
 from __future__ import annotations
 
 import argparse
+import math
 import secrets
 import signal
 import sys
@@ -111,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     """Generates into a `TakeFile` chunk by chunk; Ctrl-C keeps what was generated (exit 130)."""
     from tqdm import tqdm
 
-    if args.seconds <= 0:
-        raise UserError("--seconds must be > 0")
+    if not 0 < args.seconds < math.inf:  # also refuses nan
+        raise UserError(f"--seconds must be a number > 0, got {args.seconds}")
     with TakeFile(args.out) as take:  # the destination is checked before the model loads
         generator = build_generator(args)
         began = time.perf_counter()

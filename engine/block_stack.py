@@ -54,24 +54,29 @@ class BlockStack(nn.Module):
         self.pair_params = tuple(self.param(f"pair_{i}", init) for i in range(self.pairs))
 
     def __call__(
-        self, x: jax.Array, length: jax.Array | int, deterministic: bool = True
+        self,
+        x: jax.Array,
+        length: jax.Array | int,
+        deterministic: bool = True,
+        states: tuple[TemporalBlockState, ...] | None = None,
     ) -> tuple[jax.Array, tuple[TemporalBlockState, ...]]:
         """Parallel over time: x [B, T, d] -> (y [B, T, d], per-pair states after step
-        length - 1)."""
+        length - 1), starting from the per-pair `states` (zero if None)."""
         if self.pairs == 0:
             return x, ()
         pair = self._pair(self.sequence_axis)
 
         def body(x, layer):
-            params, key = layer
+            params, key, state = layer
             rngs = None if key is None else {"dropout": key}
-            return pair.apply({"params": params}, x, length, deterministic, rngs=rngs)
+            return pair.apply({"params": params}, x, length, deterministic, state, rngs=rngs)
 
         if self.remat:
             body = jax.checkpoint(body, prevent_cse=False)
         keys = None if deterministic else jax.random.split(self.make_rng("dropout"), self.pairs)
         stacked = jax.tree.map(lambda *weights: jnp.stack(weights), *self.pair_params)
-        x, states = jax.lax.scan(body, x, (stacked, keys))
+        initial = None if states is None else jax.tree.map(lambda *s: jnp.stack(s), *states)
+        x, states = jax.lax.scan(body, x, (stacked, keys, initial))
         return x, tuple(jax.tree.map(lambda s: s[i], states) for i in range(self.pairs))
 
     def step(

@@ -48,9 +48,12 @@ class CausalConv(nn.Module):
         )
         self.bias = self.param("bias", nn.initializers.zeros, (self.width,))
 
-    def __call__(self, x: jax.Array, length: jax.Array | int) -> tuple[jax.Array, CausalConvState]:
-        """x [B, T, d] -> (y [B, T, d], state after step length - 1)."""
-        padded = pad_left(x, self.kernel - 1, self.sequence_axis)
+    def __call__(
+        self, x: jax.Array, length: jax.Array | int, state: CausalConvState | None = None
+    ) -> tuple[jax.Array, CausalConvState]:
+        """x [B, T, d] -> (y [B, T, d], state after step length - 1); `state` holds the
+        inputs before step 0 (zeros if None)."""
+        padded = pad_left(x, self.kernel - 1, self.sequence_axis, None if state is None else state.window)
         steps = x.shape[1]
         y = sum(padded[:, i : i + steps] * self.weight[i] for i in range(self.kernel))
         return y + self.bias, CausalConvState(window_before(padded, self.kernel - 1, length))
@@ -101,15 +104,20 @@ class TemporalBlock(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def __call__(
-        self, x: jax.Array, length: jax.Array | int, deterministic: bool = True
+        self,
+        x: jax.Array,
+        length: jax.Array | int,
+        deterministic: bool = True,
+        state: TemporalBlockState | None = None,
     ) -> tuple[jax.Array, TemporalBlockState]:
-        """x [B, T, d] -> (x + residual [B, T, d], state after step length - 1)."""
+        """x [B, T, d] -> (x + residual [B, T, d], state after step length - 1); `state` is
+        the state before step 0 (zero if None)."""
         z = self.norm(x)
         conv_state = None
         lru_in = z
         if self.conv is not None:
-            lru_in, conv_state = self.conv(z, length)
-        recurrent, lru_state = self.lru(lru_in, None, length)
+            lru_in, conv_state = self.conv(z, length, None if state is None else state.conv)
+        recurrent, lru_state = self.lru(lru_in, None if state is None else state.lru, length)
         y = self.out_proj(recurrent * nn.gelu(self.gate_proj(z)))
         return x + self.dropout(y, deterministic=deterministic), TemporalBlockState(lru_state, conv_state)
 
@@ -161,10 +169,15 @@ class BlockPair(nn.Module):
         self.mlp = MLPBlock(cfg, level, blocks, name="mlp")
 
     def __call__(
-        self, x: jax.Array, length: jax.Array | int, deterministic: bool = True
+        self,
+        x: jax.Array,
+        length: jax.Array | int,
+        deterministic: bool = True,
+        state: TemporalBlockState | None = None,
     ) -> tuple[jax.Array, TemporalBlockState]:
-        """x [B, T, d] -> (y [B, T, d], state after step length - 1)."""
-        x, state = self.temporal(x, length, deterministic)
+        """x [B, T, d] -> (y [B, T, d], state after step length - 1), from `state` (zero
+        if None)."""
+        x, state = self.temporal(x, length, deterministic, state)
         return self.mlp(x, deterministic), state
 
     def step(self, x: jax.Array, state: TemporalBlockState) -> tuple[jax.Array, TemporalBlockState]:

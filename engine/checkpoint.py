@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import sys
+import traceback
 from pathlib import Path
 
 import jax
@@ -97,10 +99,43 @@ def save_model(directory: str | Path, config: ModelConfig, params: dict, card: d
     return write_params_and_meta(directory, params, meta)
 
 
+def _is_closed_loop_callback(unraisable) -> bool:
+    """Whether an unraisable error is tensorstore's completion callback finding orbax's
+    event loop closed (asyncio's call_soon_threadsafe raising 'Event loop is closed')."""
+    error = unraisable.exc_value
+    if not isinstance(error, RuntimeError) or str(error) != "Event loop is closed":
+        return False
+    return any(frame.name == "call_soon_threadsafe" for frame in traceback.extract_tb(error.__traceback__))
+
+
+def _quiet_closed_loop_callbacks() -> None:
+    """After a failed restore, keeps tensorstore's late callbacks off the terminal.
+
+    orbax restores in an event loop of its own and closes it as soon as one read fails;
+    the reads still in flight complete later in tensorstore's threads, and each one's
+    callback into the closed loop is reported through sys.unraisablehook: a screen of
+    "Event loop is closed" tracebacks after the one-line error. Nothing is lost by
+    dropping them (the restore has already failed). Installed once, for the rest of the
+    process since the callbacks come late; every other unraisable error goes to the
+    previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "quiets_closed_loop", False):
+        return
+
+    def hook(unraisable) -> None:
+        if not _is_closed_loop_callback(unraisable):
+            previous(unraisable)
+
+    hook.quiets_closed_loop = True
+    sys.unraisablehook = hook
+
+
 def _load_dir(path: Path) -> ModelCheckpoint:
     try:
         meta = read_meta(path)
     except Exception as error:  # orbax raises many types for damaged files
+        _quiet_closed_loop_callbacks()
         raise CheckpointError(f"{path}: cannot read the model description ({error})") from error
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
@@ -117,6 +152,7 @@ def _load_dir(path: Path) -> ModelCheckpoint:
     try:
         params = read_params(path)
     except Exception as error:
+        _quiet_closed_loop_callbacks()
         raise CheckpointError(f"{path}: the weights are damaged ({error})") from error
     expected = param_shapes(config)
     got = jax.tree.map(lambda leaf: tuple(np.shape(leaf)), params)

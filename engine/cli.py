@@ -11,15 +11,13 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
+from engine.errors import UserError, log_unexpected, one_line
+
 COMMAND_GROUP = "harmonic.commands"
 # `harmonic` run by this interpreter, for child processes: the `harmonic` on PATH may
 # belong to another environment (CI does not activate .venv). Not `-m engine.cli`: that
-# would load this module twice, and `main` would not catch the commands' UserError.
+# would load this module twice.
 SELF_COMMAND = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())"]
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad flag); printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,14 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    context = f"harmonic {args.command}"
     try:
         return args.run(args) or 0
     except UserError as error:
-        print(f"harmonic {args.command}: {error}", file=sys.stderr)
+        print(f"{context}: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"harmonic {args.command}: stopped", file=sys.stderr)
+        print(f"{context}: stopped", file=sys.stderr)
         return 130
+    except Exception as error:  # the policy: a traceback goes to the log, one line to the user
+        print(log_unexpected(error, context), file=sys.stderr)
+        return 1
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ Every chunk is one compiled `lax.scan` of `engine.model.step` over `chunk_sample
 samples (tens of milliseconds), with the chunk's sampling noise drawn inside the same
 program (`engine.sampling`); no Python runs per sample. Pooled levels step only when
 their down-pool fires (inside `model.step`). A seed is consumed by `model.prefill`,
-parallel over time, for any length.
+parallel over time in chunks of bounded size, for any length.
 
 Thread use: one thread (a player's worker) calls `next_chunk`/`chunks`; any thread may
 call `stop`, `update` and read the statistics properties. JAX releases the GIL while a
@@ -235,15 +235,23 @@ class Generator:
 
     # ----- generation --------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        """The state and next-sample logits at the start of the take."""
-        voices = self.voices
-        if self._prime_tokens is None:
-            state = model.init_state(self.params, self.config, voices)
-            start = jnp.full((voices,), model.START_TOKEN, jnp.int32)
-            self._logits, self._state = model.step(self.params, self.config, state, start)
-        else:
-            self._logits, self._state = model.prefill(self.params, self.config, self._prime_tokens)
+    def start(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Computes the state at the start of the take now, consuming the seed (the first
+        chunk does it otherwise); a no-op once started.
+
+        Args:
+          progress: called as progress(samples_done, samples_total) while a seed primes.
+        """
+        with self._lock:
+            if self._state is not None:
+                return
+            voices = self.voices
+            if self._prime_tokens is None:
+                state = model.init_state(self.params, self.config, voices)
+                start = jnp.full((voices,), model.START_TOKEN, jnp.int32)
+                self._logits, self._state = model.step(self.params, self.config, state, start)
+            else:
+                self._logits, self._state = model.prefill(self.params, self.config, self._prime_tokens, progress)
 
     def _run_chunk(self, state, logits, first_block: int, settings: GenerationSettings):
         greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
@@ -272,7 +280,9 @@ class Generator:
             logits, state = model.step(self.params, self.config, state, start)
             jax.block_until_ready(self._run_chunk(state, logits, 0, settings))
             if self._prime_tokens is not None:
-                jax.block_until_ready(model.prefill(self.params, self.config, self._prime_tokens))
+                # One chunk's worth compiles the program a seed of any length runs.
+                seed = self._prime_tokens[:, : model.PREFILL_CHUNK]
+                jax.block_until_ready(model.prefill(self.params, self.config, seed))
         return time.perf_counter() - began
 
     def next_tokens(self) -> np.ndarray:
@@ -285,8 +295,7 @@ class Generator:
                 self._prime_out += piece.shape[1]
                 return piece.copy()
             began = time.perf_counter()
-            if self._state is None:
-                self._start()
+            self.start()
             first_block = self.samples_generated // NOISE_BLOCK
             tokens, self._state, self._logits = self._run_chunk(self._state, self._logits, first_block, settings)
             tokens = np.asarray(tokens).T  # [voices, n]; waits for the result

@@ -42,12 +42,17 @@ class DownPool(nn.Module):
         y = jnp.einsum("...kgi,kgio->...go", grouped, self.kernel)
         return y.reshape(y.shape[:-2] + (self.features_out,)) + self.bias
 
-    def __call__(self, x: jax.Array, length: jax.Array | int) -> tuple[jax.Array, jax.Array]:
+    def __call__(
+        self, x: jax.Array, length: jax.Array | int, window: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
         """Parallel over time.
 
         Args:
-          x: [B, T, w_in], any T >= 1.
+          x: [B, T, w_in], any T >= 1; step 0 must be a pooling boundary (a multiple of p
+            steps into the sequence), so pooled step j still sees x[jp - p + 1 .. jp].
           length: int32 [], number of valid steps of x.
+          window: [B, p - 1, w_in], the inputs before step 0 when x continues a sequence
+            (the window returned for the part before); None for the zero padding.
 
         Returns:
           (pooled [B, ceil(T / p), w_out], window [B, p - 1, w_in]): the p - 1 inputs
@@ -55,7 +60,7 @@ class DownPool(nn.Module):
         """
         p = self.factor
         steps = math.ceil(x.shape[1] / p)
-        padded = pad_left(x, p - 1, self.sequence_axis)
+        padded = pad_left(x, p - 1, self.sequence_axis, window)
         # Pooled step j reads padded[j p : j p + p]; padded holds at least steps * p.
         windows = padded[:, : steps * p].reshape(x.shape[0], steps, p, x.shape[2])
         return self.pool(windows), window_before(padded, p - 1, length)

@@ -4,8 +4,8 @@
                x = UpPool(Level_next(DownPool(x))) + skip     (deepest level: just blocks)
                x = up blocks(x)
 
-Every module has a parallel path (`__call__`, over a whole sequence from the zero state,
-returning the final state too) and a one-step path (`step`). In the one-step path level
+Every module has a parallel path (`__call__`, over a sequence from the zero state or from
+a given state, returning the final state too) and a one-step path (`step`). In the one-step path level
 k + 1 steps only when level k's down-pool fires, once every p_k of level k's steps; its
 p up-pooled outputs are then consumed one per step.
 """
@@ -95,7 +95,7 @@ class Level(nn.Module):
             self.up_blocks = side("up_blocks")
 
     def __call__(
-        self, x: jax.Array, length: jax.Array | int, deterministic: bool = True
+        self, x: jax.Array, length: jax.Array | int, deterministic: bool = True, state: LevelState | None = None
     ) -> tuple[jax.Array, LevelState]:
         """Parallel over time.
 
@@ -104,23 +104,28 @@ class Level(nn.Module):
           length: int32 [], valid steps (<= T); later steps are padding and, the model
             being causal, change neither the outputs before them nor the state.
           deterministic: no dropout.
+          state: the state before step 0 (None: the zero state). With a state, x continues
+            its sequence: state.t must be a multiple of the pooling product of this level
+            and those below it, so that every pooled level starts at a pooling boundary
+            (its `pending` outputs are then used up, and the down-pool window carries over).
 
         Returns:
           (y [B, T, d], state after step length - 1).
         """
         t = jnp.asarray(length, jnp.int32)
-        x, down = self.down_blocks(x, t, deterministic)
+        t_before = jnp.zeros((), jnp.int32) if state is None else state.t
+        x, down = self.down_blocks(x, t, deterministic, None if state is None else state.down)
         if self.is_deepest:
-            return x, LevelState(t, down, (), None, None, None)
+            return x, LevelState(t_before + t, down, (), None, None, None)
         factor = self.config.pooling[self.level]
         skip = x
-        pooled, pool_window = self.down_pool(x, t)
+        pooled, pool_window = self.down_pool(x, t, None if state is None else state.pool_window)
         inner_length = (t + factor - 1) // factor
-        inner_y, inner_state = self.inner(pooled, inner_length, deterministic)
+        inner_y, inner_state = self.inner(pooled, inner_length, deterministic, None if state is None else state.inner)
         up = self.up_pool(inner_y)
         pending = jax.lax.dynamic_slice_in_dim(up, (inner_length - 1) * factor, factor, axis=1)
-        x, up_states = self.up_blocks(up[:, : x.shape[1]] + skip, t, deterministic)
-        return x, LevelState(t, down, up_states, pool_window, pending, inner_state)
+        x, up_states = self.up_blocks(up[:, : x.shape[1]] + skip, t, deterministic, None if state is None else state.up)
+        return x, LevelState(t_before + t, down, up_states, pool_window, pending, inner_state)
 
     def step(self, x: jax.Array, state: LevelState) -> tuple[jax.Array, LevelState]:
         """One step of this level: x [B, d] -> (y [B, d], next state)."""
@@ -162,14 +167,23 @@ class HarmonicRNN(nn.Module):
         self.head = nn.Dense(NUM_CLASSES, name="head")
 
     def __call__(
-        self, inputs: jax.Array, deterministic: bool = True, length: jax.Array | int | None = None
+        self,
+        inputs: jax.Array,
+        deterministic: bool = True,
+        length: jax.Array | int | None = None,
+        state: LevelState | None = None,
     ) -> tuple[jax.Array, LevelState]:
         """inputs int32 [B, T] -> (logits float32 [B, T, 256], state after step length - 1).
 
         `length` (int32 [], default T) marks the valid inputs; the rest is padding.
+        `state` continues an earlier part of the sequence (see `Level.__call__`; only
+        without a sequence axis); None starts from the zero state.
         """
+        if state is not None and self.sequence_axis is not None:
+            # Each shard would start from the state; the scans' cross-shard fold assumes zero.
+            raise ValueError("a carried state needs the whole sequence on one device (sequence_axis None)")
         length = inputs.shape[1] if length is None else length
-        x, state = self.root(self.embed(inputs), length, deterministic)
+        x, state = self.root(self.embed(inputs), length, deterministic, state)
         return self.head(self.final_norm(x)).astype(jnp.float32), state
 
     def step(self, inputs: jax.Array, state: LevelState) -> tuple[jax.Array, LevelState]:

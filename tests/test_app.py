@@ -185,7 +185,7 @@ def test_errors_are_shown_in_the_window(qtbot, tmp_path, tiny_checkpoint):
     bad.write_bytes(b"this is not audio")
     task = window.seed_panel.open_file(bad)
     qtbot.waitUntil(lambda: not task.running, timeout=10000)
-    qtbot.waitUntil(lambda: "Cannot read not-audio.wav" in window.banner.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "not-audio.wav: not an audio file" in window.banner.text(), timeout=5000)
     window.close()
 
 

@@ -167,7 +167,7 @@ def test_unexpected_exceptions_go_to_the_log_with_one_line_shown(qtbot, tmp_path
     threading.Thread(target=thread_bug, name="worker").start()
     workers.run_task(task_bug, failed=failed.append, name="export")
     qtbot.waitUntil(lambda: len(lines) == 3 and len(failed) == 1, timeout=10000)
-    log = tmp_path / "logs" / "studio.log"
+    log = tmp_path / "logs" / "errors.log"
     assert sorted(lines + failed) == sorted([
         "The disk is full: could not save this take. Free some space and try again.",  # its own message, not logged
         f"Unexpected error in the app: ZeroDivisionError: a bug in a slot. Details are in {log}",

@@ -60,6 +60,25 @@ def test_prefill_every_prefix_length_then_step(name, preset_params):
     assert worst < 1e-4
 
 
+@pytest.mark.parametrize("length", [5, 15, 37, 50])
+def test_chunked_prefill_matches_forward_and_one_chunk(length, preset_params):
+    # Chunks of 16 steps (twice tiny's pooling product 8); the seed plus START_TOKEN is
+    # shorter than one chunk, exactly one, and several with a partial last chunk.
+    config, params = preset_params("tiny")
+    tokens = np.asarray(random_tokens(2, length + 2, seed=5))
+    parallel = np.asarray(model.forward(params, config, tokens))
+    seen = []
+    logits, state = model.prefill(params, config, tokens[:, :length], lambda done, total: seen.append((done, total)),
+                                  max_steps=16)
+    assert seen[-1] == (length + 1, length + 1) and len(seen) == -(-(length + 1) // 16)
+    np.testing.assert_allclose(np.asarray(logits), parallel[:, length], atol=1e-5)
+    one_logits, one_state = model.prefill(params, config, tokens[:, :length])
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(one_logits), atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5), state, one_state)
+    logits, _ = model.step(params, config, state, tokens[:, length])
+    np.testing.assert_allclose(np.asarray(logits), parallel[:, length + 1], atol=1e-5)
+
+
 def test_prefill_of_nothing_is_the_initial_state(preset_params):
     config, params = preset_params("tiny")
     logits, _ = model.prefill(params, config, jnp.zeros((1, 0), jnp.int32))

@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from engine.cli import UserError
+from engine.errors import UserError
 
 
 def register(commands: argparse._SubParsersAction) -> None:

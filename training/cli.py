@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from engine.cli import UserError
+from engine.errors import UserError
 from training.files import disk_full_message, is_disk_full, quiet_full_disk_logs
 
 TRAIN_HELP = {

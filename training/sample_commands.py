@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli import UserError
+from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
 
 CLIP = SAMPLE_RATE  # one-second digits

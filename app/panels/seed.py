@@ -11,28 +11,10 @@ from PyQt6.QtWidgets import QCheckBox, QFileDialog, QGroupBox, QHBoxLayout, QLab
 
 from app import workers
 from app.views.waveform import TakeWaveform
+from engine.audio_file import read_audio
 from engine.mulaw import SAMPLE_RATE as RATE
 
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.mp3 *.aiff *.aif);;All files (*)"
-
-
-def read_audio_file(path: str | Path) -> np.ndarray:
-    """Any audio file soundfile reads -> mono float32 at 16 kHz. Raises ValueError with a
-    message for the user."""
-    import soundfile as sf
-
-    try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:  # noqa: BLE001 - libsndfile raises several types
-        raise ValueError(f"Cannot read {Path(path).name}: {error}") from error
-    audio = audio.mean(axis=1)
-    if rate != RATE and audio.size:
-        import soxr
-
-        audio = soxr.resample(audio, rate, RATE).astype(np.float32)
-    if audio.size == 0:
-        raise ValueError(f"{Path(path).name} holds no audio")
-    return audio
 
 
 class SeedPanel(QGroupBox):
@@ -137,7 +119,7 @@ class SeedPanel(QGroupBox):
         path = Path(path)
         self.label.setText(f"Reading {path.name}…")
         return workers.run_task(
-            lambda task: read_audio_file(path),
+            lambda task: read_audio(path),
             done=lambda audio: self.set_audio(audio, path.name),
             failed=lambda text: (self._update_label(), self.error.emit(text)),
             name="read seed",

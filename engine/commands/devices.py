@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli import UserError
+from engine.errors import UserError
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -6,16 +6,18 @@ The model and sampling options here are shared with `harmonic play`.
 from __future__ import annotations
 
 import argparse
+import math
 import secrets
+import signal
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from engine.cli import UserError
+from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
-
-FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+from engine.take_file import TakeFile
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +71,11 @@ def build_generator(args: argparse.Namespace):
         raise UserError(str(error)) from None
     generator = Generator(checkpoint, settings)
     if prime is not None:
+        from tqdm import tqdm
+
         generator.prime(prime, prime_rate)
+        with tqdm(total=100, bar_format="priming {percentage:3.0f}% [{elapsed}<{remaining}]") as bar:
+            generator.start(lambda done, total: bar.update(100 * done / total - bar.n))
     print(f"model: {checkpoint.name}; seed {seed}; {settings.voices} voice(s); temperature {settings.temperature}, top-p {settings.top_p}"
           + (f"; primed with {generator.prime_samples / SAMPLE_RATE:.2f} s" if prime is not None else ""))
     return generator
@@ -78,13 +84,9 @@ def build_generator(args: argparse.Namespace):
 def read_prime(args: argparse.Namespace) -> tuple[np.ndarray | None, int]:
     """The seed audio (mono float32) and its rate, from --prime or --prime-mic."""
     if args.prime:
-        import soundfile
+        from engine.audio_file import read_audio
 
-        try:
-            audio, rate = soundfile.read(args.prime, dtype="float32", always_2d=True)
-        except Exception as error:
-            raise UserError(f"cannot read the seed file {args.prime}: {error}") from None
-        return audio.mean(axis=1), rate
+        return read_audio(args.prime), SAMPLE_RATE
     if args.prime_mic:
         from engine.audio import AudioUnavailable, record
 
@@ -98,23 +100,6 @@ def read_prime(args: argparse.Namespace) -> tuple[np.ndarray | None, int]:
     return None, SAMPLE_RATE
 
 
-def output_format(path: str) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise UserError(f"{path}: the output must end in .wav or .flac")
-    return fmt
-
-
-def write_audio(path: str, audio: np.ndarray) -> None:
-    """Writes float32 [voices, n] as a 16 kHz file with one channel per voice."""
-    import soundfile
-
-    fmt = output_format(path)
-    subtype = "FLOAT" if fmt == "WAV" else "PCM_24"
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, np.clip(audio.T, -1, 1), SAMPLE_RATE, format=fmt, subtype=subtype)
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate audio into a WAV or FLAC file")
     parser.add_argument("--seconds", type=float, default=4.0, metavar="S", help="seconds of new audio (default 4)")
@@ -124,25 +109,34 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Generates into a `TakeFile` chunk by chunk; Ctrl-C keeps what was generated (exit 130)."""
     from tqdm import tqdm
 
-    output_format(args.out)  # fail before the model loads
-    if args.seconds <= 0:
-        raise UserError("--seconds must be > 0")
-    generator = build_generator(args)
-    began = time.perf_counter()
-    total = args.seconds + (generator.prime_samples / SAMPLE_RATE if args.with_prime else 0.0)
-    bar_format = "{l_bar}{bar}| {n:.2f}/{total:.2f} s of audio [{elapsed}<{remaining}]"
-    with tqdm(total=total, desc="generating", bar_format=bar_format) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.n = done / SAMPLE_RATE
-            bar.refresh()
-
-        audio = generator.render(args.seconds, progress)
+    if not 0 < args.seconds < math.inf:  # also refuses nan
+        raise UserError(f"--seconds must be a number > 0, got {args.seconds}")
+    with TakeFile(args.out) as take:  # the destination is checked before the model loads
+        generator = build_generator(args)
+        began = time.perf_counter()
+        total = int(round(args.seconds * SAMPLE_RATE)) + (generator.prime_samples if args.with_prime else 0)
+        bar_format = "{l_bar}{bar}| {n:.2f}/{total:.2f} s of audio [{elapsed}<{remaining}]"
+        try:
+            with tqdm(total=total / SAMPLE_RATE, desc="generating", bar_format=bar_format) as bar:
+                for chunk in generator.chunks(total):
+                    take.write(chunk)
+                    bar.n = take.seconds
+                    bar.refresh()
+        except KeyboardInterrupt:
+            # A second Ctrl-C must not interrupt the file being finished.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if take.frames:
+                take.finish()
+            print(f"harmonic generate: stopped; kept {take.seconds:.2f} s in {args.out}" if take.frames
+                  else "harmonic generate: stopped before any audio; no file written", file=sys.stderr)
+            return 130
+        take.finish()
     elapsed = time.perf_counter() - began
-    write_audio(args.out, audio)
     rtf = generator.realtime_factor
-    print(f"wrote {args.out}: {audio.shape[1] / SAMPLE_RATE:.2f} s x {audio.shape[0]} voice(s) in {elapsed:.1f} s")
+    print(f"wrote {args.out}: {take.seconds:.2f} s x {generator.voices} voice(s) in {elapsed:.1f} s")
     print(f"first chunk (load/compile): {generator.first_chunk_seconds:.2f} s; "
           + (f"real-time factor: {rtf:.2f}x per voice ({rtf * generator.voices:.2f}x all voices)" if rtf else "real-time factor: n/a (too short)"))
     return 0

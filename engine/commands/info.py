@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine import model
-from engine.cli import UserError
+from engine.errors import UserError
 from engine.config import PRESETS
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from engine.cli import UserError
-from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator, output_format, write_audio
+from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator
+from engine.errors import UserError
+from engine.take_file import TakeFile
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -32,10 +33,16 @@ def _latency(value: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Plays until done or Ctrl-C; --save is checked before the model loads (`TakeFile`)."""
+    if not args.save:
+        return _play(args, None)
+    with TakeFile(args.save) as take:
+        return _play(args, take)
+
+
+def _play(args: argparse.Namespace, take: TakeFile | None) -> int:
     from engine.audio import AudioUnavailable, Player, resolve
 
-    if args.save:
-        output_format(args.save)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     try:
         resolve(device, "output")  # a clear message before the model loads
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     generator = build_generator(args)
     player = Player(generator, device=device, latency=_latency(args.latency), buffer_seconds=args.buffer,
-                    start_seconds=min(args.prefill, args.buffer), max_seconds=args.seconds, keep=bool(args.save))
+                    start_seconds=min(args.prefill, args.buffer), max_seconds=args.seconds, keep=take is not None)
     began = time.perf_counter()
     try:
         player.start()
@@ -68,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'stopped' if interrupted else 'done'}: played {player.played_seconds:.2f} s, underruns: {player.underruns}"
           + (f", real-time factor {rtf:.2f}x" if rtf else "")
           + (f", first audio after {first_audio:.2f} s" if first_audio else ""), flush=True)
-    if args.save:
+    if take is not None:
         audio = player.generated()
-        write_audio(args.save, audio)
+        take.write(audio)
+        take.finish()
         print(f"wrote {args.save}: {audio.shape[1] / SAMPLE_RATE:.2f} s x {audio.shape[0]} voice(s)")
     return 0
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = load_model(args.checkpoint)
     except CheckpointError as error:
         if args.checkpoint:
-            from engine.cli import UserError
+            from engine.errors import UserError
 
             raise UserError(str(error)) from None
         checkpoint = shaped_checkpoint("realtime")

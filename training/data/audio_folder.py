@@ -1,11 +1,11 @@
 """Any folder of audio files as a data set (SPEC 6: the primary input).
 
-Every file soundfile can read (wav, flac, ogg, mp3, aiff, ...) is mixed to mono,
-resampled to 16 kHz with soxr, cut into clips of `clip_seconds`; each clip is scaled
-(SPEC 1) and mu-law encoded; the last short clip is padded with silence and keeps its
-real length. Files are split train/valid/test by file, so no file is in two splits.
-Unreadable files, and files shorter than the shortest clip kept, are skipped and listed
-in the manifest with the reason, never fatal.
+Every file libsndfile can read (wav, flac, ogg, mp3, aiff, ...) is read by the shared
+reader `engine.audio_file.read_audio` (mono, 16 kHz) and cut into clips of
+`clip_seconds`; each clip is scaled (SPEC 1) and mu-law encoded; the last short clip is
+padded with silence and keeps its real length. Files are split train/valid/test by file,
+so no file is in two splits. Unreadable files, and files shorter than the shortest clip
+kept, are skipped and listed in the manifest with the reason, never fatal.
 """
 
 from __future__ import annotations
@@ -16,24 +16,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import soundfile
-import soxr
 from tqdm import tqdm
 
+from engine.audio_file import AudioFileError, read_audio
 from training.data.manifest import SAMPLE_RATE, DatasetWriter, assign_splits, clip_to_tokens
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf", ".opus"}
-
-
-def load_mono(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Reads a file as float32 mono at `rate` (soxr high-quality resampling)."""
-    data, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = data.mean(axis=1)
-    if not np.all(np.isfinite(mono)):
-        raise ValueError("contains NaN or infinite samples")
-    if source_rate != rate:
-        mono = soxr.resample(mono, source_rate, rate, quality="HQ")
-    return np.asarray(mono, np.float32)
 
 
 def cut_clips(audio: np.ndarray, clip_len: int, min_len: int) -> list[np.ndarray]:
@@ -45,11 +33,9 @@ def cut_clips(audio: np.ndarray, clip_len: int, min_len: int) -> list[np.ndarray
 def _encode_file(args):
     path, clip_len, min_len, scale_mode = args
     try:
-        audio = load_mono(path)
-    except Exception as error:  # soundfile raises several types for bad files
-        return path, None, f"{type(error).__name__}: {error}".strip()
-    if audio.size == 0:
-        return path, None, "no samples"
+        audio = read_audio(path)
+    except AudioFileError as error:
+        return path, None, str(error)
     if audio.size < min_len:  # it would give no clip: a skipped file, not a kept one that adds nothing
         return path, None, f"shorter than {min_len / SAMPLE_RATE:g} s ({audio.size / SAMPLE_RATE:.3f} s)"
     encoded = [clip_to_tokens(c, clip_len, scale_mode) for c in cut_clips(audio, clip_len, min_len)]

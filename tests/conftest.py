@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+from pathlib import Path
 
 import jax
 import pytest
@@ -48,6 +50,26 @@ def require(missing: str) -> None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{missing} (CI must run every test: scripts/setup installs it)", pytrace=False)
         pytest.skip(missing)
+
+
+@pytest.fixture
+def tmpfs():
+    """tmpfs(folder, options) mounts a fresh tmpfs on `folder` (created) with mount options
+    such as "size=200k" or "size=1m,ro": a real file system that fills up or refuses
+    writes. Needs root (CI runs as root); unmounted after the test."""
+    mounted = []
+
+    def mount(folder: Path, options: str) -> Path:
+        folder.mkdir(parents=True)
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        require(f"cannot mount a tmpfs (root only): {proc.stderr.strip()}" if proc.returncode else "")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture(scope="session")

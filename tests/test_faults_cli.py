@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import require
 
 from engine.audio_file import read_audio
 from engine.checkpoint import DEFAULT_CHECKPOINT
@@ -177,28 +176,8 @@ def test_ctrl_c_keeps_the_take(env, tmp_path):
     assert leftovers(tmp_path) == ["stderr", "take.wav"]
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(options) -> a fresh tmpfs folder; unmounted afterwards. Needs root: skipped
-    on a developer's machine without it, a failure in CI."""
-    mounted = []
-
-    def mount(options: str) -> Path:
-        folder = tmp_path / f"mnt{len(mounted)}"
-        folder.mkdir()
-        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
-        proc = subprocess.run(command, capture_output=True, text=True)
-        require(f"cannot mount a tmpfs: {proc.stderr.strip()}" if proc.returncode else "")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
-def test_full_disk_leaves_no_file(env, tmpfs):
-    disk = tmpfs("size=200k")
+def test_full_disk_leaves_no_file(tmp_path, env, tmpfs):
+    disk = tmpfs(tmp_path / "disk", "size=200k")
     older = write_seed(disk / "older.wav", 0.1, 16000).read_bytes()
     # 4 s of 32-bit float is 256 kB: the disk fills while the take is being written. An
     # older take of the same name stays as it was.
@@ -209,8 +188,8 @@ def test_full_disk_leaves_no_file(env, tmpfs):
         assert leftovers(disk) == ["older.wav"] and (disk / "older.wav").read_bytes() == older
 
 
-def test_read_only_folder(env, tmpfs):
-    disk = tmpfs("size=1m,ro")
+def test_read_only_folder(tmp_path, env, tmpfs):
+    disk = tmpfs(tmp_path / "ro", "size=1m,ro")
     proc = generate(env, disk / "take.wav", "--seconds", "0.1")
     assert proc.returncode == 2 and "cannot write there" in message(proc)
     assert leftovers(disk) == []

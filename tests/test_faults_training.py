@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import require
 
 from engine.checkpoint import load_model
 from engine.cli import SELF_COMMAND
@@ -63,25 +62,6 @@ def audio(tmp_path_factory) -> Path:
 def dataset(tmp_path_factory, audio, env) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("data") / "tones"
     return out, harmonic(["data", "build", "folder", "--src", audio, "--out", out, "--clip-seconds", "0.5"], env)
-
-
-@pytest.fixture
-def small_disk():
-    """small_disk(folder, size) mounts a tmpfs of `size` (e.g. "2500k") on `folder`: a
-    real file system that fills up. Needs root (CI runs as root)."""
-    mounted = []
-
-    def mount(folder: Path, size: str) -> Path:
-        folder.mkdir(parents=True)
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                              capture_output=True, text=True)
-        require(f"cannot mount a tmpfs (root only): {proc.stderr.strip()}" if proc.returncode else "")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def harmonic(args, env, timeout=600) -> subprocess.CompletedProcess:
@@ -183,10 +163,10 @@ def test_kill_9_at_any_instant_then_resume_continues_the_same_curve(tmp_path, da
     np.testing.assert_allclose([loss for _, loss in curve], [loss for _, loss in train_curve(straight)], rtol=1e-4)
 
 
-def test_full_disk_under_train_export_and_plot(tmp_path, dataset, env, small_disk):
+def test_full_disk_under_train_export_and_plot(tmp_path, dataset, env, tmpfs):
     data, _ = dataset
     # One checkpoint of the tiny model takes about 1.5 MB here: the first fits, the second does not.
-    disk = small_disk(tmp_path / "disk", "2500k")
+    disk = tmpfs(tmp_path / "disk", "size=2500k")
     run = disk / "run"
     proc = harmonic(["train", "--data", data, "--run", run, "--steps", 10, *TRAIN], env)
     line = assert_one_line_error(proc, "train", "disk", "is full", "--resume")
@@ -203,14 +183,14 @@ def test_full_disk_under_train_export_and_plot(tmp_path, dataset, env, small_dis
     assert f"resumed from step {steps[-1]}" in out
 
     # Export and plot onto a disk too small for them: one line, nothing left behind.
-    tiny = small_disk(tmp_path / "tiny", "16k")
+    tiny = tmpfs(tmp_path / "tiny", "size=16k")
     assert_one_line_error(harmonic(["export", moved, "--out", tiny / "model", "--no-test"], env), "export", "is full")
     assert_one_line_error(harmonic(["plot", moved, "--out", tiny / "loss.png"], env), "plot", "is full")
     assert list(tiny.iterdir()) == []
 
 
-def test_full_disk_under_data_build(tmp_path, audio, env, small_disk):
-    disk = small_disk(tmp_path / "disk", "64k")  # the set's train tokens alone are 96 kB
+def test_full_disk_under_data_build(tmp_path, audio, env, tmpfs):
+    disk = tmpfs(tmp_path / "disk", "size=64k")  # the set's train tokens alone are 96 kB
     out = disk / "tones"
     proc = harmonic(["data", "build", "folder", "--src", audio, "--out", out, "--clip-seconds", "0.5"], env)
     assert_one_line_error(proc, "data", "is full", "no data set was kept")

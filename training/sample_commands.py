@@ -49,6 +49,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", help="also write the table as JSON here")
     evaluate.set_defaults(run=run_eval_samples)
 
+    measure = commands.add_parser("measure", help="what takes sound like: silence, level, noise, DC, pitch salience "
+                                                  "(docs/model.md), against real clips")
+    measure.add_argument("audio", nargs="*", help="audio files (takes; several voices are measured mixed)")
+    measure.add_argument("--data", help="a built data set whose real clips are measured too")
+    measure.add_argument("--split", default="test")
+    measure.add_argument("--clips", type=int, default=64, help="real clips to measure (random, fixed seed)")
+    measure.add_argument("--start", type=float, default=0.0, help="measure takes from this second on")
+    measure.add_argument("--spectrograms", help="also draw each row's spectrogram into this PNG")
+    measure.set_defaults(run=run_measure)
+
 
 def load_split_audio(data: str, split: str, limit: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Decoded clips float32 [N, 16000] and labels int [N] of one split."""
@@ -156,3 +166,53 @@ def run_eval_samples(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"checkpoint": str(checkpoint.path), "n": args.n, "rows": rows}, indent=2))
     return 0
+
+
+def run_measure(args) -> int:
+    from engine.audio_file import read_audio
+    from training.audio_measures import HEADER, measure
+
+    rows = [(Path(path).name, read_audio(path)[int(args.start * SAMPLE_RATE):]) for path in args.audio]
+    if args.data:
+        from training.data.loader import Split
+        from training.data.manifest import DataError
+
+        from engine import mulaw
+
+        try:
+            split = Split(args.data, args.split)
+        except DataError as error:
+            raise UserError(str(error)) from None
+        pick = np.random.default_rng(0).permutation(len(split))[: args.clips]
+        real = [mulaw.decode(split.tokens[i, : split.lengths[i]].astype(np.int32)) for i in sorted(pick)]
+        rows.append((f"real: {len(real)} {args.split} clips", np.concatenate(real)))
+    if not rows:
+        raise UserError("nothing to measure: name audio files and/or --data")
+    table = [[name, *measure(audio).row()] for name, audio in rows]
+    widths = [max(len(r[i]) for r in table + [["", *HEADER]]) for i in range(len(HEADER) + 1)]
+    for line in [["", *HEADER], *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)))
+    if args.spectrograms:
+        _spectrograms(rows, args.spectrograms)
+        print(f"wrote {args.spectrograms}")
+    return 0
+
+
+def _spectrograms(rows, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.files import replacing
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False)
+    for ax, (name, audio) in zip(axes[:, 0], rows):
+        ax.specgram(audio[: 20 * SAMPLE_RATE], NFFT=512, Fs=SAMPLE_RATE, noverlap=384, cmap="magma", vmin=-120)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("Hz")
+    axes[-1, 0].set_xlabel("seconds (first 20)")
+    fig.tight_layout()
+    with replacing(Path(path)) as (temporary,):
+        fig.savefig(temporary, dpi=80)
+    plt.close(fig)

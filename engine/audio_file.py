@@ -28,15 +28,16 @@ class AudioFileError(UserError):
     """An audio file cannot be used; the message says why, in one line."""
 
 
-def read_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Reads an audio file as mono float32 at `rate`.
+def read_audio(path: str | Path, rate: int = SAMPLE_RATE, mono: bool = True) -> np.ndarray:
+    """Reads an audio file as float32 at `rate`.
 
     Args:
       path: the file.
       rate: the rate to return, in Hz (soxr high-quality resampling when it differs).
+      mono: mix the channels down (else keep them: a take's voices are measured apart).
 
     Returns:
-      float32 [n]: the channels' mean, resampled.
+      float32 [n]: the channels' mean, resampled; or [channels, n] when not `mono`.
 
     Raises:
       AudioFileError: not found, a folder, empty, too short for one sample at `rate`, not
@@ -52,21 +53,22 @@ def read_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
     try:
         with soundfile.SoundFile(str(path)) as file:
             source_rate, frames = file.samplerate, file.frames
-            resampler = None if source_rate == rate else soxr.ResampleStream(source_rate, rate, 1, quality="HQ")
+            channels = 1 if mono else file.channels
+            resampler = None if source_rate == rate else soxr.ResampleStream(source_rate, rate, channels, quality="HQ")
             pieces = []
             for block in file.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
-                mono = block.mean(axis=1, dtype=np.float32)
-                if not np.isfinite(mono).all():
+                block = block.mean(axis=1, keepdims=True, dtype=np.float32) if mono else block
+                if not np.isfinite(block).all():
                     raise AudioFileError(f"{path}: holds NaN or infinite samples; repair or re-export it")
-                pieces.append(mono if resampler is None else resampler.resample_chunk(mono))
+                pieces.append(block if resampler is None else resampler.resample_chunk(block))
             if resampler is not None:
-                pieces.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+                pieces.append(resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True))
     except (RuntimeError, OSError) as error:  # soundfile.LibsndfileError is a RuntimeError
         reason = " ".join(str(error).split())
         raise AudioFileError(f"{path}: not an audio file libsndfile reads ({reason})") from None
-    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    audio = np.concatenate(pieces).T if pieces else np.zeros((channels, 0), np.float32)  # [channels, n]
     if audio.size == 0:
         if frames:
             raise AudioFileError(f"{path}: too short ({frames} sample(s) at {source_rate} Hz is not one at {rate} Hz)")
         raise AudioFileError(f"{path}: is empty (no audio samples)")
-    return audio.astype(np.float32, copy=False)
+    return (audio[0] if mono else audio).astype(np.float32, copy=False)

@@ -141,7 +141,7 @@ def test_second_instance_is_refused_and_sigterm_keeps_the_take(tmp_path, tiny_ch
 
 @pytest.mark.qt_no_exception_capture  # the app's hook, not pytest-qt's, must see the slot's exception
 def test_unexpected_exceptions_go_to_the_log_with_one_line_shown(qtbot, tmp_path, monkeypatch, capfd):
-    monkeypatch.setenv(errors.LOG_ENV, str(tmp_path / "logs"))
+    monkeypatch.setenv("HARMONIC_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test: install() replaces them
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     reporter = errors.install()
@@ -170,9 +170,9 @@ def test_unexpected_exceptions_go_to_the_log_with_one_line_shown(qtbot, tmp_path
     log = tmp_path / "logs" / "errors.log"
     assert sorted(lines + failed) == sorted([
         "The disk is full: could not save this take. Free some space and try again.",  # its own message, not logged
-        f"Unexpected error in the app: ZeroDivisionError: a bug in a slot. Details are in {log}",
-        f"Unexpected error in thread worker: KeyError: 'a bug in a thread'. Details are in {log}",
-        f"Unexpected error in export: IndexError: a bug in a task. Details are in {log}",
+        f"HarmonicRNN Studio (the app): unexpected error ZeroDivisionError: a bug in a slot; details in {log}",
+        f"HarmonicRNN Studio (thread worker): unexpected error KeyError: 'a bug in a thread'; details in {log}",
+        f"HarmonicRNN Studio (export): unexpected error IndexError: a bug in a task; details in {log}",
     ])
     text = log.read_text()
     assert text.count("Traceback (most recent call last)") == 3

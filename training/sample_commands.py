@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     measure = commands.add_parser("measure", help="what takes sound like: silence, level, noise, DC, pitch salience "
                                                   "(docs/model.md), against real clips")
-    measure.add_argument("audio", nargs="*", help="audio files (takes; several voices are measured mixed)")
+    measure.add_argument("audio", nargs="*", help="audio files (takes); each channel (voice) is measured apart")
     measure.add_argument("--data", help="a built data set whose real clips are measured too")
     measure.add_argument("--split", default="test")
     measure.add_argument("--clips", type=int, default=64, help="real clips to measure (random, fixed seed)")
@@ -172,7 +172,9 @@ def run_measure(args) -> int:
     from engine.audio_file import read_audio
     from training.audio_measures import HEADER, measure
 
-    rows = [(Path(path).name, read_audio(path)[int(args.start * SAMPLE_RATE):]) for path in args.audio]
+    start = int(args.start * SAMPLE_RATE)
+    rows = [(Path(path).name + (f" voice {v + 1}" if len(voices) > 1 else ""), audio[start:])
+            for path in args.audio for voices in [read_audio(path, mono=False)] for v, audio in enumerate(voices)]
     if args.data:
         from training.data.loader import Split
         from training.data.manifest import DataError

@@ -92,6 +92,23 @@ def test_bad_seed_files_give_one_line(env, tmp_path):
         assert leftovers(out) == [], name
 
 
+def test_bad_files_in_a_data_folder_are_skipped_with_their_reason(env, tmp_path):
+    """The data builder meets the same bad files: each is skipped and listed with the
+    reader's reason, the good one is built, and nothing ends in a traceback."""
+    src = tmp_path / "audio"
+    src.mkdir()
+    bad = {seed.name: words for seed, words in bad_seeds(src).values() if seed.is_file()}
+    write_seed(src / "good.wav", 2.0, 22050)
+    out = tmp_path / "set"
+    command = [*SELF_COMMAND, "data", "build", "folder", "--src", str(src), "--out", str(out), "--clip-seconds", "1"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    skipped = {line.removeprefix("  skipped ").split(": ")[0]: line for line in proc.stdout.splitlines()
+               if line.startswith("  skipped ")}
+    assert set(skipped) == set(bad), proc.stdout
+    assert all(words in skipped[name] or "shorter than" in skipped[name] for name, words in bad.items()), skipped
+
+
 def test_odd_but_valid_seeds_prime(env, tmp_path):
     seeds = [
         write_seed(tmp_path / "one sample.wav", 1 / 16000, 16000),

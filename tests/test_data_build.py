@@ -65,6 +65,13 @@ def test_build_piano_from_exported_scores(tmp_path):
     assert 0.5 < np.abs(audio).max() <= 0.95  # peak-normalised per work, not per clip
     assert abs(audio.mean()) < 0.005  # no DC offset: silence is silence
 
+    holdout = tmp_path / "holdout"
+    harmonic("data", "build", "piano-holdout", "--out", holdout, "--soundfonts", tmp_path / "fonts", "--limit", 3,
+             "--workers", 2)
+    manifest = read_manifest(holdout)
+    assert manifest["works"] == 3 and manifest["splits"]["test"]["sources"] == 3  # all of it is the hold-out
+    assert "MuseScore_General_Lite-pianos.sf3" in manifest["source"]
+
 
 def test_folder_skips_bad_files_and_pads_short_clips(tmp_path):
     src = tmp_path / "my audio"

@@ -75,11 +75,12 @@ def _register_data(commands):
     parser = commands.add_parser("data", help="build and inspect training data sets")
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     build = sub.add_parser("build", help="build a data set: digits, piano, or a folder of audio files")
-    build.add_argument("kind", choices=["digits", "piano", "folder"])
+    build.add_argument("kind", choices=["digits", "piano", "piano-holdout", "folder"])
     build.add_argument("--out", required=True, help="output folder (created)")
     build.add_argument("--src", help="folder of audio files (kind folder)")
     build.add_argument("--limit", type=int, default=0,
-                       help="small build: at most N clips (digits), pieces (piano) or files (folder)")
+                       help="small build: at most N clips (digits), works (piano; piano-holdout writes N, 60 by "
+                            "default) or files (folder)")
     build.add_argument("--clip-seconds", type=float, default=8.0, help="clip length (folder)")
     build.add_argument("--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (SPEC 1)")
     build.add_argument("--takes", type=int, default=1, help="digits: random pitch/rate/level takes per voice and word")
@@ -146,6 +147,17 @@ def _build(args, out: Path) -> dict:
             soundfonts = args.soundfonts or make_soundfonts(cache / "soundfonts")
             manifest = build_piano(out, midi, soundfonts, limit=args.limit, max_hours=args.max_hours,
                                    workers=args.workers)
+        elif args.kind == "piano-holdout":
+            import tempfile
+
+            from training.data.holdout import write_holdout_midi
+            from training.data.piano import HOLDOUT_PIANO, build_piano, make_soundfonts
+
+            soundfonts = args.soundfonts or make_soundfonts(_user_cache() / "piano" / "soundfonts")
+            with tempfile.TemporaryDirectory() as midi:
+                write_holdout_midi(midi, works=args.limit or 60)
+                manifest = build_piano(out, midi, soundfonts, workers=args.workers, pianos=(HOLDOUT_PIANO,),
+                                       split="test")
         else:
             if not args.src:
                 raise UserError("data build folder needs --src FOLDER")

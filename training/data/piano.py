@@ -162,9 +162,10 @@ def choose_works(works: list[dict], limit: int, max_hours: float) -> list[dict]:
 
 def build_piano(out: str | Path, midi_dir: str | Path, soundfonts: str | Path, limit: int = 0,
                 max_hours: float = 0.0, workers: int = 0, progress: bool = True,
-                pianos: tuple[Piano, ...] = TRAINING_PIANOS) -> dict:
+                pianos: tuple[Piano, ...] = TRAINING_PIANOS, split: str | None = None) -> dict:
     """Renders the exported works of `midi_dir` with `pianos` into a data set at `out`;
-    returns its manifest."""
+    returns its manifest. `split` puts every work into that split (a hold-out set);
+    by default works are split by name."""
     index = read_index(midi_dir)
     works = choose_works(index["works"], limit, max_hours)
     if not works:
@@ -185,7 +186,7 @@ def build_piano(out: str | Path, midi_dir: str | Path, soundfonts: str | Path, l
                            for c in cut_clips(audio, writer.clip_len, SAMPLE_RATE) if np.abs(c).max() >= 1e-3]
     for work in (w["id"] for w in works if w["id"] in clips):
         for tokens, length in clips.pop(work):
-            writer.add_tokens(split_of(work), tokens, length, source=work)
+            writer.add_tokens(split or split_of(work), tokens, length, source=work)
     if writer.count() == 0:
         raise RuntimeError(f"no work rendered; first errors: {failed[:3]}")
     return writer.finish(
@@ -193,5 +194,5 @@ def build_piano(out: str | Path, midi_dir: str | Path, soundfonts: str | Path, l
         scaling=f"each work normalised to a peak of {PEAK}",
         works=len(works) - len(failed),
         failed=sorted(failed, key=lambda f: f["work"]),
-        split_by="work",
+        split_by=f"all works in {split}" if split else "work",
     )

@@ -136,7 +136,10 @@ def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(pul
 
     # the take was heard on the speaker sink, live and again from the library: every
     # 0.25 s block of it is found twice in what the sink received (a block that an
-    # underrun split, if the shared CPU stalled the generator, may match only once).
+    # underrun split, if the shared CPU stalled the generator, may match only once; so
+    # may one block that the sound server itself dropped under load, which no client
+    # sees: seen once, in a run beside two CPU-bound evaluations, 56 ms missing from the
+    # live stream's last block).
     # The first 0.125 s is left out: the null sink's monitor records silence for up to
     # ~80 ms where a new stream starts (seen with the player's stream too).
     recorded = np.fromfile(raw, dtype="<f4")
@@ -152,6 +155,6 @@ def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(pul
         _, second = pulse.align(piece, rest)
         twice += second > 0.99
     blocks = (take.size - 2000) // block
-    assert twice >= blocks - out["underruns"], (twice, blocks, out["underruns"])
+    assert twice >= blocks - out["underruns"] - 1, (twice, blocks, out["underruns"])
     assert out["played_back"] >= out["frames"] and out["playback_state"] == "finished"
     assert out["drawn"][0] > 0 and out["drawn"][1] > 0

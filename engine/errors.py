@@ -14,6 +14,7 @@ Two kinds of failure:
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import traceback
 from pathlib import Path
@@ -57,3 +58,29 @@ def one_line(error: BaseException, limit: int = 400) -> str:
     write screens of text into their messages)."""
     text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def causes(error: BaseException | None):
+    """`error` and the errors it was raised from or during, innermost last."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """True when `error`, or an error it was raised from, is a full disk or quota: an
+    OSError with ENOSPC/EDQUOT, or a library's wrapper that keeps only the message
+    (tensorstore raises ValueError("... No space left on device ..."))."""
+    for cause in causes(error):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(cause).lower()
+        if "no space" in text or "disk full" in text or "disk quota exceeded" in text:
+            return True
+    return False
+
+
+def is_interrupt(error: BaseException) -> bool:
+    """True when `error` wraps a Ctrl-C: an extension module interrupted while it loads
+    raises ImportError("initialization failed") from the KeyboardInterrupt."""
+    return any(isinstance(cause, KeyboardInterrupt) for cause in causes(error))

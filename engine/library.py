@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import errno
 import fcntl
 import json
 import os
@@ -53,6 +52,7 @@ from typing import IO, Callable, Iterable, Sequence
 import numpy as np
 import soundfile as sf
 
+from engine.errors import is_disk_full
 from engine.mulaw import SAMPLE_RATE as RATE
 
 THUMBNAIL_BUCKETS = 256
@@ -105,15 +105,8 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _is_disk_full(error: BaseException) -> bool:
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(error).lower()
-    return "no space" in text or "disk full" in text
-
-
 def _io_error(action: str, error: BaseException) -> LibraryError:
-    if _is_disk_full(error):
+    if is_disk_full(error):
         return LibraryError(f"The disk is full: could not {action}. Free some space and try again.")
     return LibraryError(f"Could not {action}: {error}")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from engine.errors import UserError
+from engine.errors import UserError, is_disk_full
 from engine.mulaw import SAMPLE_RATE
 
 FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
@@ -116,7 +116,7 @@ class TakeFile:
     def _fail(self, action: str, error: Exception) -> None:
         """Removes the partial file and raises the one-line reason."""
         # Free space is measured before the partial file's removal frees some.
-        if shutil.disk_usage(self.path.parent).free < FULL_DISK_BYTES:
+        if is_disk_full(error) or shutil.disk_usage(self.path.parent).free < FULL_DISK_BYTES:
             reason = "the disk is full; free space or choose another folder"
         else:
             said = getattr(error, "error_string", "") or getattr(error, "strerror", "") or str(error)

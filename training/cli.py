@@ -15,8 +15,8 @@ import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from engine.errors import UserError
-from training.files import disk_full_message, is_disk_full, quiet_full_disk_logs
+from engine.errors import UserError, is_disk_full
+from training.files import disk_full_message, quiet_full_disk_logs
 
 TRAIN_HELP = {
     "preset": "model preset (engine presets: tiny, realtime, paper)",

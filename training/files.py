@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.errors import is_disk_full
+
 
 def temporary_name(path: Path) -> Path:
     """A hidden name next to `path` that keeps its suffix (matplotlib picks the format
@@ -39,19 +41,6 @@ def replacing(*paths: Path) -> Iterator[list[Path]]:
 def write_text(path: Path, text: str) -> None:
     with replacing(path) as (temporary,):
         temporary.write_text(text)
-
-
-def is_disk_full(error: BaseException | None) -> bool:
-    """True when `error`, or an error it was raised from, is a full disk or quota:
-    an OSError with ENOSPC/EDQUOT, or a library's wrapper that only keeps the message
-    (tensorstore raises ValueError("... No space left on device ..."))."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "no space left on device" in str(error).lower() or "disk quota exceeded" in str(error).lower():
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def free_bytes(folder: Path) -> int:

@@ -25,6 +25,8 @@ import jax
 import ml_dtypes
 import numpy as np
 
+from training.files import write_text
+
 FORMAT = "harmonicrnn-run-state/1"
 FULL, DELTA, HALF = "float32", "bfloat16 difference from params", "bfloat16"
 
@@ -101,7 +103,8 @@ def unpack(packed: str | Path, run_dir: str | Path) -> int:
     run = RunConfig.from_dict(meta["run"])
     data = b"".join(p.read_bytes() for p in sorted(packed.glob("state.npz.[0-9][0-9][0-9]")))
     arrays = np.load(io.BytesIO(data))
-    abstract = _keyed(_abstract_state(run))
+    structure = _abstract_state(run)
+    abstract = _keyed(structure)
     leaves = {}
     # Weights first: the EMA is stored as its difference from them (and sorts before them).
     for i, (key, spec) in sorted(enumerate(abstract.items()), key=lambda item: meta["storage"][item[0]] == DELTA):
@@ -111,10 +114,9 @@ def unpack(packed: str | Path, run_dir: str | Path) -> int:
         if how == DELTA:
             leaf = leaf + leaves["['params']" + key[len("['ema']"):]]
         leaves[key] = np.asarray(leaf, spec.dtype).reshape(spec.shape)
-    treedef = jax.tree_util.tree_structure(_abstract_state(run))
-    state = jax.tree_util.tree_unflatten(treedef, [leaves[key] for key in abstract])
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(structure), [leaves[key] for key in abstract])
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(meta["run"], indent=2))
+    write_text(run_dir / "config.json", json.dumps(meta["run"], indent=2))
     if (packed / "metrics.csv").is_file():
         shutil.copyfile(packed / "metrics.csv", run_dir / "metrics.csv")
     checkpoints = RunCheckpoints(run_dir)

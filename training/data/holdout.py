@@ -11,12 +11,12 @@ piano recording would ask of it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from training.data.score_midi import INDEX
+from training.files import replacing, write_text
 
 MAJOR, MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 PROGRESSIONS = ((1, 4, 5, 1), (1, 6, 4, 5), (2, 5, 1, 1), (1, 5, 6, 4), (6, 4, 1, 5))
@@ -91,9 +91,8 @@ def write_piece(path: Path, kind: str, seed: int) -> float:
         element.volume.velocity = int(rng.integers(50, 100))
         part.insert(beat, element)
     score = stream.Score([part])
-    tmp = path.with_suffix(".mid.tmp")
-    score.write("midi", fp=str(tmp))
-    os.replace(tmp, path)
+    with replacing(path) as (temporary,):
+        score.write("midi", fp=str(temporary))
     return float(score.highestTime) * 60 / bpm
 
 
@@ -109,5 +108,5 @@ def write_holdout_midi(out: str | Path, works: int = 60, seed: int = 0) -> dict:
         file = f"{kind}-{n:03d}.mid"
         entries.append({"id": name, "file": file, "seconds": round(write_piece(out / file, kind, seed * 100_003 + n), 2)})
     index = {"works": entries, "failed": [], "hours": round(sum(w["seconds"] for w in entries) / 3600, 3)}
-    (out / INDEX).write_text(json.dumps(index, indent=1))
+    write_text(out / INDEX, json.dumps(index, indent=1))
     return index

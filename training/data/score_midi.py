@@ -23,6 +23,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from training.files import replacing, write_text
+
 INDEX = "index.json"
 PARSE_TIMEOUT_S = 240
 
@@ -71,15 +73,14 @@ def _write_midi(score, path: Path) -> float:
     from music21 import bar, repeat
 
     _pianoize(score)
-    tmp = path.with_suffix(".mid.tmp")
-    try:
-        score.write("midi", fp=str(tmp))
-    except repeat.ExpanderException:
-        # Badly formed repeats: play it straight through.
-        for mark in list(score.recurse().getElementsByClass((bar.Repeat, repeat.RepeatExpression))):
-            mark.activeSite.remove(mark)
-        score.write("midi", fp=str(tmp))
-    os.replace(tmp, path)
+    with replacing(path) as (temporary,):
+        try:
+            score.write("midi", fp=str(temporary))
+        except repeat.ExpanderException:
+            # Badly formed repeats: play it straight through.
+            for mark in list(score.recurse().getElementsByClass((bar.Repeat, repeat.RepeatExpression))):
+                mark.activeSite.remove(mark)
+            score.write("midi", fp=str(temporary))
     seconds = max((float(s["endTimeSeconds"]) for s in score.secondsMap), default=0.0)
     return seconds or float(score.highestTime) * 0.5  # no tempo mark: MIDI's 120 bpm
 
@@ -116,8 +117,7 @@ def export_file(job: tuple[str, str]) -> tuple[list[dict], list[dict]]:
     finally:
         signal.alarm(0)
     record.parent.mkdir(exist_ok=True)
-    record.with_suffix(".tmp").write_text(json.dumps({"works": works, "failed": failed}))
-    os.replace(record.with_suffix(".tmp"), record)
+    write_text(record, json.dumps({"works": works, "failed": failed}))
     return works, failed
 
 
@@ -149,9 +149,7 @@ def write_index(out: str | Path) -> dict:
     works.sort(key=lambda w: w["id"])
     index = {"works": works, "failed": sorted(failed, key=lambda f: f["id"]),
              "hours": round(sum(w["seconds"] for w in works) / 3600, 2)}
-    tmp = out / (INDEX + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, out / INDEX)
+    write_text(out / INDEX, json.dumps(index, indent=1))
     return index
 
 

@@ -13,9 +13,10 @@ stay as they are.
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
+
+from training.files import replacing
 
 # Record sizes of the pdta tables (spec 7.2-7.10); each table ends with a terminal record.
 RECORD = {"phdr": 38, "pbag": 4, "pmod": 10, "pgen": 4, "inst": 22, "ibag": 4, "imod": 10, "igen": 4, "shdr": 46}
@@ -152,7 +153,6 @@ def extract_presets(src: str | Path, dst: str | Path, keep: list[tuple[int, int]
     body = b"sfbk" + _chunk("LIST", b"INFO" + info[4:]) + _list("sdta", [_chunk("smpl", bytes(new_smpl))]) \
         + _list("pdta", [_chunk(k, b"".join(tables[k])) for k in RECORD])
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_bytes(_chunk("RIFF", body))
-    os.replace(tmp, dst)
+    with replacing(Path(dst)) as (temporary,):
+        temporary.write_bytes(_chunk("RIFF", body))
     return [struct.unpack_from("<20s", phdr[i])[0].split(b"\0")[0].decode("latin-1") for i in chosen]

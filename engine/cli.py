@@ -11,7 +11,7 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
-from engine.errors import UserError, log_unexpected, one_line
+from engine.errors import UserError, is_interrupt, log_unexpected, one_line
 
 COMMAND_GROUP = "harmonic.commands"
 # `harmonic` run by this interpreter, for child processes: the `harmonic` on PATH may
@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"{context}: {one_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as error:
+        if not is_interrupt(error):  # the policy: a traceback goes to the log, one line to the user
+            print(log_unexpected(error, context), file=sys.stderr)
+            return 1
         print(f"{context}: stopped", file=sys.stderr)
         return 130
-    except Exception as error:  # the policy: a traceback goes to the log, one line to the user
-        print(log_unexpected(error, context), file=sys.stderr)
-        return 1
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -10,6 +10,7 @@ import math
 import secrets
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -114,6 +115,22 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.seconds < math.inf:  # also refuses nan
         raise UserError(f"--seconds must be a number > 0, got {args.seconds}")
+    interrupted = threading.Event()
+
+    def on_interrupt(signum, frame) -> None:
+        # Python raises a signal's exception wherever the main thread is, a garbage
+        # collector callback included (JAX registers one), where it is printed and
+        # dropped: seen once in 25 Ctrl-Cs during compilation. The flag stops the take at
+        # the next chunk all the same, so that dropped exception is not reported either.
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def report_unraisable(unraisable, report=sys.unraisablehook) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            report(unraisable)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    sys.unraisablehook = report_unraisable
     with TakeFile(args.out) as take:  # the destination is checked before the model loads
         generator = build_generator(args)
         began = time.perf_counter()
@@ -122,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             with tqdm(total=total / SAMPLE_RATE, desc="generating", bar_format=bar_format) as bar:
                 for chunk in generator.chunks(total):
+                    if interrupted.is_set():
+                        raise KeyboardInterrupt
                     take.write(chunk)
                     bar.n = take.seconds
                     bar.refresh()

@@ -99,43 +99,47 @@ def save_model(directory: str | Path, config: ModelConfig, params: dict, card: d
     return write_params_and_meta(directory, params, meta)
 
 
-def _is_closed_loop_callback(unraisable) -> bool:
-    """Whether an unraisable error is tensorstore's completion callback finding orbax's
-    event loop closed (asyncio's call_soon_threadsafe raising 'Event loop is closed')."""
-    error = unraisable.exc_value
+def _is_closed_loop_callback(error: BaseException | None) -> bool:
+    """Whether an error is tensorstore's completion callback finding orbax's event loop
+    closed (asyncio's call_soon_threadsafe raising 'Event loop is closed')."""
     if not isinstance(error, RuntimeError) or str(error) != "Event loop is closed":
         return False
     return any(frame.name == "call_soon_threadsafe" for frame in traceback.extract_tb(error.__traceback__))
 
 
-def _quiet_closed_loop_callbacks() -> None:
-    """After a failed restore, keeps tensorstore's late callbacks off the terminal.
+def quiet_closed_loop_reports() -> None:
+    """Keeps tensorstore's late callbacks after a failed restore off the terminal.
 
     orbax restores in an event loop of its own and closes it as soon as one read fails;
     the reads still in flight complete later in tensorstore's threads, and each one's
-    callback into the closed loop is reported through sys.unraisablehook: a screen of
-    "Event loop is closed" tracebacks after the one-line error. Nothing is lost by
-    dropping them (the restore has already failed). Installed once, for the rest of the
-    process since the callbacks come late; every other unraisable error goes to the
+    callback into the closed loop is reported through sys.unraisablehook (or, from some
+    threads, sys.excepthook): a screen of "Event loop is closed" tracebacks around the
+    one-line error. Nothing is lost by dropping them (the restore has already failed).
+    Installed before reading, for the rest of the process: a callback can fire while the
+    failed restore's exception is still on its way to us. Every other report goes to the
     previous hook.
     """
-    previous = sys.unraisablehook
-    if getattr(previous, "quiets_closed_loop", False):
+    previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+    if getattr(previous_unraisable, "quiets_closed_loop", False):
         return
 
-    def hook(unraisable) -> None:
-        if not _is_closed_loop_callback(unraisable):
-            previous(unraisable)
+    def unraisable_hook(unraisable) -> None:
+        if not _is_closed_loop_callback(unraisable.exc_value):
+            previous_unraisable(unraisable)
 
-    hook.quiets_closed_loop = True
-    sys.unraisablehook = hook
+    def except_hook(kind, error, trace) -> None:
+        if not _is_closed_loop_callback(error):
+            previous_except(kind, error, trace)
+
+    unraisable_hook.quiets_closed_loop = True
+    sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
 
 
 def _load_dir(path: Path) -> ModelCheckpoint:
+    quiet_closed_loop_reports()
     try:
         meta = read_meta(path)
     except Exception as error:  # orbax raises many types for damaged files
-        _quiet_closed_loop_callbacks()
         raise CheckpointError(f"{path}: cannot read the model description ({error})") from error
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
@@ -152,7 +156,6 @@ def _load_dir(path: Path) -> ModelCheckpoint:
     try:
         params = read_params(path)
     except Exception as error:
-        _quiet_closed_loop_callbacks()
         raise CheckpointError(f"{path}: the weights are damaged ({error})") from error
     expected = param_shapes(config)
     got = jax.tree.map(lambda leaf: tuple(np.shape(leaf)), params)

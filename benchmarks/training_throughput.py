@@ -74,21 +74,22 @@ def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, 
     import jax
 
     from engine import model
-    from training import loop, parallel
+    from training.mesh import check_shapes, global_batch, make_mesh, put_replicated
+    from training.train_step import init_state, make_optimizer, make_train_step
     from training.config import TrainConfig
 
     # Dropout off: the step-0 loss is then the same function of the same weights and
     # tokens on every mesh, which checks the sharded step against the unsharded one.
     config = model.preset(preset).replace(dropout=0.0)
     train = TrainConfig(preset=preset, warmup_steps=10, dropout=0.0)
-    mesh = parallel.make_mesh(1, seq_shards, jax.devices()[:seq_shards])
-    parallel.check_shapes(config, mesh, batch, length)
-    optimizer = loop.make_optimizer(train)
-    state = parallel.put_replicated(jax.device_get(loop.init_state(config, train, optimizer)), mesh)
-    step = loop.make_train_step(config, train, mesh, optimizer, remat)
+    mesh = make_mesh(1, seq_shards, jax.devices()[:seq_shards])
+    check_shapes(config, mesh, batch, length)
+    optimizer = make_optimizer(train)
+    state = put_replicated(jax.device_get(init_state(config, train, optimizer)), mesh)
+    step = make_train_step(config, train, mesh, optimizer, remat)
     rng = np.random.default_rng(0)
-    tokens = parallel.global_batch(mesh, lambda r, c: rng.integers(0, 256, (batch, length))[r, c], (batch, length), np.int32)
-    mask = parallel.global_batch(mesh, lambda r, c: np.ones((batch, length), np.float32)[r, c], (batch, length), np.float32)
+    tokens = global_batch(mesh, lambda r, c: rng.integers(0, 256, (batch, length))[r, c], (batch, length), np.int32)
+    mask = global_batch(mesh, lambda r, c: np.ones((batch, length), np.float32)[r, c], (batch, length), np.float32)
     start = time.perf_counter()
     step = step.lower(state, tokens, mask).compile()
     compile_s = time.perf_counter() - start

@@ -93,10 +93,14 @@ def read_params(path: str | Path) -> dict:
     return restored["params"]
 
 
+def model_meta(config: ModelConfig, card: dict | None = None) -> dict:
+    """The JSON item `model` of a model checkpoint: format, config and card."""
+    return {"format": FORMAT, "config": config.to_dict(), "card": dict(card or {})}
+
+
 def save_model(directory: str | Path, config: ModelConfig, params: dict, card: dict | None = None) -> Path:
     """Writes params, config and card to `directory` (which must not exist yet)."""
-    meta = {"format": FORMAT, "config": config.to_dict(), "card": dict(card or {})}
-    return write_params_and_meta(directory, params, meta)
+    return write_params_and_meta(directory, params, model_meta(config, card))
 
 
 def _is_closed_loop_callback(error: BaseException | None) -> bool:

@@ -36,7 +36,7 @@ def harmonic(args, env):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("jax-cache")
-    return dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache))
+    return dict(os.environ, JAX_PLATFORMS="cpu", HARMONIC_COMPILE_CACHE=str(cache))
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from engine.checkpoint import FORMAT, CheckpointError
+from engine.checkpoint import CheckpointError, model_meta
 from training.files import require_space
 
 ITEMS = ("params", "model", "train_state", "training")
@@ -53,13 +53,12 @@ class RunCheckpoints:
         """Saves a step; raises ENOSPC first, writing nothing, when the disk has less room
         than the step needs (`training.files.require_space`)."""
         require_space(self.directory, self._step_size(state))
-        meta = {"format": FORMAT, "config": model_config.to_dict(), "card": card}
         self.manager.save(
             step,
             args=ocp.args.Composite(
                 # Host copies: a model dir must load on any topology (one CPU or a pod).
                 params=ocp.args.StandardSave(host_copy(state["ema"])),
-                model=ocp.args.JsonSave(meta),
+                model=ocp.args.JsonSave(model_meta(model_config, card)),
                 train_state=ocp.args.StandardSave(state),
                 training=ocp.args.JsonSave(run_config),
             ),

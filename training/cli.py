@@ -235,8 +235,7 @@ def _add_dataclass_flags(parser, cls, rename=None):
 
 
 def _register_train(commands):
-    from training.config import DataConfig, TrainConfig
-    from training.parallel import ParallelConfig
+    from training.config import DataConfig, ParallelConfig, TrainConfig
 
     parser = commands.add_parser("train", help="train a model (resumable, multi-device, multi-host)",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -281,8 +280,7 @@ def _parse_model_overrides(config, pairs):
 def build_run_config(args):
     """The RunConfig from flags; with --resume, the run's saved config with any flags given now."""
     from engine import model
-    from training.config import DataConfig, RunConfig, TrainConfig
-    from training.parallel import ParallelConfig
+    from training.config import DataConfig, ParallelConfig, RunConfig, TrainConfig
 
     data_flags, train_flags, par_flags = _given(args, DataConfig), _given(args, TrainConfig), _given(args, ParallelConfig)
     saved = Path(args.run_dir) / "config.json" if args.run_dir else None
@@ -310,12 +308,13 @@ def build_run_config(args):
 
 
 def run_train(args) -> int:
-    from training import parallel
+    from engine.compile_cache import enable_compile_cache
+    from training import distributed
 
     run = build_run_config(args)
-    parallel.enable_compilation_cache()
+    enable_compile_cache()
     try:
-        parallel.initialize_distributed(run.parallel)
+        distributed.initialize(run.parallel)
     except Exception as error:
         raise UserError(f"jax.distributed.initialize failed: {error}") from None
     from engine.checkpoint import CheckpointError

@@ -3,7 +3,7 @@
     ModelConfig     (engine.config) the network's shape
     DataConfig      which data set, how it is cropped and batched
     TrainConfig     optimiser, schedule, EMA, validation and checkpoint cadence
-    ParallelConfig  (training.parallel) device mesh, remat, multi-host
+    ParallelConfig  device mesh, remat, multi-host
 
 All four are saved as JSON with every checkpoint (the `training` item) and in RUN/config.json.
 """
@@ -15,7 +15,6 @@ import json
 from typing import Literal
 
 from engine.config import ModelConfig
-from training.parallel import ParallelConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +73,27 @@ class TrainConfig:
             raise ValueError("--ema must be in [0, 1)")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError("--schedule must be constant or cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+    """How the devices are used (`training.mesh`, `training.distributed`).
+
+    Attributes:
+      seq_shards: devices the time axis is split over (context parallelism).
+      data_shards: devices the batch is split over; 0 means all remaining devices.
+      remat: recompute each block's activations in the backward pass (long sequences).
+      coordinator: "host:port" of process 0 for multi-host runs ("" = single process, or
+        the standard environment variables if they are set).
+      num_processes, process_id: for `jax.distributed.initialize` (-1 = from environment).
+    """
+
+    seq_shards: int = 1
+    data_shards: int = 0
+    remat: bool = False
+    coordinator: str = ""
+    num_processes: int = -1
+    process_id: int = -1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,11 +9,12 @@ from pathlib import Path
 import jax
 
 from engine.checkpoint import CheckpointError, load_model, save_model
-from training import parallel
 from training.checkpoints import room_needed
 from training.data.loader import Split
 from training.files import require_space
-from training.loop import device_description, evaluate_split, make_eval_fn, round_up
+from training.loop import device_description, round_up
+from training.mesh import make_mesh, put_replicated
+from training.validation import evaluate_split, make_eval_fn
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "test", batch_size: int = 8,
@@ -25,9 +26,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
     data = Split(data_dir, split)
     if len(data) == 0:
         raise ValueError(f"split {split!r} of {data_dir} has no clips")
-    mesh = parallel.make_mesh(0, 1)
+    mesh = make_mesh(0, 1)
     batch = round_up(batch_size, mesh.shape["data"])
-    params = parallel.put_replicated(jax.device_get(loaded.params), mesh)
+    params = put_replicated(jax.device_get(loaded.params), mesh)
     bits = evaluate_split(make_eval_fn(loaded.config, mesh), params, data, mesh, batch,
                           loaded.config.total_pooling, max_clips, progress=progress)
     clips = len(data) if not max_clips else min(max_clips, len(data))

@@ -1,165 +1,209 @@
 """The training loop (SPEC 6) over a ("data", "seq") mesh (SPEC 7).
 
-One jitted step with donated buffers: sharded masked NLL in bits and its gradients,
-global-norm clipping, AdamW with warm-up and a constant or cosine schedule, an update
-skipped (and counted) when the loss is not finite or the grad norm is huge, and an EMA
-of the weights. Batches are prepared on a background thread; each process reads only
-its own shards. Checkpoints (see `training.checkpoints`) hold everything needed to
-continue the same curve with `--resume`.
+    summary = train("runs/piano", run_config, resume=True)
+
+`set_up` resolves the data set, the mesh and the shapes, and restores the newest
+checkpoint that loads (or initialises a new run); then each step feeds one batch to the
+jitted step (`training.train_step`), logging every `log_every` steps, validating the
+EMA weights every `eval_every` (`training.validation`) and saving every `save_every`
+(`training.checkpoints`). Batches are prepared on a background thread; each process
+reads only its own shards. Checkpoints hold everything needed to continue the same
+curve with `--resume`; Ctrl-C saves the step it reached.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import os
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from engine import model
-from training import parallel
 from training.checkpoints import RunCheckpoints
-from training.config import DataConfig, RunConfig, TrainConfig
-from training.data.loader import BatchPlan, Prefetcher, Split, eval_batches
-from training.data.manifest import DataError, is_dataset, read_manifest
+from training.config import RunConfig
+from training.data.loader import BatchPlan, Prefetcher, Split
+from training.data.manifest import read_manifest
+from training.data.resolve import resolve_dataset
 from training.files import write_text
-
-
-# ---------------------------------------------------------------------------- data
-
-
-def dataset_cache_dir(src: Path, clip_seconds: float, scale: str) -> Path:
-    from platformdirs import user_cache_dir
-
-    key = hashlib.sha1(f"{src.resolve()}|{clip_seconds}|{scale}".encode()).hexdigest()[:12]
-    return Path(os.environ.get("HARMONIC_DATA_CACHE", user_cache_dir("harmonic"))) / "datasets" / f"{src.name}-{key}"
-
-
-def resolve_dataset(data: DataConfig, progress: bool = True) -> Path:
-    """A built data set for `data.path`: itself, or a cached build of an audio folder."""
-    src = Path(data.path).expanduser()
-    if not src.exists():
-        raise DataError(f"no data at {src}")
-    if is_dataset(src):
-        return src
-    cache = dataset_cache_dir(src, data.clip_seconds, data.scale)
-    if is_dataset(cache):
-        return cache
-    from training.data.audio_folder import build_folder
-
-    print(f"{src} has no manifest: building it as a data set into {cache}", flush=True)
-    manifest = build_folder(src, cache, data.clip_seconds, data.scale, progress=progress)
-    if manifest["skipped"]:
-        print(f"skipped {len(manifest['skipped'])} files, unreadable or too short (listed in {cache}/manifest.json)")
-    return cache
+from training.mesh import batch_sharding, check_shapes, make_mesh, put_replicated, replicated
+from training.metrics import MetricsWriter
+from training.train_step import init_state, make_optimizer, make_train_step
+from training.validation import evaluate_split, make_eval_fn
 
 
 def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-# ---------------------------------------------------------------------------- optimiser
-
-
-def learning_rate(train: TrainConfig):
-    warmup = max(1, train.warmup_steps)
-    if train.schedule == "cosine":
-        decay_steps = max(1, train.steps - warmup)
-        main = optax.cosine_decay_schedule(train.lr, decay_steps, alpha=train.min_lr_ratio)
-    else:
-        main = optax.constant_schedule(train.lr)
-    return optax.join_schedules([optax.linear_schedule(0.0, train.lr, warmup), main], [warmup])
-
-
-def make_optimizer(train: TrainConfig) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(train.grad_clip),
-        optax.adamw(learning_rate(train), b1=train.b1, b2=train.b2, weight_decay=train.weight_decay),
-    )
-
-
-def init_state(config: model.ModelConfig, train: TrainConfig, optimizer) -> dict:
-    key = jax.random.key(train.seed)
-    params = model.init_params(config, key)
-    return {
-        "params": params,
-        "ema": jax.tree.map(jnp.copy, params),
-        "opt_state": optimizer.init(params),
-        "step": jnp.zeros((), jnp.int32),
-        "skipped": jnp.zeros((), jnp.int32),
-        "rng": jax.random.key_data(jax.random.fold_in(key, 1)),
-        "wall_s": jnp.zeros((), jnp.float32),
-    }
-
-
-def make_train_step(config, train: TrainConfig, mesh, optimizer, remat: bool):
-    schedule = learning_rate(train)
-
-    def step_fn(state, tokens, mask):
-        step = state["step"]
-        dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step) if config.dropout > 0 else None
-        loss, grads = jax.value_and_grad(parallel.mean_loss)(
-            state["params"], config, tokens, mask, mesh, dropout_key, remat
-        )
-        grad_norm = optax.global_norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (grad_norm <= train.skip_grad_norm)
-        updates, new_opt = optimizer.update(grads, state["opt_state"], state["params"])
-        new_params = optax.apply_updates(state["params"], updates)
-        # Warm-started EMA: the decay grows to `train.ema`, so short runs are not stuck at init.
-        decay = jnp.minimum(train.ema, (1.0 + step) / (10.0 + step))
-        new_ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], new_params)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-        new_state = dict(state)
-        new_state.update(
-            params=keep(new_params, state["params"]),
-            opt_state=keep(new_opt, state["opt_state"]),
-            ema=keep(new_ema, state["ema"]),
-            step=step + 1,
-            skipped=state["skipped"] + (~ok).astype(jnp.int32),
-        )
-        metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(step), "ok": ok}
-        return new_state, metrics
-
-    return jax.jit(step_fn, donate_argnums=(0,))
-
-
-def make_eval_fn(config, mesh):
-    def eval_fn(params, tokens, mask):
-        return parallel.sharded_nll(params, config, tokens, mask, mesh)
-
-    return jax.jit(eval_fn)
-
-
-def evaluate_split(eval_fn, params, split: Split, mesh, batch_size: int, multiple: int, max_clips: int = 0,
-                   progress: bool = False) -> float:
-    """Mean NLL in bits per sample over the unpadded samples of (part of) a split."""
-    sharding = parallel.batch_sharding(mesh)
-    total, count = 0.0, 0.0
-    n = len(split) if not max_clips else min(max_clips, len(split))
-    batches = eval_batches(split, batch_size, multiple, max_clips)
-    for tokens, mask in tqdm(batches, total=-(-n // batch_size), desc=f"eval {split.split}", unit="batch",
-                             disable=not progress, leave=False):
-        t = jax.make_array_from_callback(tokens.shape, sharding, lambda idx: tokens[idx])
-        m = jax.make_array_from_callback(mask.shape, sharding, lambda idx: mask[idx])
-        s, c = eval_fn(params, t, m)
-        total += float(s)
-        count += float(c)
-    return total / max(count, 1.0)
-
-
-# ---------------------------------------------------------------------------- loop
-
-
 def device_description() -> str:
     devices = jax.devices()
     return f"{len(devices)} x {devices[0].device_kind} ({jax.default_backend()}, {jax.process_count()} process(es))"
+
+
+@dataclasses.dataclass
+class Session:
+    """What one call of `train` sets up before its first step.
+
+    Attributes:
+      directory: the run folder.
+      run: the run's configuration, its data shapes resolved (seq_len, batch sizes).
+      mesh: ("data", "seq") devices.
+      data_dir, manifest: the built data set and its description.
+      train_split, valid_split: its splits.
+      multiple: what every sequence length is a multiple of (seq shards x pooling).
+      checkpoints: the run's checkpoint folder.
+      start: the step this session starts at.
+      state: the training state (`training.train_step.init_state`), on the mesh.
+      valid_nll: the newest validation NLL in bits (from the checkpoint), or None.
+      primary: this is process 0 (it prints and writes the metrics).
+      wall_before: training seconds of the sessions before this one.
+    """
+
+    directory: Path
+    run: RunConfig
+    mesh: Mesh
+    data_dir: Path
+    manifest: dict
+    train_split: Split
+    valid_split: Split
+    multiple: int
+    checkpoints: RunCheckpoints
+    start: int
+    state: dict
+    valid_nll: float | None
+    primary: bool
+    wall_before: float
+    started_at: float = dataclasses.field(default_factory=time.time)
+
+    def wall_seconds(self) -> float:
+        """Training seconds over every session of the run, this one included."""
+        return self.wall_before + time.time() - self.started_at
+
+
+def set_up(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Session:
+    """Resolves data, mesh and shapes; restores the newest good checkpoint or starts anew."""
+    primary = jax.process_index() == 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config, train_cfg, par = run.model, run.train, run.parallel
+    mesh = make_mesh(par.data_shards, par.seq_shards)
+    data_dir = resolve_dataset(run.data, progress and primary)
+    train_split, valid_split = Split(data_dir, "train"), Split(data_dir, "valid")
+    multiple = mesh.shape["seq"] * config.total_pooling
+    data_cfg = dataclasses.replace(
+        run.data,
+        path=str(run.data.path),
+        seq_len=round_up(run.data.seq_len or train_split.clip_len, multiple),
+        batch_size=round_up(run.data.batch_size, mesh.shape["data"]),
+        eval_batch_size=round_up(run.data.eval_batch_size, mesh.shape["data"]),
+    )
+    check_shapes(config, mesh, data_cfg.batch_size, data_cfg.seq_len)
+    run = dataclasses.replace(run, data=data_cfg)
+
+    optimizer = make_optimizer(train_cfg)
+    checkpoints = RunCheckpoints(run_dir, train_cfg.keep_checkpoints)
+    card: dict = {}
+    if resume and checkpoints.steps():
+        abstract = jax.eval_shape(lambda: init_state(config, train_cfg, optimizer))
+        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated(mesh)), abstract)
+        start, state, card = checkpoints.restore_latest(abstract)
+        if primary:
+            print(f"resumed from step {start} ({checkpoints.directory / str(start)})", flush=True)
+    else:
+        if checkpoints.steps():
+            raise FileExistsError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose a new --run")
+        if resume and primary:
+            print(f"no checkpoint yet: starting from step 0 ({run_dir} was stopped before its first save)", flush=True)
+        state = jax.jit(lambda: init_state(config, train_cfg, optimizer), out_shardings=replicated(mesh))()
+        start = 0
+    if primary:
+        write_text(run_dir / "config.json", run.to_json())
+    return Session(run_dir, run, mesh, data_dir, read_manifest(data_dir), train_split, valid_split, multiple,
+                   checkpoints, start, state, card.get("valid_nll_bits"), primary, float(state["wall_s"]))
+
+
+class ShardedBatches:
+    """A step's [batch, seq_len] tokens and mask, built from this process's shards only.
+
+    `host_blocks(step)` reads them (on the prefetch thread); `on_devices(blocks)` places
+    them on the mesh.
+    """
+
+    def __init__(self, plan: BatchPlan, mesh: Mesh):
+        self.plan = plan
+        self.shape = (plan.batch_size, plan.seq_len)
+        self.sharding = batch_sharding(mesh)
+        self.local = sorted({self._bounds(index)
+                             for index in self.sharding.addressable_devices_indices_map(self.shape).values()})
+
+    def _bounds(self, index) -> tuple[int, int, int, int]:
+        (r0, r1, _), (c0, c1, _) = index[0].indices(self.shape[0]), index[1].indices(self.shape[1])
+        return r0, r1, c0, c1
+
+    def host_blocks(self, step: int) -> dict:
+        return {b: self.plan.block(step, slice(b[0], b[1]), slice(b[2], b[3])) for b in self.local}
+
+    def on_devices(self, blocks: dict) -> tuple[jax.Array, jax.Array]:
+        tokens = jax.make_array_from_callback(self.shape, self.sharding, lambda index: blocks[self._bounds(index)][0])
+        mask = jax.make_array_from_callback(self.shape, self.sharding, lambda index: blocks[self._bounds(index)][1])
+        return tokens, mask
+
+
+class LossWindow:
+    """The steps since the last log line: their device-side metrics (fetched only when
+    logged, so logging never stalls the device) and the time they took."""
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.restart()
+
+    def restart(self) -> None:
+        self.outputs: list[dict] = []
+        self.started = time.time()
+
+    def exclude_time_until_now(self) -> None:
+        """Validation is not training: tokens per second count from here."""
+        self.started = time.time()
+
+    def add(self, output: dict) -> None:
+        self.outputs.append(output)
+
+    def summary(self) -> dict:
+        """Mean finite loss, the newest grad norm and learning rate, tokens per second."""
+        fetched = jax.device_get(self.outputs)
+        finite = [float(v["loss"]) for v in fetched if math.isfinite(float(v["loss"]))]
+        elapsed = max(time.time() - self.started, 1e-9)
+        return {"loss_bits": float(np.mean(finite)) if finite else float("nan"),
+                "grad_norm": float(fetched[-1]["grad_norm"]), "lr": float(fetched[-1]["lr"]),
+                "tokens_per_s": len(fetched) * self.tokens_per_step / elapsed}
+
+
+def model_card(session: Session, step: int) -> dict:
+    """What the model card of a checkpoint at `step` says about its training."""
+    data = session.run.data
+    return {
+        "name": session.directory.name,
+        "data": {"kind": session.manifest.get("kind"), "path": str(session.data_dir),
+                 "source": session.manifest.get("source"), "hours": session.manifest.get("hours"),
+                 "clips": session.manifest.get("clips")},
+        "preset": session.run.train.preset,
+        "steps": int(step),
+        "wall_seconds": round(session.wall_seconds(), 1),
+        "device": device_description(),
+        "seq_len": data.seq_len,
+        "batch_size": data.batch_size,
+        "valid_nll_bits": session.valid_nll,
+        "skipped_updates": int(session.state["skipped"]),
+        "weights": "EMA",
+    }
+
+
+def save(session: Session, step: int) -> None:
+    session.state["wall_s"] = put_replicated(np.float32(session.wall_seconds()), session.mesh)
+    session.checkpoints.save(step, session.state, session.run.model, model_card(session, step), session.run.to_dict())
 
 
 def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: bool = True,
@@ -175,165 +219,78 @@ def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: b
 
     Returns a summary dict (steps, last losses, tokens/s, skipped updates).
     """
-    run_dir = Path(run_dir)
-    primary = jax.process_index() == 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    train_cfg, data_cfg, par = run.train, run.data, run.parallel
-    config = run.model
+    session = set_up(Path(run_dir), run, resume, progress)
+    run, primary, mesh = session.run, session.primary, session.mesh
+    train_cfg, data_cfg = run.train, run.data
+    train_step = make_train_step(run.model, train_cfg, mesh, make_optimizer(train_cfg), run.parallel.remat)
+    eval_fn = make_eval_fn(run.model, mesh)
+    batches = ShardedBatches(BatchPlan(session.train_split, data_cfg.batch_size, data_cfg.seq_len, train_cfg.seed), mesh)
+    prefetch = Prefetcher(batches.host_blocks, session.start)
+    metrics = MetricsWriter(session.directory, session.start, enabled=primary)
+    bar = tqdm(total=train_cfg.steps, initial=session.start, desc="train", unit="step",
+               disable=not (progress and primary), dynamic_ncols=True)
+    window = LossWindow(data_cfg.batch_size * data_cfg.seq_len)
+    deadline = session.started_at + train_cfg.max_minutes * 60 if train_cfg.max_minutes > 0 else None
+    summary: dict = {"start_step": session.start, "losses": []}
 
-    mesh = parallel.make_mesh(par.data_shards, par.seq_shards)
-    data_shards, seq_shards = mesh.shape["data"], mesh.shape["seq"]
-    data_dir = resolve_dataset(data_cfg, progress and primary)
-    manifest = read_manifest(data_dir)
-    train_split = Split(data_dir, "train")
-    valid_split = Split(data_dir, "valid")
-    multiple = seq_shards * config.total_pooling
-    seq_len = round_up(data_cfg.seq_len or train_split.clip_len, multiple)
-    batch_size = round_up(data_cfg.batch_size, data_shards)
-    eval_batch = round_up(data_cfg.eval_batch_size, data_shards)
-    parallel.check_shapes(config, mesh, batch_size, seq_len)
-    data_cfg = dataclasses.replace(data_cfg, path=str(data_cfg.path), seq_len=seq_len, batch_size=batch_size,
-                                   eval_batch_size=eval_batch)
-    run = dataclasses.replace(run, data=data_cfg)
-
-    optimizer = make_optimizer(train_cfg)
-    replicated = parallel.replicated(mesh)
-    abstract = jax.eval_shape(lambda: init_state(config, train_cfg, optimizer))
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
-    checkpoints = RunCheckpoints(run_dir, train_cfg.keep_checkpoints)
-    card = {}
-    if resume and checkpoints.steps():
-        start, state, card = checkpoints.restore_latest(abstract)
+    def validate(step: int) -> None:
+        session.valid_nll = evaluate_split(eval_fn, session.state["ema"], session.valid_split, mesh,
+                                           data_cfg.eval_batch_size, session.multiple, data_cfg.eval_clips)
+        metrics.write(step, "valid", loss_bits=session.valid_nll)
         if primary:
-            print(f"resumed from step {start} ({checkpoints.directory / str(start)})", flush=True)
-    else:
-        if checkpoints.steps() and not resume:
-            raise FileExistsError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose a new --run")
-        if resume and primary:
-            print(f"no checkpoint yet: starting from step 0 ({run_dir} was stopped before its first save)", flush=True)
-        state = jax.jit(lambda: init_state(config, train_cfg, optimizer), out_shardings=replicated)()
-        start = 0
-    if primary:
-        write_text(run_dir / "config.json", run.to_json())
+            bar.write(f"step {step}: valid NLL {session.valid_nll:.4f} bits/sample (EMA weights)")
 
-    train_step = make_train_step(config, train_cfg, mesh, optimizer, par.remat)
-    eval_fn = make_eval_fn(config, mesh)
-    plan = BatchPlan(train_split, batch_size, seq_len, train_cfg.seed)
-    sharding = parallel.batch_sharding(mesh)
-    shape = (batch_size, seq_len)
-
-    def bounds(idx):
-        (r0, r1, _), (c0, c1, _) = idx[0].indices(shape[0]), idx[1].indices(shape[1])
-        return r0, r1, c0, c1
-
-    local = sorted({bounds(idx) for idx in sharding.addressable_devices_indices_map(shape).values()})
-
-    def host_blocks(step):  # on the prefetch thread: this process's shards only
-        return {b: plan.block(step, slice(b[0], b[1]), slice(b[2], b[3])) for b in local}
-
-    def device_batch(blocks):
-        tokens = jax.make_array_from_callback(shape, sharding, lambda idx: blocks[bounds(idx)][0])
-        mask = jax.make_array_from_callback(shape, sharding, lambda idx: blocks[bounds(idx)][1])
-        return tokens, mask
-
-    prefetch = Prefetcher(host_blocks, start)
-    from training.metrics import MetricsWriter
-
-    metrics = MetricsWriter(run_dir, start, enabled=primary)
-    tokens_per_step = batch_size * seq_len
-    wall_before = float(state["wall_s"])
-    session_start = time.time()
-    deadline = session_start + train_cfg.max_minutes * 60 if train_cfg.max_minutes > 0 else None
-    last_valid = card.get("valid_nll_bits")
-    bar = tqdm(total=train_cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and primary),
-               dynamic_ncols=True)
-    window_losses, window_start, window_steps = [], time.time(), 0
-    summary = {"start_step": start, "losses": []}
-    step = start
-    stopped = "steps"
-
-    def current_card():
-        return {
-            "name": run_dir.name,
-            "data": {"kind": manifest.get("kind"), "path": str(data_dir), "source": manifest.get("source"),
-                     "hours": manifest.get("hours"), "clips": manifest.get("clips")},
-            "preset": train_cfg.preset,
-            "steps": int(step),
-            "wall_seconds": round(wall_before + time.time() - session_start, 1),
-            "device": device_description(),
-            "seq_len": seq_len,
-            "batch_size": batch_size,
-            "valid_nll_bits": last_valid,
-            "skipped_updates": int(state["skipped"]),
-            "weights": "EMA",
-        }
-
-    def save():
-        state["wall_s"] = parallel.put_replicated(np.float32(wall_before + time.time() - session_start), mesh)
-        checkpoints.save(step, state, config, current_card(), run.to_dict())
-
+    step, stopped = session.start, "steps"
     try:
         while step < train_cfg.steps:
-            tokens, mask = device_batch(prefetch.get(step))
-            state, out = train_step(state, tokens, mask)
-            window_losses.append(out)  # device values: no sync until logged
+            session.state, output = train_step(session.state, *batches.on_devices(prefetch.get(step)))
+            window.add(output)
             step += 1
-            window_steps += 1
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
-                fetched = jax.device_get(window_losses)
-                values = fetched[-1]
-                losses = [float(v["loss"]) for v in fetched]
-                elapsed = time.time() - window_start
-                tps = window_steps * tokens_per_step / max(elapsed, 1e-9)
-                loss = float(np.mean([l for l in losses if math.isfinite(l)] or [float("nan")]))
-                summary["losses"].append((step, loss))
-                metrics.write(step, "train", loss_bits=loss, grad_norm=float(values["grad_norm"]), lr=float(values["lr"]),
-                              tokens_per_s=tps, skipped=int(state["skipped"]), wall_s=wall_before + time.time() - session_start)
-                bar.set_postfix_str(f"bits/sample {loss:.3f} | {tps:,.0f} tok/s | skipped {int(state['skipped'])}")
-                summary["tokens_per_s"] = tps
-                window_losses, window_start, window_steps = [], time.time(), 0
+                logged = window.summary()
+                skipped = int(session.state["skipped"])
+                summary["losses"].append((step, logged["loss_bits"]))
+                summary["tokens_per_s"] = logged["tokens_per_s"]
+                metrics.write(step, "train", **logged, skipped=skipped, wall_s=session.wall_seconds())
+                bar.set_postfix_str(f"bits/sample {logged['loss_bits']:.3f} | {logged['tokens_per_s']:,.0f} tok/s | "
+                                    f"skipped {skipped}")
+                window.restart()
             bar.update(1)
             if train_cfg.eval_every > 0 and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
-                last_valid = evaluate_split(eval_fn, state["ema"], valid_split, mesh, eval_batch, multiple, data_cfg.eval_clips)
-                metrics.write(step, "valid", loss_bits=last_valid)
-                if primary:
-                    bar.write(f"step {step}: valid NLL {last_valid:.4f} bits/sample (EMA weights)")
-                window_start = time.time()
-            if stop_after and step - start >= stop_after:
+                validate(step)
+                window.exclude_time_until_now()
+            if stop_after and step - session.start >= stop_after:
                 stopped = "stop_after"
                 break
             if train_cfg.save_every and step % train_cfg.save_every == 0 and step < train_cfg.steps:
-                save()
+                save(session, step)
             if deadline and time.time() > deadline:
                 stopped = "max_minutes"
                 if primary:
                     bar.write(f"wall-time budget of {train_cfg.max_minutes} min reached at step {step}")
                 break
-        if stopped != "stop_after" and train_cfg.eval_every >= 0:
-            last_valid = evaluate_split(eval_fn, state["ema"], valid_split, mesh, eval_batch, multiple, data_cfg.eval_clips)
-            metrics.write(step, "valid", loss_bits=last_valid)
-            if primary:
-                bar.write(f"step {step}: valid NLL {last_valid:.4f} bits/sample (EMA weights)")
         if stopped != "stop_after":
-            save()
+            if train_cfg.eval_every >= 0:
+                validate(step)
+            save(session, step)
     except KeyboardInterrupt:
         if primary:
             bar.write(f"interrupted: saving step {step}")
-        save()
+        save(session, step)
         raise
     finally:
         bar.close()
         prefetch.close()
         metrics.close()
-        checkpoints.close()
+        session.checkpoints.close()
     summary.update(
         steps=step,
         stopped=stopped,
-        valid_nll_bits=last_valid,
-        skipped=int(state["skipped"]),
-        final_params=state["params"],
-        ema=state["ema"],
-        seq_len=seq_len,
-        batch_size=batch_size,
+        valid_nll_bits=session.valid_nll,
+        skipped=int(session.state["skipped"]),
+        final_params=session.state["params"],
+        ema=session.state["ema"],
+        seq_len=data_cfg.seq_len,
+        batch_size=data_cfg.batch_size,
     )
     return summary

@@ -32,7 +32,7 @@ FULL, DELTA, HALF = "float32", "bfloat16 difference from params", "bfloat16"
 
 
 def _abstract_state(run):
-    from training.loop import init_state, make_optimizer
+    from training.train_step import init_state, make_optimizer
 
     optimizer = make_optimizer(run.train)
     return jax.eval_shape(lambda: init_state(run.model, run.train, optimizer))

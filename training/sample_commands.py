@@ -118,7 +118,7 @@ def clip_nll_bits(checkpoint, audio: np.ndarray, batch: int) -> np.ndarray:
     import jax
 
     from engine import model, mulaw
-    from training.parallel import LN2, token_nll
+    from training.loss import LN2, token_nll
 
     @jax.jit
     def nll(tokens):

@@ -32,13 +32,33 @@ def main():
         for batch in batches:
             # Longer chunks amortise the per-chunk dispatch when many voices run at once.
             result = measure_generator(checkpoint, batch, 1.0 if args.quick else args.seconds, chunk_ms=250.0)
-            rows.append([preset, batch, f"{result['samples_per_s']:,.0f}", f"{result['samples_per_s'] / batch:,.0f}",
-                         f"{result['rtf']:.2f}x", f"{result['first_chunk_s']:.1f}"])
+            rows.append(
+                [
+                    preset,
+                    batch,
+                    f"{result['samples_per_s']:,.0f}",
+                    f"{result['samples_per_s'] / batch:,.0f}",
+                    f"{result['rtf']:.2f}x",
+                    f"{result['first_chunk_s']:.1f}",
+                ]
+            )
             print(rows[-1], flush=True)
-    table = markdown_table(["preset", "streams", "samples/s total", "samples/s per stream", "real time per stream", "first chunk s (compile)"], rows)
+    table = markdown_table(
+        [
+            "preset",
+            "streams",
+            "samples/s total",
+            "samples/s per stream",
+            "real time per stream",
+            "first chunk s (compile)",
+        ],
+        rows,
+    )
     print(table)
     if not args.quick:
-        write_section("generation_gpu", f"Batched generation ({device})", command_line(), machine_line(device) + "\n\n" + table)
+        write_section(
+            "generation_gpu", f"Batched generation ({device})", command_line(), machine_line(device) + "\n\n" + table
+        )
 
 
 if __name__ == "__main__":

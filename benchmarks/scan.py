@@ -73,8 +73,17 @@ def main():
             err = float(jnp.linalg.norm(h.re - reference.re) / jnp.linalg.norm(reference.re))
             seconds = median_seconds(scan, a, b)
             rows.append(
-                [impl, batch, f"{length:,}", width, f"{seconds * 1e3:.2f}", f"{floor * 1e3:.2f}",
-                 f"{seconds / floor:.1f}x", f"{batch * length / seconds / 1e6:.0f}", f"{err:.1e}"]
+                [
+                    impl,
+                    batch,
+                    f"{length:,}",
+                    width,
+                    f"{seconds * 1e3:.2f}",
+                    f"{floor * 1e3:.2f}",
+                    f"{seconds / floor:.1f}x",
+                    f"{batch * length / seconds / 1e6:.0f}",
+                    f"{err:.1e}",
+                ]
             )
             print(rows[-1], flush=True)
     header = ["scan", "batch", "length", "channels", "ms", "floor ms", "over floor", "M steps/s", "rel. diff vs assoc."]
@@ -85,7 +94,9 @@ def main():
         f"Floor = {BYTES_PER_ELEMENT} bytes per element / copy bandwidth.\n\n{table}"
     )
     if not args.no_write:
-        write_section("scan_" + ("cpu" if args.quick else "gpu"), f"CG-LRU scan vs memory floor ({device})", command_line(), body)
+        write_section(
+            "scan_" + ("cpu" if args.quick else "gpu"), f"CG-LRU scan vs memory floor ({device})", command_line(), body
+        )
 
 
 if __name__ == "__main__":

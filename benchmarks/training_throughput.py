@@ -19,6 +19,7 @@ import argparse
 import concurrent.futures as futures
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import subprocess
@@ -74,9 +75,9 @@ def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, 
     import jax
 
     from engine import model
+    from training.config import TrainConfig
     from training.mesh import check_shapes, global_batch, make_mesh, put_replicated
     from training.train_step import init_state, make_optimizer, make_train_step
-    from training.config import TrainConfig
 
     # Dropout off: the step-0 loss is then the same function of the same weights and
     # tokens on every mesh, which checks the sharded step against the unsharded one.
@@ -105,18 +106,37 @@ def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, 
     seconds = float(np.median(times))
     stats = jax.devices()[0].memory_stats() or {}
     return {
-        "preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat,
-        "step_s": seconds, "compile_s": compile_s, "loss": float(metrics["loss"]), "first_loss": first_loss,
+        "preset": preset,
+        "batch": batch,
+        "length": length,
+        "seq_shards": seq_shards,
+        "remat": remat,
+        "step_s": seconds,
+        "compile_s": compile_s,
+        "loss": float(metrics["loss"]),
+        "first_loss": first_loss,
         "tokens_per_s": batch * length / seconds,
         "peak_gib": stats.get("peak_bytes_in_use", 0) / 2**30,
         "device": jax.devices()[0].device_kind,
     }
 
 
+def keep_result(results: dict[int, dict], index: int, done: futures.Future) -> None:
+    results[index] = done.result()
+
+
 def run_subprocess(row, steps: int, timeout: float, gpus: list[int] | None = None) -> dict:
     """Runs one row in a fresh process, on the GPUs `gpus` (all visible ones if None)."""
     preset, batch, length, seq_shards, remat = row
-    args = [sys.executable, "-m", "benchmarks.training_throughput", "--one", json.dumps([preset, batch, length, seq_shards, remat]), "--steps", str(steps)]
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.training_throughput",
+        "--one",
+        json.dumps([preset, batch, length, seq_shards, remat]),
+        "--steps",
+        str(steps),
+    ]
     env = dict(os.environ)
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
@@ -129,7 +149,11 @@ def run_subprocess(row, steps: int, timeout: float, gpus: list[int] | None = Non
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-    error = "out of memory" if "RESOURCE_EXHAUSTED" in result.stderr or "out of memory" in result.stderr.lower() else tail[0][:120]
+    error = (
+        "out of memory"
+        if "RESOURCE_EXHAUSTED" in result.stderr or "out of memory" in result.stderr.lower()
+        else tail[0][:120]
+    )
     return failed | {"error": error}
 
 
@@ -153,7 +177,8 @@ def run_rows(rows, steps: int, timeout: float, gpus: int) -> list[dict]:
     if gpus == 0:
         return [run_subprocess(row, steps, timeout) for row in rows]
     results: dict[int, dict] = {}
-    free, running = list(range(gpus)), {}
+    free = list(range(gpus))
+    running: dict[futures.Future, list[int]] = {}
     with futures.ThreadPoolExecutor(gpus) as pool:
         for index, row in enumerate(rows):
             while len(free) < row[3]:
@@ -162,7 +187,7 @@ def run_rows(rows, steps: int, timeout: float, gpus: int) -> list[dict]:
             free.sort()  # neighbouring seq shards on neighbouring devices
             take, free = free[: row[3]], free[row[3] :]
             future = pool.submit(run_subprocess, row, steps, timeout, take)
-            future.add_done_callback(lambda done, i=index: results.__setitem__(i, done.result()))
+            future.add_done_callback(functools.partial(keep_result, results, index))
             running[future] = take
         futures.wait(running)
     for index in sorted(results):
@@ -175,9 +200,12 @@ def main():
     parser.add_argument("--suite", choices=sorted(SUITES), default="throughput")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per configuration")
-    parser.add_argument("--gpus", type=int, default=0, help="run rows concurrently on this many GPUs (0: one at a time)")
-    parser.add_argument("--share-gpus", action="store_true",
-                        help="start all rows at once on shared GPUs; time them one at a time")
+    parser.add_argument(
+        "--gpus", type=int, default=0, help="run rows concurrently on this many GPUs (0: one at a time)"
+    )
+    parser.add_argument(
+        "--share-gpus", action="store_true", help="start all rows at once on shared GPUs; time them one at a time"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -194,30 +222,67 @@ def main():
     if args.suite == "context":
         base = {r["remat"]: r["step_s"] for r in ok if r["seq_shards"] == 1}
         base_loss = {r["remat"]: r["first_loss"] for r in ok if r["seq_shards"] == 1}
-        header = ["preset", "tokens", "GPUs (seq shards)", "remat", "step s", "tokens/s total", "tokens/s per GPU",
-                  "scaling efficiency", "peak GiB (GPU 0)", "compile s", "step-0 loss", "vs 1 GPU"]
+        header = [
+            "preset",
+            "tokens",
+            "GPUs (seq shards)",
+            "remat",
+            "step s",
+            "tokens/s total",
+            "tokens/s per GPU",
+            "scaling efficiency",
+            "peak GiB (GPU 0)",
+            "compile s",
+            "step-0 loss",
+            "vs 1 GPU",
+        ]
         rows = [
-            [r["preset"], f"{r['length']:,}", r["seq_shards"], r["remat"], "-" if "error" in r else f"{r['step_s']:.3f}",
-             "-" if "error" in r else f"{r['tokens_per_s']:,.0f}", "-" if "error" in r else f"{r['tokens_per_s'] / r['seq_shards']:,.0f}",
-             f"{base[r['remat']] / (r['seq_shards'] * r['step_s']):.0%}" if "error" not in r and r["remat"] in base else "-",
-             "-" if "error" in r else f"{r['peak_gib']:.1f}", "-" if "error" in r else f"{r['compile_s']:.0f}",
-             r.get("error") or f"{r['first_loss']:.6f}",
-             f"{abs(r['first_loss'] - base_loss[r['remat']]):.1e}" if "error" not in r and r["remat"] in base_loss else "-"]
+            [
+                r["preset"],
+                f"{r['length']:,}",
+                r["seq_shards"],
+                r["remat"],
+                "-" if "error" in r else f"{r['step_s']:.3f}",
+                "-" if "error" in r else f"{r['tokens_per_s']:,.0f}",
+                "-" if "error" in r else f"{r['tokens_per_s'] / r['seq_shards']:,.0f}",
+                f"{base[r['remat']] / (r['seq_shards'] * r['step_s']):.0%}"
+                if "error" not in r and r["remat"] in base
+                else "-",
+                "-" if "error" in r else f"{r['peak_gib']:.1f}",
+                "-" if "error" in r else f"{r['compile_s']:.0f}",
+                r.get("error") or f"{r['first_loss']:.6f}",
+                f"{abs(r['first_loss'] - base_loss[r['remat']]):.1e}"
+                if "error" not in r and r["remat"] in base_loss
+                else "-",
+            ]
             for r in results
         ]
     else:
         header = ["preset", "batch", "length", "remat", "step s", "tokens/s per GPU", "peak GiB", "compile s"]
         rows = [
-            [r["preset"], r["batch"], f"{r['length']:,}", r["remat"], r.get("error") or f"{r['step_s']:.3f}",
-             "-" if "error" in r else f"{r['tokens_per_s']:,.0f}", "-" if "error" in r else f"{r['peak_gib']:.1f}",
-             "-" if "error" in r else f"{r['compile_s']:.0f}"]
+            [
+                r["preset"],
+                r["batch"],
+                f"{r['length']:,}",
+                r["remat"],
+                r.get("error") or f"{r['step_s']:.3f}",
+                "-" if "error" in r else f"{r['tokens_per_s']:,.0f}",
+                "-" if "error" in r else f"{r['peak_gib']:.1f}",
+                "-" if "error" in r else f"{r['compile_s']:.0f}",
+            ]
             for r in results
         ]
     table = markdown_table(header, rows)
     print(table)
     if not args.no_write:
-        title = {"throughput": "Training throughput and memory", "context": "Context parallelism: one 1M-token sequence over several GPUs", "quick": "Training throughput (CPU smoke run)"}[args.suite]
-        write_section(f"training_{args.suite}", f"{title} ({device})", command_line(), machine_line(device) + "\n\n" + table)
+        title = {
+            "throughput": "Training throughput and memory",
+            "context": "Context parallelism: one 1M-token sequence over several GPUs",
+            "quick": "Training throughput (CPU smoke run)",
+        }[args.suite]
+        write_section(
+            f"training_{args.suite}", f"{title} ({device})", command_line(), machine_line(device) + "\n\n" + table
+        )
 
 
 if __name__ == "__main__":

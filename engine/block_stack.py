@@ -13,6 +13,8 @@ than a tenth of its speed on a CPU. States are a tuple of per-pair `TemporalBloc
 
 from __future__ import annotations
 
+from typing import cast
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -89,7 +91,9 @@ class BlockStack(nn.Module):
         """
         pair = self._pair(None)
         new_states = []
-        for params, state in zip(self.pair_params, states):
-            x, state = pair.apply({"params": params}, x, state, method=BlockPair.step)
-            new_states.append(state)
+        for params, state in zip(self.pair_params, states, strict=True):
+            # flax's apply is typed as returning its mutable collections too: say what it is.
+            x, new_state = cast(tuple[jax.Array, TemporalBlockState],
+                                pair.apply({"params": params}, x, state, method=BlockPair.step))
+            new_states.append(new_state)
         return x, tuple(new_states)

@@ -135,7 +135,7 @@ def quiet_closed_loop_reports() -> None:
         if not _is_closed_loop_callback(error):
             previous_except(kind, error, trace)
 
-    unraisable_hook.quiets_closed_loop = True
+    unraisable_hook.quiets_closed_loop = True  # type: ignore[attr-defined]
     sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
 
 
@@ -164,7 +164,7 @@ def _load_dir(path: Path) -> ModelCheckpoint:
     expected = param_shapes(config)
     got = jax.tree.map(lambda leaf: tuple(np.shape(leaf)), params)
     want = jax.tree.map(lambda leaf: tuple(leaf.shape), expected)
-    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+    if got != want:
         raise CheckpointError(f"{path}: the weights do not match the model config saved with them")
     if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params)):
         raise CheckpointError(f"{path}: the weights contain NaN or infinite values")

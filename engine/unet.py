@@ -133,6 +133,7 @@ class Level(nn.Module):
         if self.is_deepest:
             return x, state._replace(t=state.t + 1, down=down)
         skip = x
+        assert state.pool_window is not None  # every level above the deepest pools
         window, pool_window = DownPool.push(state.pool_window, x)
         phase = state.t % self.config.pooling[self.level]
 

@@ -61,8 +61,9 @@ def tmpfs():
 
     def mount(folder: Path, options: str) -> Path:
         folder.mkdir(parents=True)
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True
+        )
         require(f"cannot mount a tmpfs (root only): {proc.stderr.strip()}" if proc.returncode else "")
         mounted.append(folder)
         return folder

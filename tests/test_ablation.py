@@ -21,14 +21,33 @@ from training.ablation_run import AblationPlan, Variant
 from training.data.digits import build_digits
 from training.metrics import stability
 
-TRAIN = ["--preset", "tiny", "--steps", "4", "--batch-size", "4", "--seq-len", "512", "--warmup-steps", "1",
-         "--schedule", "constant", "--save-every", "2", "--eval-every", "2", "--eval-clips", "4", "--log-every", "1"]
+TRAIN = [
+    "--preset",
+    "tiny",
+    "--steps",
+    "4",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "512",
+    "--warmup-steps",
+    "1",
+    "--schedule",
+    "constant",
+    "--save-every",
+    "2",
+    "--eval-every",
+    "2",
+    "--eval-clips",
+    "4",
+    "--log-every",
+    "1",
+]
 ONE_LEVEL = ["--base", "scan=sequential", "--base", "pooling=", "--base", "widths=16", "--base", "blocks=1"]
 
 
 def harmonic(args, env):
-    proc = subprocess.run([*SELF_COMMAND, *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run([*SELF_COMMAND, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -45,10 +64,33 @@ def ablation(tmp_path_factory, env):
     root = tmp_path_factory.mktemp("ablation")
     build_digits(root / "digits", limit=40, progress=False)
     out = root / "out"
-    harmonic(["ablate", "run", "--data", root / "digits", "--out", out, *ONE_LEVEL,
-              "--variant", "base", "--variant", "learned", "embedding=learned",
-              "--samples", "base", "--samples-n", "2", "--samples-batch", "2", "--samples-reference", "20",
-              "--", *TRAIN], env)
+    harmonic(
+        [
+            "ablate",
+            "run",
+            "--data",
+            root / "digits",
+            "--out",
+            out,
+            *ONE_LEVEL,
+            "--variant",
+            "base",
+            "--variant",
+            "learned",
+            "embedding=learned",
+            "--samples",
+            "base",
+            "--samples-n",
+            "2",
+            "--samples-batch",
+            "2",
+            "--samples-reference",
+            "20",
+            "--",
+            *TRAIN,
+        ],
+        env,
+    )
     return out
 
 
@@ -81,8 +123,15 @@ def test_report_writes_tables_and_plots_into_the_doc(ablation, tmp_path, env):
     text = doc.read_text()
     assert text.startswith("# Results\n\nWritten by hand") and text.count("<!-- begin: ablations -->") == 1
     assert "Command: `harmonic ablate run --data " in text and "`harmonic ablate report " in text
-    rows = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\| (base|learned) \| (?:sinusoidal|learned) \|"
-                                                               r"[^\n]*\*\*([0-9.]+)\*\* \|$", text, re.M)}
+    rows = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(
+            r"^\| (base|learned) \| (?:sinusoidal|learned) \|"
+            r"[^\n]*\*\*([0-9.]+)\*\* \|$",
+            text,
+            re.M,
+        )
+    }
     assert set(rows) == {"base", "learned"} and all(math.isfinite(v) for v in rows.values())
     assert re.search(r"Here: sinusoidal minus learned test NLL = [+-][0-9.]+ bits per sample", text)
     for png in ("ablation-embedding.png", "ablation-pool-groups.png", "ablation-pooling.png"):
@@ -94,8 +143,11 @@ def test_report_groups_variants_by_what_they_change(ablation, tmp_path):
     """Pool-group and pooling variants (here reusing the base's run) land in their tables."""
     summary = json.loads((ablation / "summary.json").read_text())
     base = next(v for v in summary["variants"] if v["name"] == "base")
-    extra = {"groups1": {"pool_groups": 1}, "depthwise": {"pool_groups": 16},
-             "pooled": {"pooling": [4], "widths": [16, 16], "blocks": [1, 1]}}
+    extra = {
+        "groups1": {"pool_groups": 1},
+        "depthwise": {"pool_groups": 16},
+        "pooled": {"pooling": [4], "widths": [16, 16], "blocks": [1, 1]},
+    }
     for name, changes in extra.items():
         variant = copy.deepcopy(base)
         variant.update(name=name, overrides=[f"{k}={v}" for k, v in changes.items()])
@@ -109,10 +161,16 @@ def test_report_groups_variants_by_what_they_change(ablation, tmp_path):
     sections = dict(re.findall(r"### ([^\n]+)\n(.*?)(?=\n### |\Z)", doc.read_text(), re.S))
     groups = sections["Pooling groups: 1, 4 and depthwise"]
     assert re.findall(r"^\| (\w+) \| ([^|]+) \|", groups, re.M)[1:] == [
-        ("groups1", "1 (dense)"), ("base", "4"), ("depthwise", "16 (depthwise)")]
+        ("groups1", "1 (dense)"),
+        ("base", "4"),
+        ("depthwise", "16 (depthwise)"),
+    ]
     pooling = sections["With vs without pooling"]
     assert [m for m in re.findall(r"^\| ([^|]+?) \|", pooling, re.M) if m != "variant"] == [
-        "base", "pooled", "held-out real clips (test voices)"]
+        "base",
+        "pooled",
+        "held-out real clips (test voices)",
+    ]
     assert "does not agree with the paper" in pooling  # the pooled copy was given the worse FID
     embedding = sections["Embedding: sinusoidal vs learned"]
     assert "groups1" not in embedding and "pooled" not in embedding and "| learned |" in embedding
@@ -140,10 +198,22 @@ def test_plan_refuses_what_would_break_equal_steps(tmp_path):
 
 
 def test_stability_counts_skips_norms_and_spikes():
-    rows = [{"step": str(s), "split": "train", "loss_bits": str(loss), "grad_norm": str(norm), "skipped": str(skip)}
-            for s, loss, norm, skip in [(10, 6.0, 2.0, 0), (20, 4.0, 3.0, 0), (30, 5.5, 900.0, 1), (40, 3.0, 1.0, 1),
-                                        (50, "nan", "nan", 3)]]
+    rows = [
+        {"step": str(s), "split": "train", "loss_bits": str(loss), "grad_norm": str(norm), "skipped": str(skip)}
+        for s, loss, norm, skip in [
+            (10, 6.0, 2.0, 0),
+            (20, 4.0, 3.0, 0),
+            (30, 5.5, 900.0, 1),
+            (40, 3.0, 1.0, 1),
+            (50, "nan", "nan", 3),
+        ]
+    ]
     rows.insert(2, {"step": "20", "split": "valid", "loss_bits": "4.5", "grad_norm": "", "skipped": ""})
-    assert stability(rows) == {"skipped_updates": 3, "grad_norm_median": 2.5, "grad_norm_max": 900.0,
-                               "nonfinite_losses": 1, "max_loss_rise_bits": 1.5}
+    assert stability(rows) == {
+        "skipped_updates": 3,
+        "grad_norm_median": 2.5,
+        "grad_norm_max": 900.0,
+        "nonfinite_losses": 1,
+        "max_loss_rise_bits": 1.5,
+    }
     assert stability(rows, until_step=20)["max_loss_rise_bits"] == 0.0

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from engine.cglru import CGLRU, CGLRUState, GATE_POWER, sqrt_bounded_derivative
+from engine.cglru import CGLRU, GATE_POWER, CGLRUState, sqrt_bounded_derivative
 from engine.scan import Complex
 
 WIDTH, LRU_WIDTH, BLOCKS = 8, 16, 4
@@ -21,8 +21,12 @@ def reference(params, x, h0):
         blocks = u.reshape(u.shape[:-1] + (k.shape[0], k.shape[1]))
         return np.einsum("...bi,bio->...bo", blocks, k).reshape(u.shape[:-1] + (half,)) + gate["bias"]
 
-    sigmoid = lambda z: 1 / (1 + np.exp(-z))
-    softplus = lambda z: np.log1p(np.exp(z))
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    def softplus(z):
+        return np.log1p(np.exp(z))
+
     h = h0.astype(np.complex128)
     ys = []
     for t in range(x.shape[1]):

@@ -20,7 +20,7 @@ def test_round_trip(tmp_path, preset_params):
     checkpoint.save_model(tmp_path / "m", config, params, {"name": "tiny test", "data": "none"})
     loaded = checkpoint.load_model(tmp_path / "m")
     assert loaded.config == config and loaded.card["name"] == "tiny test"
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded.params)):
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded.params), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -56,8 +56,21 @@ def test_build_piano_from_exported_scores(tmp_path):
     harmonic("data", "soundfonts", "--out", tmp_path / "fonts")
     assert {p.name for p in (tmp_path / "fonts").iterdir()} >= {"FluidR3_GM-pianos.sf2", "TimGM6mb-pianos.sf2"}
     out = tmp_path / "piano"
-    harmonic("data", "build", "piano", "--out", out, "--midi", tmp_path / "midi", "--soundfonts", tmp_path / "fonts",
-             "--limit", 6, "--workers", 2)
+    harmonic(
+        "data",
+        "build",
+        "piano",
+        "--out",
+        out,
+        "--midi",
+        tmp_path / "midi",
+        "--soundfonts",
+        tmp_path / "fonts",
+        "--limit",
+        6,
+        "--workers",
+        2,
+    )
     manifest = read_manifest(out)
     assert manifest["works"] == 6 and manifest["clip_len"] == 128000 and manifest["hours"] > 0
     tokens = np.concatenate([Split(out, s).tokens.ravel() for s in ("train", "valid", "test") if len(Split(out, s))])
@@ -66,8 +79,19 @@ def test_build_piano_from_exported_scores(tmp_path):
     assert abs(audio.mean()) < 0.005  # no DC offset: silence is silence
 
     holdout = tmp_path / "holdout"
-    harmonic("data", "build", "piano-holdout", "--out", holdout, "--soundfonts", tmp_path / "fonts", "--limit", 3,
-             "--workers", 2)
+    harmonic(
+        "data",
+        "build",
+        "piano-holdout",
+        "--out",
+        holdout,
+        "--soundfonts",
+        tmp_path / "fonts",
+        "--limit",
+        3,
+        "--workers",
+        2,
+    )
     manifest = read_manifest(holdout)
     assert manifest["works"] == 3 and manifest["splits"]["test"]["sources"] == 3  # all of it is the hold-out
     assert "MuseScore_General_Lite-pianos.sf3" in manifest["source"]
@@ -78,7 +102,7 @@ def test_folder_skips_bad_files_and_pads_short_clips(tmp_path):
     (src / "sub").mkdir(parents=True)
     t = np.arange(44100 * 3) / 44100
     stereo = np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 220 * t)], axis=1) * 0.3
-    soundfile.write(src / "a.wav", stereo, 44100)                                # 3 s stereo at 44.1 kHz
+    soundfile.write(src / "a.wav", stereo, 44100)  # 3 s stereo at 44.1 kHz
     soundfile.write(src / "sub" / "b.flac", np.sin(2 * np.pi * 300 * t[:22050]), 22050)  # 1 s
     soundfile.write(src / "c.ogg", 0.2 * np.sin(2 * np.pi * 500 * t[:48000]), 48000)
     (src / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really audio")
@@ -100,7 +124,7 @@ def test_batches_are_deterministic_and_masked(tmp_path):
 
     writer = DatasetWriter(tmp_path, 64, "test")
     for split in ("train", "valid", "test"):
-        writer.add_audio(split, np.linspace(-1, 1, 40))   # 40 real samples, 24 padding
+        writer.add_audio(split, np.linspace(-1, 1, 40))  # 40 real samples, 24 padding
         writer.add_audio(split, np.linspace(-1, 1, 64))
     writer.finish()
     split = Split(tmp_path, "train")

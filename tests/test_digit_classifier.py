@@ -14,7 +14,9 @@ def tones(n, seed):
     rng = np.random.default_rng(seed)
     t = np.arange(16_000) / 16_000
     labels = rng.integers(0, 10, n)
-    audio = np.stack([0.5 * np.sin(2 * np.pi * (200 + 150 * k) * t + rng.uniform(0, 6)) * (t < 0.5 + 0.04 * k) for k in labels])
+    audio = np.stack(
+        [0.5 * np.sin(2 * np.pi * (200 + 150 * k) * t + rng.uniform(0, 6)) * (t < 0.5 + 0.04 * k) for k in labels]
+    )
     return (audio + 0.05 * rng.normal(size=audio.shape)).astype(np.float32), labels
 
 

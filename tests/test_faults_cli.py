@@ -30,8 +30,12 @@ from engine.errors import log_unexpected
 def env(tmp_path_factory) -> dict:
     """The child's environment: CPU JAX, one compile cache for the module, a log folder."""
     base = tmp_path_factory.mktemp("faults")
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "HARMONIC_COMPILE_CACHE": str(base / "cache"),
-            "HARMONIC_LOG_DIR": str(base / "log")}
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "HARMONIC_COMPILE_CACHE": str(base / "cache"),
+        "HARMONIC_LOG_DIR": str(base / "log"),
+    }
 
 
 def generate(env: dict, out: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -105,8 +109,11 @@ def test_bad_files_in_a_data_folder_are_skipped_with_their_reason(env, tmp_path)
     command = [*SELF_COMMAND, "data", "build", "folder", "--src", str(src), "--out", str(out), "--clip-seconds", "1"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    skipped = {line.removeprefix("  skipped ").split(": ")[0]: line for line in proc.stdout.splitlines()
-               if line.startswith("  skipped ")}
+    skipped = {
+        line.removeprefix("  skipped ").split(": ")[0]: line
+        for line in proc.stdout.splitlines()
+        if line.startswith("  skipped ")
+    }
     assert set(skipped) == set(bad), proc.stdout
     assert all(words in skipped[name] or "shorter than" in skipped[name] for name, words in bad.items()), skipped
 
@@ -133,8 +140,11 @@ def test_long_seed_primes_in_chunks_with_progress(env, tmp_path):
     seed = write_seed(tmp_path / "long.wav", 20.0, 8000, subtype="PCM_U8")
     proc = generate(env, tmp_path / "take.wav", "--seconds", "0.05", "--prime", seed)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    shown = {int(line.split()[1].rstrip("%")) for line in proc.stderr.replace("\r", "\n").splitlines()
-             if line.startswith("priming ")}
+    shown = {
+        int(line.split()[1].rstrip("%"))
+        for line in proc.stderr.replace("\r", "\n").splitlines()
+        if line.startswith("priming ")
+    }
     assert 100 in shown and len(shown) > 3
     assert "primed with 20.00 s" in proc.stdout
 

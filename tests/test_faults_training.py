@@ -34,8 +34,26 @@ from engine.cli import SELF_COMMAND
 from training.data.manifest import read_manifest
 
 TRAIN = [
-    "--preset", "tiny", "--set", "scan=sequential", "--batch-size", "2", "--seq-len", "256", "--lr", "5e-3",
-    "--warmup-steps", "2", "--schedule", "constant", "--save-every", "1", "--eval-every", "-1", "--log-every", "1",
+    "--preset",
+    "tiny",
+    "--set",
+    "scan=sequential",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "256",
+    "--lr",
+    "5e-3",
+    "--warmup-steps",
+    "2",
+    "--schedule",
+    "constant",
+    "--save-every",
+    "1",
+    "--eval-every",
+    "-1",
+    "--log-every",
+    "1",
     "--no-progress",
 ]
 STEPS = 24
@@ -130,7 +148,7 @@ def test_kill_9_at_any_instant_then_resume_continues_the_same_curve(tmp_path, da
         if moment == "before the first checkpoint":
             reached = wait_for(lambda: (run / "config.json").exists(), proc)
         else:
-            reached = wait_for(lambda: max(finished_steps(run), default=0) > before, proc)
+            reached = wait_for(lambda before=before: max(finished_steps(run), default=0) > before, proc)
             if reached and moment == "mid-save":
                 reached = wait_for(lambda: saving(run), proc)
             elif reached:

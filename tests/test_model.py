@@ -68,8 +68,9 @@ def test_chunked_prefill_matches_forward_and_one_chunk(length, preset_params):
     tokens = np.asarray(random_tokens(2, length + 2, seed=5))
     parallel = np.asarray(model.forward(params, config, tokens))
     seen = []
-    logits, state = model.prefill(params, config, tokens[:, :length], lambda done, total: seen.append((done, total)),
-                                  max_steps=16)
+    logits, state = model.prefill(
+        params, config, tokens[:, :length], lambda done, total: seen.append((done, total)), max_steps=16
+    )
     assert seen[-1] == (length + 1, length + 1) and len(seen) == -(-(length + 1) // 16)
     np.testing.assert_allclose(np.asarray(logits), parallel[:, length], atol=1e-5)
     one_logits, one_state = model.prefill(params, config, tokens[:, :length])

@@ -54,8 +54,8 @@ def test_sharded_loss_and_grads_match_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    out = json.loads(line[len("RESULT "):])
+    line = [out for out in proc.stdout.splitlines() if out.startswith("RESULT ")][-1]
+    out = json.loads(line[len("RESULT ") :])
     assert out["devices"] == 8
     for name in ("1x8", "2x4"):
         assert out[name]["loss_rel"] < 1e-5, (name, out)

@@ -27,9 +27,31 @@ from engine.cli import SELF_COMMAND
 from training.data.digits import build_digits
 
 TRAIN = [
-    "--preset", "tiny", "--set", "scan=sequential", "--batch-size", "8", "--seq-len", "512",
-    "--lr", "5e-3", "--warmup-steps", "5", "--schedule", "constant", "--save-every", "10",
-    "--eval-every", "0", "--eval-clips", "8", "--eval-batch-size", "8", "--log-every", "5", "--no-progress",
+    "--preset",
+    "tiny",
+    "--set",
+    "scan=sequential",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "512",
+    "--lr",
+    "5e-3",
+    "--warmup-steps",
+    "5",
+    "--schedule",
+    "constant",
+    "--save-every",
+    "10",
+    "--eval-every",
+    "0",
+    "--eval-clips",
+    "8",
+    "--eval-batch-size",
+    "8",
+    "--log-every",
+    "5",
+    "--no-progress",
 ]
 
 
@@ -47,8 +69,7 @@ def digits(tmp_path_factory):
 
 
 def harmonic(args, env, timeout=600):
-    proc = subprocess.run([*SELF_COMMAND, *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    proc = subprocess.run([*SELF_COMMAND, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout + proc.stderr
 
@@ -65,8 +86,13 @@ def ema_params(run):
 def test_train_kill_resume_eval_export(tmp_path, digits, env):
     run = tmp_path / "run"
     # 1. Start a long run and kill -9 it as soon as its first checkpoint is complete.
-    proc = subprocess.Popen([*SELF_COMMAND, "train", "--data", str(digits), "--run", str(run),
-                             "--steps", "1000", *TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*SELF_COMMAND, "train", "--data", str(digits), "--run", str(run), "--steps", "1000", *TRAIN],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 500
     while not (run / "checkpoints" / "10" / "commit_success.txt").exists():
         assert proc.poll() is None, proc.stdout.read()[-4000:]
@@ -85,7 +111,7 @@ def test_train_kill_resume_eval_export(tmp_path, digits, env):
     losses = train_losses(run)
     steps = [s for s, _ in losses]
     assert steps == list(range(5, 41, 5)), steps  # one continuous curve, no duplicates
-    first, last = np.mean([l for _, l in losses[:2]]), np.mean([l for _, l in losses[-2:]])
+    first, last = np.mean([loss for _, loss in losses[:2]]), np.mean([loss for _, loss in losses[-2:]])
     assert last < first - 0.3, losses  # the loss goes down
     assert "valid NLL" in out
 
@@ -93,9 +119,9 @@ def test_train_kill_resume_eval_export(tmp_path, digits, env):
     straight = tmp_path / "straight"
     harmonic(["train", "--data", digits, "--run", straight, "--steps", "40", *TRAIN], env)
     a, b = ema_params(run), ema_params(straight)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose([l for _, l in train_losses(straight)], [l for _, l in losses], rtol=1e-4)
+    np.testing.assert_allclose([loss for _, loss in train_losses(straight)], [loss for _, loss in losses], rtol=1e-4)
 
     # 4. Eval prints a finite test NLL.
     out = harmonic(["eval", "--checkpoint", run / "checkpoints", "--data", digits, "--split", "test"], env)
@@ -139,4 +165,4 @@ def test_packed_run_state_continues_the_curve(tmp_path, digits, env):
     harmonic(["train", "--data", digits, "--run", straight, "--steps", "40", *TRAIN], env)
     resumed, reference = train_losses(moved), train_losses(straight)
     assert [s for s, _ in resumed] == [s for s, _ in reference] == list(range(5, 41, 5))
-    np.testing.assert_allclose([l for _, l in resumed], [l for _, l in reference], rtol=2e-3)
+    np.testing.assert_allclose([loss for _, loss in resumed], [loss for _, loss in reference], rtol=2e-3)

@@ -19,6 +19,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from training.doc_sections import markdown_table, write_section
 
@@ -29,11 +30,11 @@ REAL_CLIPS = "held-out real clips (test voices)"
 
 CLAIMS = {
     "embedding": "The paper: a fixed sinusoidal embedding of the token converges faster and ends lower "
-                 "than a learned embedding table (SPEC 2).",
+    "than a learned embedding table (SPEC 2).",
     "groups": "The paper: pooling convolutions with 4 feature groups gave the best NLL; dense pooling "
-              "(1 group) was unstable; depthwise pooling was also compared (SPEC 5).",
+    "(1 group) was unstable; depthwise pooling was also compared (SPEC 5).",
     "pooling": "The paper: pooling is what makes samples coherent: on SC09, FID 0.46 with pooling against "
-               "2.95 without.",
+    "2.95 without.",
 }
 
 
@@ -45,7 +46,7 @@ class Ablation:
     summary: dict
 
     @classmethod
-    def load(cls, path: str | Path) -> "Ablation":
+    def load(cls, path: str | Path) -> Ablation:
         path = Path(path)
         if path.is_dir():
             path = path / "summary.json"
@@ -107,17 +108,29 @@ def groups_cell(model: dict) -> str:
 
 def shape_cell(model: dict) -> str:
     pooling = " x ".join(map(str, model["pooling"])) or "none"
-    return f"widths {','.join(map(str, model['widths']))}; pooling {pooling}; blocks {','.join(map(str, model['blocks']))}"
+    return (
+        f"widths {','.join(map(str, model['widths']))}; pooling {pooling}; blocks {','.join(map(str, model['blocks']))}"
+    )
 
 
 def embedding_table(ablation: Ablation) -> tuple[str, str]:
     rows = ablation.changing({"embedding"})
     table = markdown_table(
         ["variant", "embedding", "parameters", "steps", "train NLL (last logged)", "valid NLL", "test NLL"],
-        [[v["name"], v["model"]["embedding"], f"{v['parameters']:,}", steps_cell(ablation, v),
-          bits(last_train_bits(ablation, v)), bits(v.get("valid_nll_bits")), f"**{bits(v.get('test_nll_bits'))}**"]
-         for v in rows])
-    by_kind = {v["model"]["embedding"]: v.get("test_nll_bits") for v in rows}
+        [
+            [
+                v["name"],
+                v["model"]["embedding"],
+                f"{v['parameters']:,}",
+                steps_cell(ablation, v),
+                bits(last_train_bits(ablation, v)),
+                bits(v.get("valid_nll_bits")),
+                f"**{bits(v.get('test_nll_bits'))}**",
+            ]
+            for v in rows
+        ],
+    )
+    by_kind: dict[str, Any] = {v["model"]["embedding"]: v.get("test_nll_bits") for v in rows}
     here = ""
     if by_kind.get("sinusoidal") is not None and by_kind.get("learned") is not None:
         difference = by_kind["sinusoidal"] - by_kind["learned"]
@@ -129,44 +142,87 @@ def embedding_table(ablation: Ablation) -> tuple[str, str]:
 def groups_table(ablation: Ablation) -> tuple[str, str]:
     rows = sorted(ablation.changing({"pool_groups"}), key=lambda v: v["model"]["pool_groups"])
     table = markdown_table(
-        ["variant", "pool groups", "parameters", "steps", "test NLL", "skipped updates", "grad norm median / max",
-         "largest loss rise (bits)"],
-        [[v["name"], groups_cell(v["model"]), f"{v['parameters']:,}", steps_cell(ablation, v),
-          f"**{bits(v.get('test_nll_bits'))}**", v["stability"]["skipped_updates"],
-          f"{bits(v['stability']['grad_norm_median'])} / {bits(v['stability']['grad_norm_max'])}",
-          bits(v["stability"]["max_loss_rise_bits"])]
-         for v in rows])
+        [
+            "variant",
+            "pool groups",
+            "parameters",
+            "steps",
+            "test NLL",
+            "skipped updates",
+            "grad norm median / max",
+            "largest loss rise (bits)",
+        ],
+        [
+            [
+                v["name"],
+                groups_cell(v["model"]),
+                f"{v['parameters']:,}",
+                steps_cell(ablation, v),
+                f"**{bits(v.get('test_nll_bits'))}**",
+                v["stability"]["skipped_updates"],
+                f"{bits(v['stability']['grad_norm_median'])} / {bits(v['stability']['grad_norm_max'])}",
+                bits(v["stability"]["max_loss_rise_bits"]),
+            ]
+            for v in rows
+        ],
+    )
     scored = [v for v in rows if v.get("test_nll_bits") is not None]
     here = ""
     if len(scored) > 1:
         best = min(scored, key=lambda v: v["test_nll_bits"])
-        unstable = [groups_cell(v["model"]) for v in rows
-                    if v["stability"]["skipped_updates"] or v["stability"]["nonfinite_losses"]]
-        here = (f"Here: the lowest test NLL is with pool groups {groups_cell(best['model'])}; "
-                + (f"skipped updates or non-finite losses with {', '.join(unstable)} groups." if unstable
-                   else "no variant skipped an update or logged a non-finite loss."))
+        unstable = [
+            groups_cell(v["model"])
+            for v in rows
+            if v["stability"]["skipped_updates"] or v["stability"]["nonfinite_losses"]
+        ]
+        here = f"Here: the lowest test NLL is with pool groups {groups_cell(best['model'])}; " + (
+            f"skipped updates or non-finite losses with {', '.join(unstable)} groups."
+            if unstable
+            else "no variant skipped an update or logged a non-finite loss."
+        )
     return table, here
 
 
 def pooling_table(ablation: Ablation) -> tuple[str, str]:
     rows = ablation.changing({"pooling"})
     metrics = ["FID", "IS", "mIS", "AM"]
-    header = ["variant", "shape", "parameters", "steps", "train min", "tokens/s", "test NLL",
-              "FID (lower)", "IS (higher)", "mIS (higher)", "AM (lower)"]
+    header = [
+        "variant",
+        "shape",
+        "parameters",
+        "steps",
+        "train min",
+        "tokens/s",
+        "test NLL",
+        "FID (lower)",
+        "IS (higher)",
+        "mIS (higher)",
+        "AM (lower)",
+    ]
     body, ceiling = [], None
     for v in rows:
         sampled = (v.get("samples") or {}).get("rows", {})
         generated = sampled.get("generated", {})
         ceiling = ceiling or sampled.get(REAL_CLIPS)
         rate, wall = v.get("tokens_per_s_median"), v.get("train_wall_s")
-        body.append([v["name"], shape_cell(v["model"]), f"{v['parameters']:,}", steps_cell(ablation, v),
-                     "-" if wall is None else f"{wall / 60:.1f}", "-" if rate is None else f"{rate:,.0f}",
-                     f"**{bits(v.get('test_nll_bits'))}**"]
-                    + [bits(generated.get(m)) for m in metrics])
+        body.append(
+            [
+                v["name"],
+                shape_cell(v["model"]),
+                f"{v['parameters']:,}",
+                steps_cell(ablation, v),
+                "-" if wall is None else f"{wall / 60:.1f}",
+                "-" if rate is None else f"{rate:,.0f}",
+                f"**{bits(v.get('test_nll_bits'))}**",
+            ]
+            + [bits(generated.get(m)) for m in metrics]
+        )
     if ceiling:
         body.append([REAL_CLIPS, "-", "-", "-", "-", "-", "-"] + [bits(ceiling.get(m)) for m in metrics])
-    fid = {bool(v["model"]["pooling"]): ((v.get("samples") or {}).get("rows", {}).get("generated") or {}).get("FID")
-           for v in rows}
+    fid: dict[bool, Any] = {
+        bool(v["model"]["pooling"]): ((v.get("samples") or {}).get("rows", {}).get("generated") or {}).get("FID")
+        for v in rows
+    }
     here = ""
     if fid.get(True) is not None and fid.get(False) is not None:
         verdict = "agrees with the paper" if fid[True] < fid[False] else "does not agree with the paper"
@@ -174,32 +230,36 @@ def pooling_table(ablation: Ablation) -> tuple[str, str]:
     sampled = [v for v in rows if v.get("samples")]
     if sampled:
         first = sampled[0]["samples"]
-        here += (f" Sample metrics of {first['n']} generated one-second clips per model (`harmonic eval-samples`, "
-                 f"digit classifier of `assets/classifiers/digits`; FID against training clips).")
+        here += (
+            f" Sample metrics of {first['n']} generated one-second clips per model (`harmonic eval-samples`, "
+            f"digit classifier of `assets/classifiers/digits`; FID against training clips)."
+        )
     return markdown_table(header, body), here.strip()
 
 
 def plot(ablation: Ablation, rows: list[dict], out: Path, title: str) -> Path:
     from training.metrics import plot_runs
 
-    labels = {v["name"]: ablation.run_dir(v) for v in rows}
+    labels: dict[str, str | Path] = {v["name"]: ablation.run_dir(v) for v in rows}
     return plot_runs(labels, out, title, ablation.summary["evaluated_step"])
 
 
 def setup_lines(ablation: Ablation) -> str:
     s, base = ablation.summary, ablation.base
-    devices = sorted({v.get("device") for v in ablation.variants if v.get("device")})
-    return "\n".join([
-        f"Data `{s['data']}`; every variant trained with the same flags "
-        f"`harmonic train {' '.join(s['train_args'])}` (one seed each) and evaluated from its EMA weights at "
-        f"step {s['evaluated_step']:,}, the newest step that every variant saved; test NLL on "
-        f"{base.get('test_clips', '?')} test clips (voices unseen in training).",
-        f"Base model `{base['name']}`: {shape_cell(base['model'])}; pool groups {base['model']['pool_groups']}; "
-        f"{base['model']['embedding']} embedding; {base['parameters']:,} parameters. "
-        f"{s['parallel']} processes at once on {', '.join(devices) or 'this machine'} (train min and tokens/s "
-        f"are with the device shared); training phase {s['train_phase_s'] / 60:.1f} min, in all "
-        f"{s.get('total_s', 0) / 60:.1f} min.",
-    ])
+    devices = sorted({str(v["device"]) for v in ablation.variants if v.get("device")})
+    return "\n".join(
+        [
+            f"Data `{s['data']}`; every variant trained with the same flags "
+            f"`harmonic train {' '.join(s['train_args'])}` (one seed each) and evaluated from its EMA weights at "
+            f"step {s['evaluated_step']:,}, the newest step that every variant saved; test NLL on "
+            f"{base.get('test_clips', '?')} test clips (voices unseen in training).",
+            f"Base model `{base['name']}`: {shape_cell(base['model'])}; pool groups {base['model']['pool_groups']}; "
+            f"{base['model']['embedding']} embedding; {base['parameters']:,} parameters. "
+            f"{s['parallel']} processes at once on {', '.join(devices) or 'this machine'} (train min and tokens/s "
+            f"are with the device shared); training phase {s['train_phase_s'] / 60:.1f} min, in all "
+            f"{s.get('total_s', 0) / 60:.1f} min.",
+        ]
+    )
 
 
 def write_report(summary: str | Path, doc: Path = RESULTS, plots: Path | None = None, command: str = "") -> list[Path]:
@@ -209,12 +269,27 @@ def write_report(summary: str | Path, doc: Path = RESULTS, plots: Path | None = 
     plots = Path(plots) if plots else doc.parent
     plots.mkdir(parents=True, exist_ok=True)
     sections = [
-        ("Embedding: sinusoidal vs learned", "embedding", embedding_table(ablation),
-         ablation.changing({"embedding"}), "ablation-embedding.png"),
-        ("Pooling groups: 1, 4 and depthwise", "groups", groups_table(ablation),
-         sorted(ablation.changing({"pool_groups"}), key=lambda v: v["model"]["pool_groups"]), "ablation-pool-groups.png"),
-        ("With vs without pooling", "pooling", pooling_table(ablation),
-         ablation.changing({"pooling"}), "ablation-pooling.png"),
+        (
+            "Embedding: sinusoidal vs learned",
+            "embedding",
+            embedding_table(ablation),
+            ablation.changing({"embedding"}),
+            "ablation-embedding.png",
+        ),
+        (
+            "Pooling groups: 1, 4 and depthwise",
+            "groups",
+            groups_table(ablation),
+            sorted(ablation.changing({"pool_groups"}), key=lambda v: v["model"]["pool_groups"]),
+            "ablation-pool-groups.png",
+        ),
+        (
+            "With vs without pooling",
+            "pooling",
+            pooling_table(ablation),
+            ablation.changing({"pooling"}),
+            "ablation-pooling.png",
+        ),
     ]
     parts, written = [setup_lines(ablation)], []
     for title, claim, (table, here), rows, png in sections:
@@ -224,6 +299,12 @@ def write_report(summary: str | Path, doc: Path = RESULTS, plots: Path | None = 
         parts.append("\n\n".join(filter(None, [f"### {title}", CLAIMS[claim], table, here, f"![{title}]({link})"])))
     if command:
         parts.insert(0, f"Tables and plots: `{command}`.")
-    write_section(doc, SECTION, "Ablations at equal steps (digits)", ablation.summary["command"],
-                  "\n\n".join(parts), RESULTS_HEADER)
+    write_section(
+        doc,
+        SECTION,
+        "Ablations at equal steps (digits)",
+        ablation.summary["command"],
+        "\n\n".join(parts),
+        RESULTS_HEADER,
+    )
     return written

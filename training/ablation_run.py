@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.cli import SELF_COMMAND
 
@@ -49,7 +50,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, words: list[str]) -> "Variant":
+    def parse(cls, words: list[str]) -> Variant:
         """["nopool", "pooling=", "widths=96", "blocks=3"] -> Variant("nopool", (...))."""
         name, *overrides = words
         if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
@@ -115,8 +116,18 @@ class AblationPlan:
 
     def train_command(self, variant: Variant) -> list[str]:
         sets = [arg for pair in self.base + variant.overrides for arg in ("--set", pair)]
-        return [*SELF_COMMAND, "train", "--data", str(self.data), "--run", str(self.out / variant.name),
-                "--no-progress", *KEEP_ALL_CHECKPOINTS, *self.train_args, *sets]
+        return [
+            *SELF_COMMAND,
+            "train",
+            "--data",
+            str(self.data),
+            "--run",
+            str(self.out / variant.name),
+            "--no-progress",
+            *KEEP_ALL_CHECKPOINTS,
+            *self.train_args,
+            *sets,
+        ]
 
     def environment(self) -> dict[str, str]:
         """The child processes' environment: on a shared GPU, a memory cap each and no
@@ -139,13 +150,14 @@ class Job:
     returncode: int | None = None
     wall_s: float = 0.0
 
-    def run(self, env: dict[str, str]) -> "Job":
+    def run(self, env: dict[str, str]) -> Job:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         began = time.time()
         with open(self.log, "w") as log:
             try:
-                self.returncode = subprocess.run(self.command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                 timeout=self.timeout_s).returncode
+                self.returncode = subprocess.run(
+                    self.command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=self.timeout_s
+                ).returncode
             except subprocess.TimeoutExpired:
                 self.returncode = -1
                 log.write(f"\nablate: stopped after the time limit of {self.timeout_s:.0f} s\n")
@@ -193,8 +205,13 @@ def train_record(plan: AblationPlan, variant: Variant, job: Job, step: int) -> d
     from training.metrics import losses, read_metrics, stability
 
     run_dir = plan.out / variant.name
-    record = {"name": variant.name, "overrides": list(variant.overrides), "run": variant.name,
-              "train_returncode": job.returncode, "train_process_s": round(job.wall_s, 1)}
+    record: dict[str, Any] = {
+        "name": variant.name,
+        "overrides": list(variant.overrides),
+        "run": variant.name,
+        "train_returncode": job.returncode,
+        "train_process_s": round(job.wall_s, 1),
+    }
     if not (run_dir / "config.json").exists():
         return record
     run_config = json.loads((run_dir / "config.json").read_text())
@@ -218,16 +235,45 @@ def evaluation_jobs(plan: AblationPlan, names: list[str], step: int) -> list[Job
     NLL) of every named variant, all from the checkpoints of `step`."""
     timeout = plan.eval_minutes * 60 or None
     checkpoint = {name: str(plan.out / name / "checkpoints" / str(step)) for name in names}
-    jobs = [Job(f"eval-samples {name}", [*SELF_COMMAND, "eval-samples", "--checkpoint", checkpoint[name], "--data",
-                                         str(plan.data), "--json", str(plan.out / name / "samples.json"),
-                                         *plan.samples_args],
-                plan.out / name / "samples.log", timeout)
-            for name in names if name in plan.samples]
+    jobs = [
+        Job(
+            f"eval-samples {name}",
+            [
+                *SELF_COMMAND,
+                "eval-samples",
+                "--checkpoint",
+                checkpoint[name],
+                "--data",
+                str(plan.data),
+                "--json",
+                str(plan.out / name / "samples.json"),
+                *plan.samples_args,
+            ],
+            plan.out / name / "samples.log",
+            timeout,
+        )
+        for name in names
+        if name in plan.samples
+    ]
     clips = ["--max-clips", str(plan.test_clips)] if plan.test_clips else []
-    jobs += [Job(f"export {name}", [*SELF_COMMAND, "export", checkpoint[name], "--out", str(plan.out / "models" / name),
-                                    "--name", name, *clips],
-                 plan.out / name / "export.log", timeout)
-             for name in names]
+    jobs += [
+        Job(
+            f"export {name}",
+            [
+                *SELF_COMMAND,
+                "export",
+                checkpoint[name],
+                "--out",
+                str(plan.out / "models" / name),
+                "--name",
+                name,
+                *clips,
+            ],
+            plan.out / name / "export.log",
+            timeout,
+        )
+        for name in names
+    ]
     return jobs
 
 
@@ -235,13 +281,17 @@ def evaluation_record(plan: AblationPlan, name: str) -> dict:
     """Test NLL (from the exported model's card) and sample metrics of one variant."""
     from engine.checkpoint import read_meta
 
-    record = {}
+    record: dict[str, Any] = {}
     model_dir = plan.out / "models" / name
     if model_dir.is_dir():
         card = read_meta(model_dir)["card"]
-        record.update(model_dir=f"models/{name}", test_nll_bits=card.get("test_nll_bits"),
-                      test_clips=card.get("test_clips"), valid_nll_bits=card.get("valid_nll_bits"),
-                      device=card.get("device"))
+        record.update(
+            model_dir=f"models/{name}",
+            test_nll_bits=card.get("test_nll_bits"),
+            test_clips=card.get("test_clips"),
+            valid_nll_bits=card.get("valid_nll_bits"),
+            device=card.get("device"),
+        )
     samples = plan.out / name / "samples.json"
     if samples.exists():
         record["samples"] = json.loads(samples.read_text())
@@ -261,16 +311,17 @@ def run_ablation(plan: AblationPlan) -> dict:
     plan.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     env = plan.environment()
-    jobs = {v.name: Job(f"train {v.name}", plan.train_command(v), plan.out / v.name / "train.log")
-            for v in plan.variants}
+    jobs = {
+        v.name: Job(f"train {v.name}", plan.train_command(v), plan.out / v.name / "train.log") for v in plan.variants
+    }
     run_jobs(list(jobs.values()), plan.parallel, env)
     trained = [name for name, job in jobs.items() if job.returncode == 0]
     step = common_step([plan.out / name for name in trained])
     print(f"ablate: {len(trained)} of {len(jobs)} variants trained; evaluating at step {step}", flush=True)
-    summary = {
+    summary: dict[str, Any] = {
         "format": FORMAT,
         "command": plan.command,
-        "started": datetime.datetime.fromtimestamp(began, datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.fromtimestamp(began, datetime.UTC).isoformat(timespec="seconds"),
         "data": str(plan.data),
         "base": list(plan.base),
         "train_args": list(plan.train_args),

@@ -33,8 +33,14 @@ class AudioMeasures:
     salience: float
 
     def row(self) -> list[str]:
-        return [f"{self.seconds:.1f}", f"{self.silent_fraction:.0%}", f"{self.rms_sounding_db:.1f}",
-                f"{self.noise_like_fraction:.1%}", f"{self.dc:+.4f}", f"{self.salience:.2f}"]
+        return [
+            f"{self.seconds:.1f}",
+            f"{self.silent_fraction:.0%}",
+            f"{self.rms_sounding_db:.1f}",
+            f"{self.noise_like_fraction:.1%}",
+            f"{self.dc:+.4f}",
+            f"{self.salience:.2f}",
+        ]
 
 
 HEADER = ["seconds", "silent", "RMS while sounding (dBFS)", "noise-like", "mean DC", "pitch salience"]

@@ -80,7 +80,7 @@ class RunCheckpoints:
         `abstract_state` gives shapes, dtypes and shardings (jax.ShapeDtypeStruct leaves).
         Raises CheckpointError when no step loads; damaged newer steps are reported.
         """
-        errors = []
+        errors: list[str] = []
         for step in self.steps():
             try:
                 restored = self.manager.restore(
@@ -96,7 +96,10 @@ class RunCheckpoints:
                     self._set_aside([s for s in self.steps() if s > step])
                 return step, state, dict(restored["model"].get("card", {}))
             except Exception as error:  # orbax raises many types for damaged files
-                message = f"checkpoint {self.directory / str(step)} is damaged or incomplete: {type(error).__name__}: {str(error)[:300]}"
+                message = (
+                    f"checkpoint {self.directory / str(step)} is damaged or incomplete: "
+                    f"{type(error).__name__}: {str(error)[:300]}"
+                )
                 log.warning(message)
                 print(f"warning: {message}; trying the previous one", flush=True)
                 errors.append(message)
@@ -129,7 +132,9 @@ def host_copy(tree):
     the whole value)."""
     import numpy as np
 
-    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x), tree)
+    return jax.tree.map(
+        lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x), tree
+    )
 
 
 def room_needed(tree) -> int:
@@ -144,4 +149,3 @@ def _check_finite(state: dict) -> None:
     for leaf in jax.tree.leaves(host_copy(state["params"])):
         if not np.all(np.isfinite(leaf)):
             raise ValueError("params contain NaN or infinite values")
-

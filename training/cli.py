@@ -78,17 +78,26 @@ def _register_data(commands):
     build.add_argument("kind", choices=["digits", "piano", "piano-holdout", "folder"])
     build.add_argument("--out", required=True, help="output folder (created)")
     build.add_argument("--src", help="folder of audio files (kind folder)")
-    build.add_argument("--limit", type=int, default=0,
-                       help="small build: at most N clips (digits), works (piano; piano-holdout writes N, 60 by "
-                            "default) or files (folder)")
+    build.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="small build: at most N clips (digits), works (piano; piano-holdout writes N, 60 by "
+        "default) or files (folder)",
+    )
     build.add_argument("--clip-seconds", type=float, default=8.0, help="clip length (folder)")
-    build.add_argument("--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (SPEC 1)")
+    build.add_argument(
+        "--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (SPEC 1)"
+    )
     build.add_argument("--takes", type=int, default=1, help="digits: random pitch/rate/level takes per voice and word")
     build.add_argument("--max-hours", type=float, default=0.0, help="piano: stop at this much score time (0: all)")
-    build.add_argument("--midi", help="piano: the exported scores (`harmonic data midi`; default: exported into the "
-                                      "user cache first)")
-    build.add_argument("--soundfonts", help="piano: folder of the piano soundfonts (default: cut from the system's "
-                                            "soundfonts into the user cache)")
+    build.add_argument(
+        "--midi", help="piano: the exported scores (`harmonic data midi`; default: exported into the user cache first)"
+    )
+    build.add_argument(
+        "--soundfonts",
+        help="piano: folder of the piano soundfonts (default: cut from the system's soundfonts into the user cache)",
+    )
     build.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per CPU)")
     build.add_argument("--force", action="store_true", help="rebuild over an existing data set")
     build.set_defaults(run=run_data_build)
@@ -106,8 +115,10 @@ def _register_data(commands):
 
 
 def _summary(manifest: dict) -> str:
-    lines = [f"{manifest['kind']} data set: {manifest['clips']:,} clips, {manifest['hours']:.3f} hours, "
-             f"{manifest['clip_seconds']:g} s clips at {manifest['sample_rate']} Hz"]
+    lines = [
+        f"{manifest['kind']} data set: {manifest['clips']:,} clips, {manifest['hours']:.3f} hours, "
+        f"{manifest['clip_seconds']:g} s clips at {manifest['sample_rate']} Hz"
+    ]
     for split, info in manifest["splits"].items():
         lines.append(f"  {split:5}: {info['clips']:6,} clips  {info['hours']:8.3f} h  from {info['sources']} sources")
     return "\n".join(lines)
@@ -135,7 +146,9 @@ def _build(args, out: Path) -> dict:
         if args.kind == "digits":
             from training.data.digits import build_digits
 
-            manifest = build_digits(out, limit=args.limit, takes=args.takes, scale_mode=args.scale, workers=args.workers)
+            manifest = build_digits(
+                out, limit=args.limit, takes=args.takes, scale_mode=args.scale, workers=args.workers
+            )
         elif args.kind == "piano":
             from training.data.piano import build_piano, make_soundfonts
             from training.data.score_midi import export_corpus
@@ -145,8 +158,9 @@ def _build(args, out: Path) -> dict:
             if not args.midi:
                 export_corpus(midi, workers=args.workers)
             soundfonts = args.soundfonts or make_soundfonts(cache / "soundfonts")
-            manifest = build_piano(out, midi, soundfonts, limit=args.limit, max_hours=args.max_hours,
-                                   workers=args.workers)
+            manifest = build_piano(
+                out, midi, soundfonts, limit=args.limit, max_hours=args.max_hours, workers=args.workers
+            )
         elif args.kind == "piano-holdout":
             import tempfile
 
@@ -156,14 +170,17 @@ def _build(args, out: Path) -> dict:
             soundfonts = args.soundfonts or make_soundfonts(_user_cache() / "piano" / "soundfonts")
             with tempfile.TemporaryDirectory() as midi:
                 write_holdout_midi(midi, works=args.limit or 60)
-                manifest = build_piano(out, midi, soundfonts, workers=args.workers, pianos=(HOLDOUT_PIANO,),
-                                       split="test")
+                manifest = build_piano(
+                    out, midi, soundfonts, workers=args.workers, pianos=(HOLDOUT_PIANO,), split="test"
+                )
         else:
             if not args.src:
                 raise UserError("data build folder needs --src FOLDER")
             from training.data.audio_folder import build_folder
 
-            manifest = build_folder(args.src, out, args.clip_seconds, args.scale, limit=args.limit, workers=args.workers)
+            manifest = build_folder(
+                args.src, out, args.clip_seconds, args.scale, limit=args.limit, workers=args.workers
+            )
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         if is_disk_full(error):  # said by full_disk_is_user_error, with what to do
             raise
@@ -181,8 +198,10 @@ def run_data_midi(args) -> int:
     from training.data.score_midi import export_corpus
 
     index = export_corpus(args.out, workers=args.workers, limit=args.limit)
-    print(f"{len(index['works']):,} works, {index['hours']:.1f} hours of score time, {len(index['failed'])} failed "
-          f"(listed in {Path(args.out) / 'index.json'})")
+    print(
+        f"{len(index['works']):,} works, {index['hours']:.1f} hours of score time, {len(index['failed'])} failed "
+        f"(listed in {Path(args.out) / 'index.json'})"
+    )
     return 0
 
 
@@ -205,7 +224,11 @@ def run_data_info(args) -> int:
     except DataError as error:
         raise UserError(str(error)) from None
     print(_summary(manifest))
-    print(json.dumps({k: v for k, v in manifest.items() if k not in ("splits", "test_voices", "valid_voices")}, indent=2)[:3000])
+    print(
+        json.dumps({k: v for k, v in manifest.items() if k not in ("splits", "test_voices", "valid_voices")}, indent=2)[
+            :3000
+        ]
+    )
     return 0
 
 
@@ -227,22 +250,41 @@ def _add_dataclass_flags(parser, cls, rename=None):
         kind, choices = _flag_type(field, cls)
         help_text = TRAIN_HELP.get(field.name, "") + f" (default {field.default})"
         if kind is bool:
-            group.add_argument(flag, dest=f"{cls.__name__}.{field.name}", action="store_true", default=argparse.SUPPRESS,
-                               help=help_text)
+            group.add_argument(
+                flag,
+                dest=f"{cls.__name__}.{field.name}",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
         else:
-            group.add_argument(flag, dest=f"{cls.__name__}.{field.name}", type=kind, choices=choices,
-                               default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(
+                flag,
+                dest=f"{cls.__name__}.{field.name}",
+                type=kind,
+                choices=choices,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
 
 
 def _register_train(commands):
     from training.config import DataConfig, ParallelConfig, TrainConfig
 
-    parser = commands.add_parser("train", help="train a model (resumable, multi-device, multi-host)",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = commands.add_parser(
+        "train",
+        help="train a model (resumable, multi-device, multi-host)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--run", dest="run_dir", help="run folder (default runs/<data>-<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its newest good checkpoint")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a model config field of the preset (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model config field of the preset (repeatable)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_dataclass_flags(parser, DataConfig, rename={"path": "data"})
     _add_dataclass_flags(parser, TrainConfig)
@@ -252,7 +294,7 @@ def _register_train(commands):
 
 def _given(args, cls) -> dict:
     prefix = cls.__name__ + "."
-    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
 def _parse_model_overrides(config, pairs):
@@ -282,7 +324,11 @@ def build_run_config(args):
     from engine import model
     from training.config import DataConfig, ParallelConfig, RunConfig, TrainConfig
 
-    data_flags, train_flags, par_flags = _given(args, DataConfig), _given(args, TrainConfig), _given(args, ParallelConfig)
+    data_flags, train_flags, par_flags = (
+        _given(args, DataConfig),
+        _given(args, TrainConfig),
+        _given(args, ParallelConfig),
+    )
     saved = Path(args.run_dir) / "config.json" if args.run_dir else None
     if args.resume and saved and saved.is_file():
         base = RunConfig.from_dict(json.loads(saved.read_text()))
@@ -326,8 +372,11 @@ def run_train(args) -> int:
     import jax
 
     if jax.process_index() == 0:
-        print(f"run {args.run_dir}: preset {run.train.preset}, {device_description()}, "
-              f"mesh data x seq = {run.parallel.data_shards or 'all'} x {run.parallel.seq_shards}", flush=True)
+        print(
+            f"run {args.run_dir}: preset {run.train.preset}, {device_description()}, "
+            f"mesh data x seq = {run.parallel.data_shards or 'all'} x {run.parallel.seq_shards}",
+            flush=True,
+        )
     try:
         with full_disk_is_user_error(args.run_dir, lambda: _resume_advice(Path(args.run_dir))):
             summary = train(args.run_dir, run, resume=args.resume, progress=not args.no_progress)
@@ -336,9 +385,11 @@ def run_train(args) -> int:
     if jax.process_index() == 0:
         valid = summary["valid_nll_bits"]
         valid = "-" if valid is None else f"{valid:.4f}"
-        print(f"done: step {summary['steps']} ({summary['stopped']}), valid NLL "
-              f"{valid} bits/sample, {summary.get('tokens_per_s', 0):,.0f} tokens/s, "
-              f"{summary['skipped']} skipped updates; checkpoints in {args.run_dir}/checkpoints")
+        print(
+            f"done: step {summary['steps']} ({summary['stopped']}), valid NLL "
+            f"{valid} bits/sample, {summary.get('tokens_per_s', 0):,.0f} tokens/s, "
+            f"{summary['skipped']} skipped updates; checkpoints in {args.run_dir}/checkpoints"
+        )
     return 0
 
 
@@ -370,7 +421,9 @@ def run_eval(args) -> int:
     from training.evaluate import evaluate_checkpoint
 
     try:
-        bits, clips, loaded = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, args.max_clips)
+        bits, clips, loaded = evaluate_checkpoint(
+            args.checkpoint, args.data, args.split, args.batch_size, args.max_clips
+        )
     except (CheckpointError, DataError, ValueError) as error:
         raise UserError(str(error)) from None
     print(f"{args.split} NLL: {bits:.4f} bits per sample ({clips} clips of {args.data}, model {loaded.path})")
@@ -412,8 +465,7 @@ def run_export(args) -> int:
 
     try:
         with full_disk_is_user_error(Path(args.out), lambda: f"nothing was written to {args.out}; free space"):
-            out, card = export_run(args.run_dir, args.out, args.name, test=not args.no_test,
-                                   max_clips=args.max_clips)
+            out, card = export_run(args.run_dir, args.out, args.name, test=not args.no_test, max_clips=args.max_clips)
     except (CheckpointError, ValueError) as error:
         raise UserError(str(error)) from None
     print(json.dumps(card, indent=2))

@@ -20,13 +20,13 @@ from engine.config import ModelConfig
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Attributes:
-      path: a built data set, or a folder of audio files (built into a cache first).
-      seq_len: training crop length in samples (random crops of the clips); 0 = the
-        clip length rounded up to the pooling product x seq shards.
-      batch_size: clips per step over all devices.
-      eval_batch_size: clips per validation batch.
-      eval_clips: validation clips used by periodic validation (0 = all).
-      clip_seconds, scale: used when `path` is a raw audio folder.
+    path: a built data set, or a folder of audio files (built into a cache first).
+    seq_len: training crop length in samples (random crops of the clips); 0 = the
+      clip length rounded up to the pooling product x seq shards.
+    batch_size: clips per step over all devices.
+    eval_batch_size: clips per validation batch.
+    eval_clips: validation clips used by periodic validation (0 = all).
+    clip_seconds, scale: used when `path` is a raw audio folder.
     """
 
     path: str = ""
@@ -115,7 +115,7 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         return cls(
             model=ModelConfig.from_dict(d["model"]),
             data=DataConfig(**d["data"]),

@@ -38,8 +38,13 @@ class ClassifierConfig:
 
 def mel_filterbank(config: ClassifierConfig) -> np.ndarray:
     """[fft // 2 + 1, mels] triangular filters on the mel scale, 20 Hz to 8 kHz."""
-    to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)
-    to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    def to_mel(f):
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    def to_hz(m):
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
     edges = to_hz(np.linspace(to_mel(20.0), to_mel(SAMPLE_RATE / 2), config.mels + 2))
     bins = np.linspace(0, SAMPLE_RATE / 2, config.fft // 2 + 1)
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
@@ -160,11 +165,22 @@ def train_classifier(
     for step in range(steps):
         rows = rng.integers(0, len(train_audio), batch_size)
         params, opt_state, loss = train_step(
-            params, opt_state, jnp.asarray(train_audio[rows]), jnp.asarray(train_labels[rows]), jax.random.fold_in(key, step)
+            params,
+            opt_state,
+            jnp.asarray(train_audio[rows]),
+            jnp.asarray(train_labels[rows]),
+            jax.random.fold_in(key, step),
         )
         if log_every and (step + 1) % log_every == 0:
-            print(f"classifier step {step + 1}/{steps}: loss {float(loss):.3f} ({time.time() - start:.0f} s)", flush=True)
-    card = {"steps": steps, "batch_size": batch_size, "train_clips": int(len(train_audio)), "seconds": time.time() - start}
+            print(
+                f"classifier step {step + 1}/{steps}: loss {float(loss):.3f} ({time.time() - start:.0f} s)", flush=True
+            )
+    card = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "train_clips": int(len(train_audio)),
+        "seconds": time.time() - start,
+    }
     return TrainedClassifier(config, jax.device_get(params), card)
 
 

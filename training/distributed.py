@@ -25,6 +25,9 @@ def initialize(config: ParallelConfig) -> bool:
     # that a future JAX may drop once it is the default).
     if "jax_cpu_collectives_implementation" in jax.config.values:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator or None, num_processes=num if num >= 0 else None,
-                               process_id=pid if pid >= 0 else None)
+    jax.distributed.initialize(
+        coordinator_address=coordinator or None,
+        num_processes=num if num >= 0 else None,
+        process_id=pid if pid >= 0 else None,
+    )
     return True

@@ -20,9 +20,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def write_section(doc: Path, name: str, title: str, command: str, body: str, header: str) -> None:
     """Replaces section `name` of `doc`, or appends it; a missing doc starts with `header`."""
-    section = (
-        f"<!-- begin: {name} -->\n## {title}\n\nCommand: `{command}`\n\n{body.strip()}\n<!-- end: {name} -->"
-    )
+    section = f"<!-- begin: {name} -->\n## {title}\n\nCommand: `{command}`\n\n{body.strip()}\n<!-- end: {name} -->"
     text = doc.read_text() if doc.exists() else header
     pattern = re.compile(rf"<!-- begin: {re.escape(name)} -->.*?<!-- end: {re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jax
 
-from engine.checkpoint import CheckpointError, load_model, save_model
+from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model, save_model
 from training.checkpoints import room_needed
 from training.data.loader import Split
 from training.files import require_space
@@ -17,8 +17,14 @@ from training.mesh import make_mesh, put_replicated
 from training.validation import evaluate_split, make_eval_fn
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "test", batch_size: int = 8,
-                        max_clips: int = 0, progress: bool = True) -> tuple[float, int, "object"]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    batch_size: int = 8,
+    max_clips: int = 0,
+    progress: bool = True,
+) -> tuple[float, int, ModelCheckpoint]:
     """Mean NLL in bits per sample of `checkpoint` (its saved weights: EMA for runs) on
     `split` of the built data set `data_dir`. Returns (bits, clips, loaded checkpoint).
     Data-parallel over all local devices."""
@@ -29,14 +35,23 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
     mesh = make_mesh(0, 1)
     batch = round_up(batch_size, mesh.shape["data"])
     params = put_replicated(jax.device_get(loaded.params), mesh)
-    bits = evaluate_split(make_eval_fn(loaded.config, mesh), params, data, mesh, batch,
-                          loaded.config.total_pooling, max_clips, progress=progress)
+    bits = evaluate_split(
+        make_eval_fn(loaded.config, mesh),
+        params,
+        data,
+        mesh,
+        batch,
+        loaded.config.total_pooling,
+        max_clips,
+        progress=progress,
+    )
     clips = len(data) if not max_clips else min(max_clips, len(data))
     return bits, clips, loaded
 
 
-def export_run(run: str | Path, out: str | Path, name: str = "", test: bool = True, max_clips: int = 0,
-               progress: bool = True) -> tuple[Path, dict]:
+def export_run(
+    run: str | Path, out: str | Path, name: str = "", test: bool = True, max_clips: int = 0, progress: bool = True
+) -> tuple[Path, dict]:
     """Writes a run's newest loadable EMA params as a standalone model directory whose
     card carries the data, steps, wall time, device and valid/test NLL in bits."""
     run, out = Path(run), Path(out).absolute()

@@ -31,7 +31,7 @@ def replacing(*paths: Path) -> Iterator[list[Path]]:
     temporaries = [temporary_name(Path(p)) for p in paths]
     try:
         yield temporaries
-        for temporary, path in zip(temporaries, paths):
+        for temporary, path in zip(temporaries, paths, strict=True):
             os.replace(temporary, path)
     finally:
         for temporary in temporaries:

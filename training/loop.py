@@ -114,15 +114,31 @@ def set_up(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Sessi
             print(f"resumed from step {start} ({checkpoints.directory / str(start)})", flush=True)
     else:
         if checkpoints.steps():
-            raise FileExistsError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose a new --run")
+            raise FileExistsError(
+                f"{run_dir} already has checkpoints: pass --resume to continue it, or choose a new --run"
+            )
         if resume and primary:
             print(f"no checkpoint yet: starting from step 0 ({run_dir} was stopped before its first save)", flush=True)
         state = jax.jit(lambda: init_state(config, train_cfg, optimizer), out_shardings=replicated(mesh))()
         start = 0
     if primary:
         write_text(run_dir / "config.json", run.to_json())
-    return Session(run_dir, run, mesh, data_dir, read_manifest(data_dir), train_split, valid_split, multiple,
-                   checkpoints, start, state, card.get("valid_nll_bits"), primary, float(state["wall_s"]))
+    return Session(
+        run_dir,
+        run,
+        mesh,
+        data_dir,
+        read_manifest(data_dir),
+        train_split,
+        valid_split,
+        multiple,
+        checkpoints,
+        start,
+        state,
+        card.get("valid_nll_bits"),
+        primary,
+        float(state["wall_s"]),
+    )
 
 
 class ShardedBatches:
@@ -136,8 +152,9 @@ class ShardedBatches:
         self.plan = plan
         self.shape = (plan.batch_size, plan.seq_len)
         self.sharding = batch_sharding(mesh)
-        self.local = sorted({self._bounds(index)
-                             for index in self.sharding.addressable_devices_indices_map(self.shape).values()})
+        self.local = sorted(
+            {self._bounds(index) for index in self.sharding.addressable_devices_indices_map(self.shape).values()}
+        )
 
     def _bounds(self, index) -> tuple[int, int, int, int]:
         (r0, r1, _), (c0, c1, _) = index[0].indices(self.shape[0]), index[1].indices(self.shape[1])
@@ -176,9 +193,12 @@ class LossWindow:
         fetched = jax.device_get(self.outputs)
         finite = [float(v["loss"]) for v in fetched if math.isfinite(float(v["loss"]))]
         elapsed = max(time.time() - self.started, 1e-9)
-        return {"loss_bits": float(np.mean(finite)) if finite else float("nan"),
-                "grad_norm": float(fetched[-1]["grad_norm"]), "lr": float(fetched[-1]["lr"]),
-                "tokens_per_s": len(fetched) * self.tokens_per_step / elapsed}
+        return {
+            "loss_bits": float(np.mean(finite)) if finite else float("nan"),
+            "grad_norm": float(fetched[-1]["grad_norm"]),
+            "lr": float(fetched[-1]["lr"]),
+            "tokens_per_s": len(fetched) * self.tokens_per_step / elapsed,
+        }
 
 
 def model_card(session: Session, step: int) -> dict:
@@ -186,9 +206,13 @@ def model_card(session: Session, step: int) -> dict:
     data = session.run.data
     return {
         "name": session.directory.name,
-        "data": {"kind": session.manifest.get("kind"), "path": str(session.data_dir),
-                 "source": session.manifest.get("source"), "hours": session.manifest.get("hours"),
-                 "clips": session.manifest.get("clips")},
+        "data": {
+            "kind": session.manifest.get("kind"),
+            "path": str(session.data_dir),
+            "source": session.manifest.get("source"),
+            "hours": session.manifest.get("hours"),
+            "clips": session.manifest.get("clips"),
+        },
         "preset": session.run.train.preset,
         "steps": int(step),
         "wall_seconds": round(session.wall_seconds(), 1),
@@ -206,8 +230,9 @@ def save(session: Session, step: int) -> None:
     session.checkpoints.save(step, session.state, session.run.model, model_card(session, step), session.run.to_dict())
 
 
-def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: bool = True,
-          stop_after: int = 0) -> dict:
+def train(
+    run_dir: str | Path, run: RunConfig, resume: bool = False, progress: bool = True, stop_after: int = 0
+) -> dict:
     """Trains, writing RUN/{config.json, metrics.csv, tensorboard/, checkpoints/}.
 
     Args:
@@ -224,18 +249,33 @@ def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: b
     train_cfg, data_cfg = run.train, run.data
     train_step = make_train_step(run.model, train_cfg, mesh, make_optimizer(train_cfg), run.parallel.remat)
     eval_fn = make_eval_fn(run.model, mesh)
-    batches = ShardedBatches(BatchPlan(session.train_split, data_cfg.batch_size, data_cfg.seq_len, train_cfg.seed), mesh)
+    batches = ShardedBatches(
+        BatchPlan(session.train_split, data_cfg.batch_size, data_cfg.seq_len, train_cfg.seed), mesh
+    )
     prefetch = Prefetcher(batches.host_blocks, session.start)
     metrics = MetricsWriter(session.directory, session.start, enabled=primary)
-    bar = tqdm(total=train_cfg.steps, initial=session.start, desc="train", unit="step",
-               disable=not (progress and primary), dynamic_ncols=True)
+    bar = tqdm(
+        total=train_cfg.steps,
+        initial=session.start,
+        desc="train",
+        unit="step",
+        disable=not (progress and primary),
+        dynamic_ncols=True,
+    )
     window = LossWindow(data_cfg.batch_size * data_cfg.seq_len)
     deadline = session.started_at + train_cfg.max_minutes * 60 if train_cfg.max_minutes > 0 else None
     summary: dict = {"start_step": session.start, "losses": []}
 
     def validate(step: int) -> None:
-        session.valid_nll = evaluate_split(eval_fn, session.state["ema"], session.valid_split, mesh,
-                                           data_cfg.eval_batch_size, session.multiple, data_cfg.eval_clips)
+        session.valid_nll = evaluate_split(
+            eval_fn,
+            session.state["ema"],
+            session.valid_split,
+            mesh,
+            data_cfg.eval_batch_size,
+            session.multiple,
+            data_cfg.eval_clips,
+        )
         metrics.write(step, "valid", loss_bits=session.valid_nll)
         if primary:
             bar.write(f"step {step}: valid NLL {session.valid_nll:.4f} bits/sample (EMA weights)")
@@ -252,8 +292,9 @@ def train(run_dir: str | Path, run: RunConfig, resume: bool = False, progress: b
                 summary["losses"].append((step, logged["loss_bits"]))
                 summary["tokens_per_s"] = logged["tokens_per_s"]
                 metrics.write(step, "train", **logged, skipped=skipped, wall_s=session.wall_seconds())
-                bar.set_postfix_str(f"bits/sample {logged['loss_bits']:.3f} | {logged['tokens_per_s']:,.0f} tok/s | "
-                                    f"skipped {skipped}")
+                bar.set_postfix_str(
+                    f"bits/sample {logged['loss_bits']:.3f} | {logged['tokens_per_s']:,.0f} tok/s | skipped {skipped}"
+                )
                 window.restart()
             bar.update(1)
             if train_cfg.eval_every > 0 and step % train_cfg.eval_every == 0 and step < train_cfg.steps:

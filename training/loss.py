@@ -18,7 +18,8 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from engine import model
 from training.mesh import AXES
@@ -58,8 +59,9 @@ def sharded_nll(params, config, tokens, mask, mesh: Mesh, dropout_key=None, rema
     def local(params, tokens, mask, *key):
         key = key[0] if has_key else None
         if key is not None:  # each shard drops out other units
-            key = jax.random.fold_in(key, jax.lax.axis_index("data") * jax.lax.axis_size("seq")
-                                     + jax.lax.axis_index("seq"))
+            key = jax.random.fold_in(
+                key, jax.lax.axis_index("data") * jax.lax.axis_size("seq") + jax.lax.axis_index("seq")
+            )
         total, count = masked_nll_bits(params, config, tokens, mask, key, sequence_axis="seq", remat=remat)
         return jax.lax.psum(total, AXES), jax.lax.psum(count, AXES)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from engine.config import ModelConfig
 
@@ -66,8 +67,11 @@ def global_batch(mesh: Mesh, array_fn, shape, dtype):
     it is called only for the shards this process holds, so each process reads just its
     own part of the data.
     """
-    sharding = batch_sharding(mesh)
-    return jax.make_array_from_callback(shape, sharding, lambda index: np.asarray(array_fn(*index), dtype))
+
+    def block(index):
+        return np.asarray(array_fn(*index), dtype)
+
+    return jax.make_array_from_callback(shape, batch_sharding(mesh), block)
 
 
 def put_replicated(tree, mesh: Mesh):

@@ -84,8 +84,11 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def losses(rows: list[dict], split: str, until_step: int = 0) -> list[tuple[int, float]]:
     """(step, loss in bits) of one split's rows, up to `until_step` (0: all)."""
-    return [(int(r["step"]), float(r["loss_bits"])) for r in rows
-            if r["split"] == split and r["loss_bits"] and (not until_step or int(r["step"]) <= until_step)]
+    return [
+        (int(r["step"]), float(r["loss_bits"]))
+        for r in rows
+        if r["split"] == split and r["loss_bits"] and (not until_step or int(r["step"]) <= until_step)
+    ]
 
 
 def stability(rows: list[dict], until_step: int = 0) -> dict:
@@ -140,7 +143,7 @@ def plot_runs(runs: dict[str, str | Path], out: str | Path, title: str, until_st
         for split, style in (("train", "-"), ("valid", "o--")):
             points = losses(rows, split, until_step)
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 name = split if len(runs) == 1 else f"{label} {split}"
                 ax.plot(xs, ys, style, color=color, label=name, markersize=4, linewidth=1.2)
     if until_step and last_step > until_step:

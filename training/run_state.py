@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import jax
 import ml_dtypes
@@ -38,7 +39,7 @@ def _abstract_state(run):
     return jax.eval_shape(lambda: init_state(run.model, run.train, optimizer))
 
 
-def _keyed(tree) -> dict[str, object]:
+def _keyed(tree) -> dict[str, Any]:
     return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
@@ -65,11 +66,12 @@ def pack(run_dir: str | Path, out: str | Path, part_mb: int = 15) -> dict:
     finally:
         checkpoints.close()
     leaves = {k: np.asarray(jax.device_get(v)) for k, v in _keyed(state).items()}
-    arrays, storage = {}, {}
+    arrays: dict[str, Any] = {}
+    storage: dict[str, str] = {}
     for i, (key, leaf) in enumerate(leaves.items()):
         storage[key] = _storage(key, leaf)
         if storage[key] == DELTA:
-            leaf = leaf - leaves["['params']" + key[len("['ema']"):]]
+            leaf = leaf - leaves["['params']" + key[len("['ema']") :]]
         if storage[key] != FULL:
             leaf = leaf.astype(ml_dtypes.bfloat16).view(np.uint16)
         arrays[f"leaf{i}"] = leaf
@@ -105,14 +107,14 @@ def unpack(packed: str | Path, run_dir: str | Path) -> int:
     arrays = np.load(io.BytesIO(data))
     structure = _abstract_state(run)
     abstract = _keyed(structure)
-    leaves = {}
+    leaves: dict[str, np.ndarray] = {}
     # Weights first: the EMA is stored as its difference from them (and sorts before them).
     for i, (key, spec) in sorted(enumerate(abstract.items()), key=lambda item: meta["storage"][item[0]] == DELTA):
         leaf, how = arrays[f"leaf{i}"], meta["storage"][i]
         if how != FULL:
             leaf = leaf.view(ml_dtypes.bfloat16).astype(np.float32)
         if how == DELTA:
-            leaf = leaf + leaves["['params']" + key[len("['ema']"):]]
+            leaf = leaf + leaves["['params']" + key[len("['ema']") :]]
         leaves[key] = np.asarray(leaf, spec.dtype).reshape(spec.shape)
     state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(structure), [leaves[key] for key in abstract])
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -43,14 +43,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--temperature", type=float, default=1.0)
     evaluate.add_argument("--top-p", type=float, default=1.0)
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--reject", type=float, default=0.0,
-                          help="also report metrics after dropping this fraction of least likely clips")
+    evaluate.add_argument(
+        "--reject",
+        type=float,
+        default=0.0,
+        help="also report metrics after dropping this fraction of least likely clips",
+    )
     evaluate.add_argument("--max-reference", type=int, default=2000, help="training clips used as the reference")
     evaluate.add_argument("--json", help="also write the table as JSON here")
     evaluate.set_defaults(run=run_eval_samples)
 
-    measure = commands.add_parser("measure", help="what takes sound like: silence, level, noise, DC, pitch salience "
-                                                  "(docs/model.md), against real clips")
+    measure = commands.add_parser(
+        "measure",
+        help="what takes sound like: silence, level, noise, DC, pitch salience (docs/model.md), against real clips",
+    )
     measure.add_argument("audio", nargs="*", help="audio files (takes); each channel (voice) is measured apart")
     measure.add_argument("--data", help="a built data set whose real clips are measured too")
     measure.add_argument("--split", default="test")
@@ -95,8 +101,10 @@ def run_classifier(args: argparse.Namespace) -> int:
         test_note="test voices are unseen in training (split by voice)",
     )
     dc.save_classifier(args.out, classifier)
-    print(f"valid accuracy {classifier.card['valid_accuracy']:.3f}, test accuracy (unseen voices) "
-          f"{classifier.card['test_accuracy']:.3f}; wrote {args.out}")
+    print(
+        f"valid accuracy {classifier.card['valid_accuracy']:.3f}, test accuracy (unseen voices) "
+        f"{classifier.card['test_accuracy']:.3f}; wrote {args.out}"
+    )
     return 0
 
 
@@ -107,7 +115,9 @@ def generate_clips(checkpoint, n: int, batch: int, temperature: float, top_p: fl
     clips = []
     for start in range(0, n, batch):
         voices = min(batch, n - start)
-        settings = GenerationSettings(temperature=temperature, top_p=top_p, seed=seed + start, voices=voices, chunk_ms=250)
+        settings = GenerationSettings(
+            temperature=temperature, top_p=top_p, seed=seed + start, voices=voices, chunk_ms=250
+        )
         clips.append(Generator(checkpoint, settings).render(1.0))
         print(f"generated {start + voices}/{n} clips", flush=True)
     return np.concatenate(clips)[:, :CLIP]
@@ -155,16 +165,24 @@ def run_eval_samples(args: argparse.Namespace) -> int:
         keep = np.argsort(nll)[: max(2, int(round(len(nll) * (1 - args.reject))))]
         probs, features = classifier.outputs(generated[keep])
         rows[f"generated, {args.reject:.0%} least likely rejected"] = sample_metrics.all_metrics(
-            probs, features, train_probs, train_features)
-    print(f"\n{args.n} clips from {checkpoint.name} (temperature {args.temperature}, top-p {args.top_p}), "
-          f"classifier test accuracy {classifier.card.get('test_accuracy', float('nan')):.3f}, "
-          f"{time.time() - began:.0f} s\n")
+            probs, features, train_probs, train_features
+        )
+    print(
+        f"\n{args.n} clips from {checkpoint.name} (temperature {args.temperature}, top-p {args.top_p}), "
+        f"classifier test accuracy {classifier.card.get('test_accuracy', float('nan')):.3f}, "
+        f"{time.time() - began:.0f} s\n"
+    )
     print(f"| {'clips':<45} | {'FID (lower)':>11} | {'IS (higher)':>11} | {'mIS (higher)':>12} | {'AM (lower)':>10} |")
     print(f"|{'-' * 47}|{'-' * 13}|{'-' * 13}|{'-' * 14}|{'-' * 12}|")
     for name, metrics in rows.items():
-        print(f"| {name:<45} | {metrics['FID']:>11.3f} | {metrics['IS']:>11.3f} | {metrics['mIS']:>12.3f} | {metrics['AM']:>10.3f} |")
+        print(
+            f"| {name:<45} | {metrics['FID']:>11.3f} | {metrics['IS']:>11.3f} | {metrics['mIS']:>12.3f} "
+            f"| {metrics['AM']:>10.3f} |"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(checkpoint.path), "n": args.n, "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"checkpoint": str(checkpoint.path), "n": args.n, "rows": rows}, indent=2)
+        )
     return 0
 
 
@@ -173,13 +191,16 @@ def run_measure(args) -> int:
     from training.audio_measures import HEADER, measure
 
     start = int(args.start * SAMPLE_RATE)
-    rows = [(Path(path).name + (f" voice {v + 1}" if len(voices) > 1 else ""), audio[start:])
-            for path in args.audio for voices in [read_audio(path, mono=False)] for v, audio in enumerate(voices)]
+    rows = [
+        (Path(path).name + (f" voice {v + 1}" if len(voices) > 1 else ""), audio[start:])
+        for path in args.audio
+        for voices in [read_audio(path, mono=False)]
+        for v, audio in enumerate(voices)
+    ]
     if args.data:
+        from engine import mulaw
         from training.data.loader import Split
         from training.data.manifest import DataError
-
-        from engine import mulaw
 
         try:
             split = Split(args.data, args.split)
@@ -193,7 +214,7 @@ def run_measure(args) -> int:
     table = [[name, *measure(audio).row()] for name, audio in rows]
     widths = [max(len(r[i]) for r in table + [["", *HEADER]]) for i in range(len(HEADER) + 1)]
     for line in [["", *HEADER], *table]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
     if args.spectrograms:
         _spectrograms(rows, args.spectrograms)
         print(f"wrote {args.spectrograms}")
@@ -209,7 +230,7 @@ def _spectrograms(rows, path: str) -> None:
     from training.files import replacing
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False)
-    for ax, (name, audio) in zip(axes[:, 0], rows):
+    for ax, (name, audio) in zip(axes[:, 0], rows, strict=True):
         ax.specgram(audio[: 20 * SAMPLE_RATE], NFFT=512, Fs=SAMPLE_RATE, noverlap=384, cmap="magma", vmin=-120)
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("Hz")

@@ -43,7 +43,9 @@ def _encode_file(args):
 
 
 def find_audio(src: Path) -> list[Path]:
-    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def build_folder(
@@ -82,7 +84,11 @@ def build_folder(
     # spawn, not fork: this may run inside a process where JAX's threads are running.
     with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for path, encoded, error in tqdm(
-            pool.map(_encode_file, jobs, chunksize=1), total=len(jobs), desc="audio files", unit="file", disable=not progress
+            pool.map(_encode_file, jobs, chunksize=1),
+            total=len(jobs),
+            desc="audio files",
+            unit="file",
+            disable=not progress,
         ):
             results[path] = (encoded, error)
     for path in files:  # in file order, so a build is reproducible

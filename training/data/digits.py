@@ -41,7 +41,9 @@ def espeak_voices() -> list[str]:
         if len(cols) >= 5 and cols[1].startswith("en") and not cols[4].startswith("mb/") and cols[1] not in bases:
             bases.append(cols[1])
     variants = []
-    for line in subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout.splitlines()[1:]:
+    for line in subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout.splitlines()[
+        1:
+    ]:
         cols = line.split()
         if len(cols) >= 5 and cols[4].startswith("!v/"):
             variants.append(cols[4][3:])
@@ -64,15 +66,35 @@ def synthesize(voice: str, word: str, pitch: float, rate: float) -> np.ndarray:
     """Speaks `word`; returns float32 mono at 16 kHz. pitch and rate in [0, 1]."""
     engine, name = voice.split(":", 1)
     if engine == "espeak":
-        cmd = ["espeak-ng", "-v", name, "-p", str(int(20 + 60 * pitch)), "-s", str(int(120 + 80 * rate)), "--stdout", word]
+        cmd = [
+            "espeak-ng",
+            "-v",
+            name,
+            "-p",
+            str(int(20 + 60 * pitch)),
+            "-s",
+            str(int(120 + 80 * rate)),
+            "--stdout",
+            word,
+        ]
         raw = subprocess.run(cmd, capture_output=True, check=True, timeout=30).stdout
         audio, sr = soundfile.read(io.BytesIO(raw), dtype="float32")
     elif engine == "flite":
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "w.wav")
-            cmd = ["flite", "-voice", name, "-t", word, "-o", path,
-                   "--setf", f"duration_stretch={1.25 - 0.5 * rate:.3f}",
-                   "--setf", f"int_f0_target_mean={80 + 120 * pitch:.1f}"]
+            cmd = [
+                "flite",
+                "-voice",
+                name,
+                "-t",
+                word,
+                "-o",
+                path,
+                "--setf",
+                f"duration_stretch={1.25 - 0.5 * rate:.3f}",
+                "--setf",
+                f"int_f0_target_mean={80 + 120 * pitch:.1f}",
+            ]
             subprocess.run(cmd, capture_output=True, check=True, timeout=30)
             audio, sr = soundfile.read(path, dtype="float32")
     else:
@@ -108,8 +130,15 @@ def _take(job):
     return job, centre(audio) * level, None
 
 
-def build_digits(out: str | Path, limit: int = 0, takes: int = 1, seed: int = 0, scale_mode: str = "minmax",
-                 workers: int = 0, progress: bool = True) -> dict:
+def build_digits(
+    out: str | Path,
+    limit: int = 0,
+    takes: int = 1,
+    seed: int = 0,
+    scale_mode: str = "minmax",
+    workers: int = 0,
+    progress: bool = True,
+) -> dict:
     """Builds the digits set into `out`; returns its manifest.
 
     Args:
@@ -122,10 +151,10 @@ def build_digits(out: str | Path, limit: int = 0, takes: int = 1, seed: int = 0,
     splits = assign_splits(voices)
     if limit:
         wanted = max(3, -(-limit // (len(WORDS) * takes)))
-        rng = random.Random(seed)
+        shuffler = random.Random(seed)
         by_split = {s: [v for v in voices if splits[v] == s] for s in ("train", "valid", "test")}
         for group in by_split.values():
-            rng.shuffle(group)
+            shuffler.shuffle(group)
         held_out = max(1, round(0.1 * wanted))  # voices each for valid and test
         chosen = by_split["valid"][:held_out] + by_split["test"][:held_out]
         chosen += by_split["train"][: max(1, wanted - len(chosen))]
@@ -146,7 +175,9 @@ def build_digits(out: str | Path, limit: int = 0, takes: int = 1, seed: int = 0,
     failed = []
     workers = workers or max(2, os.cpu_count() or 1)
     with futures.ThreadPoolExecutor(workers) as pool:  # the synthesizers are subprocesses
-        for job, audio, error in tqdm(pool.map(_take, jobs), total=len(jobs), desc="digits", unit="clip", disable=not progress):
+        for job, audio, error in tqdm(
+            pool.map(_take, jobs), total=len(jobs), desc="digits", unit="clip", disable=not progress
+        ):
             if audio is None:
                 failed.append({"voice": job[0], "word": job[1], "error": error[:200]})
                 continue

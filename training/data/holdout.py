@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,12 +102,15 @@ def write_holdout_midi(out: str | Path, works: int = 60, seed: int = 0) -> dict:
     `harmonic data midi`'s; returns the index."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for n in range(works):
         kind = list(KINDS)[n % len(KINDS)]
         name = f"holdout/{kind}-{n:03d}"
         file = f"{kind}-{n:03d}.mid"
-        entries.append({"id": name, "file": file, "seconds": round(write_piece(out / file, kind, seed * 100_003 + n), 2)})
-    index = {"works": entries, "failed": [], "hours": round(sum(w["seconds"] for w in entries) / 3600, 3)}
+        entries.append(
+            {"id": name, "file": file, "seconds": round(write_piece(out / file, kind, seed * 100_003 + n), 2)}
+        )
+    hours = round(sum(w["seconds"] for w in entries) / 3600, 3)
+    index = {"works": entries, "failed": [], "hours": hours}
     write_text(out / INDEX, json.dumps(index, indent=1))
     return index

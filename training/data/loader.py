@@ -72,7 +72,7 @@ class BatchPlan:
         tokens = np.full((len(rows), c1 - c0), SILENCE, np.int32)
         mask = np.zeros((len(rows), c1 - c0), np.float32)
         clip_len = self.split.clip_len
-        for i, (row, start) in enumerate(zip(rows, starts)):
+        for i, (row, start) in enumerate(zip(rows, starts, strict=True)):
             a, b = start + c0, min(start + c1, clip_len)
             if b > a:
                 tokens[i, : b - a] = self.split.tokens[row, a:b]

@@ -56,10 +56,10 @@ class DatasetWriter:
         self.clip_len = clip_len
         self.kind = kind
         self.scale_mode = scale_mode
-        self.clips = {s: [] for s in SPLITS}
-        self.lengths = {s: [] for s in SPLITS}
-        self.labels = {s: [] for s in SPLITS}
-        self.sources = {s: set() for s in SPLITS}
+        self.clips: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+        self.lengths: dict[str, list[int]] = {s: [] for s in SPLITS}
+        self.labels: dict[str, list[int]] = {s: [] for s in SPLITS}
+        self.sources: dict[str, set[str]] = {s: set() for s in SPLITS}
 
     def add_tokens(self, split: str, tokens: np.ndarray, length: int, label: int = -1, source: str = "") -> None:
         self.clips[split].append(np.asarray(tokens, np.uint8))
@@ -95,7 +95,7 @@ class DatasetWriter:
                 "sources": len(self.sources[split]),
             }
         with replacing(*(self.out / name for name in arrays)) as temporaries:
-            for temporary, array in zip(temporaries, arrays.values()):
+            for temporary, array in zip(temporaries, arrays.values(), strict=True):
                 # Serialised in memory and written by Python: np.save to a file reports a full
                 # disk only as "n requested and m written", without ENOSPC.
                 buffer = io.BytesIO()
@@ -112,7 +112,7 @@ class DatasetWriter:
             "clips": sum(s["clips"] for s in splits.values()),
             "hours": round(sum(s["hours"] for s in splits.values()), 4),
             "splits": splits,
-            "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "built": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **extra,
         }
         write_text(self.out / MANIFEST, json.dumps(manifest, indent=2))
@@ -139,7 +139,10 @@ def assign_splits(keys: list[str], valid: float = 0.1, test: float = 0.1) -> dic
         for split in ("test", "valid"):
             if split not in result.values():
                 # Take a train source whose hash is closest to this split's range.
-                train = sorted((k for k in keys if result[k] == "train"), key=lambda k: __import__("zlib").crc32(k.encode()) % 10_000)
+                train = sorted(
+                    (k for k in keys if result[k] == "train"),
+                    key=lambda k: __import__("zlib").crc32(k.encode()) % 10_000,
+                )
                 if len(train) > 1:
                     result[train[0 if split == "test" else -1]] = split
     return result

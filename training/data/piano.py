@@ -64,11 +64,15 @@ class Performance:
     room_mix: float
 
     @classmethod
-    def for_work(cls, work: str, pianos: tuple[Piano, ...]) -> "Performance":
+    def for_work(cls, work: str, pianos: tuple[Piano, ...]) -> Performance:
         rng = np.random.default_rng(zlib.crc32(work.encode()))
         reverb = rng.random() < 0.5
-        return cls(pianos[int(rng.integers(len(pianos)))], float(rng.uniform(0.6, 1.15)),
-                   float(rng.uniform(0.3, 1.6)) if reverb else 0.0, float(rng.uniform(0.1, 0.35)) if reverb else 0.0)
+        return cls(
+            pianos[int(rng.integers(len(pianos)))],
+            float(rng.uniform(0.6, 1.15)),
+            float(rng.uniform(0.3, 1.6)) if reverb else 0.0,
+            float(rng.uniform(0.1, 0.35)) if reverb else 0.0,
+        )
 
 
 def make_soundfonts(out: str | Path, pianos: tuple[Piano, ...] = TRAINING_PIANOS + (HOLDOUT_PIANO,)) -> Path:
@@ -160,9 +164,17 @@ def choose_works(works: list[dict], limit: int, max_hours: float) -> list[dict]:
     return ordered
 
 
-def build_piano(out: str | Path, midi_dir: str | Path, soundfonts: str | Path, limit: int = 0,
-                max_hours: float = 0.0, workers: int = 0, progress: bool = True,
-                pianos: tuple[Piano, ...] = TRAINING_PIANOS, split: str | None = None) -> dict:
+def build_piano(
+    out: str | Path,
+    midi_dir: str | Path,
+    soundfonts: str | Path,
+    limit: int = 0,
+    max_hours: float = 0.0,
+    workers: int = 0,
+    progress: bool = True,
+    pianos: tuple[Piano, ...] = TRAINING_PIANOS,
+    split: str | None = None,
+) -> dict:
     """Renders the exported works of `midi_dir` with `pianos` into a data set at `out`;
     returns its manifest. `split` puts every work into that split (a hold-out set);
     by default works are split by name."""
@@ -176,21 +188,26 @@ def build_piano(out: str | Path, midi_dir: str | Path, soundfonts: str | Path, l
     # Unordered: a long sonata does not hold up the works behind it; the clips are added
     # in the works' order at the end, so the same works always give the same arrays.
     with multiprocessing.get_context("spawn").Pool(workers or os.cpu_count() or 1, maxtasksperchild=50) as pool:
-        for work, audio, error in tqdm(pool.imap_unordered(_render_job, jobs), total=len(jobs), desc="works",
-                                       unit="work", disable=not progress):
+        for work, audio, error in tqdm(
+            pool.imap_unordered(_render_job, jobs), total=len(jobs), desc="works", unit="work", disable=not progress
+        ):
             if error:
                 failed.append({"work": work, "error": error})
                 continue
             # at least 1 s, and not the silence between movements
-            clips[work] = [clip_to_tokens(c, writer.clip_len, writer.scale_mode)
-                           for c in cut_clips(audio, writer.clip_len, SAMPLE_RATE) if np.abs(c).max() >= 1e-3]
+            clips[work] = [
+                clip_to_tokens(c, writer.clip_len, writer.scale_mode)
+                for c in cut_clips(audio, writer.clip_len, SAMPLE_RATE)
+                if np.abs(c).max() >= 1e-3
+            ]
     for work in (w["id"] for w in works if w["id"] in clips):
         for tokens, length in clips.pop(work):
             writer.add_tokens(split or split_of(work), tokens, length, source=work)
     if writer.count() == 0:
         raise RuntimeError(f"no work rendered; first errors: {failed[:3]}")
     return writer.finish(
-        source="music21 corpus rendered by TinySoundFont: " + ", ".join(f"{p.soundfont} program {p.program}" for p in pianos),
+        source="music21 corpus rendered by TinySoundFont: "
+        + ", ".join(f"{p.soundfont} program {p.program}" for p in pianos),
         scaling=f"each work normalised to a peak of {PEAK}",
         works=len(works) - len(failed),
         failed=sorted(failed, key=lambda f: f["work"]),

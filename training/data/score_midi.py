@@ -30,8 +30,22 @@ PARSE_TIMEOUT_S = 240
 
 
 # Keyboard music first, so a partial export already holds the most piano-like works.
-FIRST = ("beethoven", "mozart", "haydn", "schubert", "schumann_robert", "schumann_clara", "chopin", "joplin",
-         "handel", "scarlatti", "clementi", "corelli", "cpebach", "bach")
+FIRST = (
+    "beethoven",
+    "mozart",
+    "haydn",
+    "schubert",
+    "schumann_robert",
+    "schumann_clara",
+    "chopin",
+    "joplin",
+    "handel",
+    "scarlatti",
+    "clementi",
+    "corelli",
+    "cpebach",
+    "bach",
+)
 
 
 def corpus_files() -> list[Path]:
@@ -132,8 +146,9 @@ def export_corpus(out: str | Path, workers: int = 0, limit: int = 0, progress: b
     # spawn, not fork: this may run inside a process where JAX's threads are running.
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers or os.cpu_count() or 1, maxtasksperchild=20) as pool:
-        for _ in tqdm(pool.imap_unordered(export_file, jobs), total=len(jobs), desc="scores", unit="file",
-                      disable=not progress):
+        for _ in tqdm(
+            pool.imap_unordered(export_file, jobs), total=len(jobs), desc="scores", unit="file", disable=not progress
+        ):
             pass
     return write_index(out)
 
@@ -147,8 +162,11 @@ def write_index(out: str | Path) -> dict:
         works += done["works"]
         failed += done["failed"]
     works.sort(key=lambda w: w["id"])
-    index = {"works": works, "failed": sorted(failed, key=lambda f: f["id"]),
-             "hours": round(sum(w["seconds"] for w in works) / 3600, 2)}
+    index = {
+        "works": works,
+        "failed": sorted(failed, key=lambda f: f["id"]),
+        "hours": round(sum(w["seconds"] for w in works) / 3600, 2),
+    }
     write_text(out / INDEX, json.dumps(index, indent=1))
     return index
 

@@ -66,8 +66,12 @@ def _relink(zones, target_gen: int, mapping: dict[int, int]):
 
 
 def _bag_tables(zone_lists) -> tuple[list[bytes], list[bytes], list[bytes], list[int]]:
-    """Concatenates per-owner zone lists into bag/gen/mod tables; returns each owner's first bag."""
-    bags, gens, mods, firsts = [], [], [], []
+    """Concatenates per-owner zone lists into bag/gen/mod tables; returns each owner's first bag
+    and, last, the terminal record's."""
+    bags: list[bytes] = []
+    gens: list[bytes] = []
+    mods: list[bytes] = []
+    firsts: list[int] = []
     for zones in zone_lists:
         firsts.append(len(bags))
         for zone_gens, zone_mods in zones:
@@ -99,23 +103,53 @@ def extract_presets(src: str | Path, dst: str | Path, keep: list[tuple[int, int]
         raise ValueError(f"{src} is not a SoundFont (no RIFF sfbk header)")
     top = _chunks(data, 12, len(data))
     info, smpl = top["LIST:INFO"], _chunks(top["LIST:sdta"], 4, len(top["LIST:sdta"]))["smpl"]
-    pdta = {k: _records(v, RECORD[k]) for k, v in _chunks(top["LIST:pdta"], 4, len(top["LIST:pdta"])).items() if k in RECORD}
+    pdta = {
+        k: _records(v, RECORD[k]) for k, v in _chunks(top["LIST:pdta"], 4, len(top["LIST:pdta"])).items() if k in RECORD
+    }
     sf3 = struct.unpack_from("<H", _chunks(info, 4, len(info))["ifil"])[0] >= 3
 
     phdr = pdta["phdr"]
     chosen = [i for i, rec in enumerate(phdr[:-1]) if struct.unpack_from("<HH", rec, 20)[::-1] in set(keep)]
     if not chosen:
         raise ValueError(f"{src} has none of the presets {keep}")
-    preset_zones = [list(_zones(pdta["pbag"], pdta["pgen"], pdta["pmod"],
-                                struct.unpack_from("<H", phdr[i], 24)[0], struct.unpack_from("<H", phdr[i + 1], 24)[0]))
-                    for i in chosen]
-    used = lambda zone_lists, gen: sorted({struct.unpack("<HH", g)[1] for zones in zone_lists for gens, _ in zones
-                                          for g in gens if struct.unpack("<HH", g)[0] == gen})
+    preset_zones = [
+        list(
+            _zones(
+                pdta["pbag"],
+                pdta["pgen"],
+                pdta["pmod"],
+                struct.unpack_from("<H", phdr[i], 24)[0],
+                struct.unpack_from("<H", phdr[i + 1], 24)[0],
+            )
+        )
+        for i in chosen
+    ]
+
+    def used(zone_lists, gen):
+        return sorted(
+            {
+                struct.unpack("<HH", g)[1]
+                for zones in zone_lists
+                for gens, _ in zones
+                for g in gens
+                if struct.unpack("<HH", g)[0] == gen
+            }
+        )
+
     inst_ids = used(preset_zones, GEN_INSTRUMENT)
     inst = pdta["inst"]
-    inst_zones = [list(_zones(pdta["ibag"], pdta["igen"], pdta["imod"],
-                              struct.unpack_from("<H", inst[i], 20)[0], struct.unpack_from("<H", inst[i + 1], 20)[0]))
-                  for i in inst_ids]
+    inst_zones = [
+        list(
+            _zones(
+                pdta["ibag"],
+                pdta["igen"],
+                pdta["imod"],
+                struct.unpack_from("<H", inst[i], 20)[0],
+                struct.unpack_from("<H", inst[i + 1], 20)[0],
+            )
+        )
+        for i in inst_ids
+    ]
     sample_ids = used(inst_zones, GEN_SAMPLE_ID)
     shdr = pdta["shdr"]
     # Stereo pairs link to each other (sampleLink): keep both halves.
@@ -136,22 +170,50 @@ def extract_presets(src: str | Path, dst: str | Path, keep: list[tuple[int, int]
         if not sf3:
             new_smpl += b"\0" * (2 * (end + SF2_PAD_SAMPLES - stop))  # the padding past the data's end
             loop_start, loop_end = loop_start + shift, loop_end + shift
-        new_shdr.append(struct.pack("<20sIIIIIBbHH", name, start + shift, end + shift, loop_start, loop_end, rate,
-                                    pitch, corr, sample_map.get(link, 0), kind))
+        new_shdr.append(
+            struct.pack(
+                "<20sIIIIIBbHH",
+                name,
+                start + shift,
+                end + shift,
+                loop_start,
+                loop_end,
+                rate,
+                pitch,
+                corr,
+                sample_map.get(link, 0),
+                kind,
+            )
+        )
     new_shdr.append(struct.pack("<20s", b"EOS") + b"\0" * 26)
 
     ibag, igen, imod, inst_first = _bag_tables(list(_relink(z, GEN_SAMPLE_ID, sample_map)) for z in inst_zones)
-    new_inst = [inst[i][:20] + struct.pack("<H", f) for i, f in zip(inst_ids, inst_first)]
+    new_inst = [inst[i][:20] + struct.pack("<H", f) for i, f in zip(inst_ids, inst_first[:-1], strict=True)]
     new_inst.append(struct.pack("<20sH", b"EOI", inst_first[-1]))
     inst_map = {old: new for new, old in enumerate(inst_ids)}
     pbag, pgen, pmod, preset_first = _bag_tables(list(_relink(z, GEN_INSTRUMENT, inst_map)) for z in preset_zones)
-    new_phdr = [phdr[i][:24] + struct.pack("<H", f) + phdr[i][26:] for i, f in zip(chosen, preset_first)]
+    new_phdr = [
+        phdr[i][:24] + struct.pack("<H", f) + phdr[i][26:] for i, f in zip(chosen, preset_first[:-1], strict=True)
+    ]
     new_phdr.append(struct.pack("<20sHHH", b"EOP", 0, 0, preset_first[-1]) + b"\0" * 12)
 
-    tables = {"phdr": new_phdr, "pbag": pbag, "pmod": pmod, "pgen": pgen, "inst": new_inst, "ibag": ibag,
-              "imod": imod, "igen": igen, "shdr": new_shdr}
-    body = b"sfbk" + _chunk("LIST", b"INFO" + info[4:]) + _list("sdta", [_chunk("smpl", bytes(new_smpl))]) \
+    tables = {
+        "phdr": new_phdr,
+        "pbag": pbag,
+        "pmod": pmod,
+        "pgen": pgen,
+        "inst": new_inst,
+        "ibag": ibag,
+        "imod": imod,
+        "igen": igen,
+        "shdr": new_shdr,
+    }
+    body = (
+        b"sfbk"
+        + _chunk("LIST", b"INFO" + info[4:])
+        + _list("sdta", [_chunk("smpl", bytes(new_smpl))])
         + _list("pdta", [_chunk(k, b"".join(tables[k])) for k in RECORD])
+    )
     dst = Path(dst)
     with replacing(Path(dst)) as (temporary,):
         temporary.write_bytes(_chunk("RIFF", body))

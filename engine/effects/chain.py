@@ -23,10 +23,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import soxr
@@ -307,12 +308,27 @@ def _channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(audio[:1], channels, axis=0)
 
 
+def aligned(chain: EffectsChain, blocks: Iterable[np.ndarray], tail_seconds: float) -> Iterator[np.ndarray]:
+    """`blocks` (float32 [n] each, of any length) through `chain`, then `tail_seconds` of its
+    ring-out, with the chain's delay removed: output sample i lines up with input sample i.
+    Yields float32 [m] pieces (shorter than their blocks while the delay is cut)."""
+    skip = chain.latency_samples
+    tail = int(round(tail_seconds * SAMPLE_RATE)) + skip
+    size = chain.max_block
+    pieces = (block[i:i + size] for block in blocks for i in range(0, len(block), size))
+    silence = (np.zeros(min(size, tail - done), np.float32) for done in range(0, tail, size))
+    for block in itertools.chain(pieces, silence):
+        out = chain.process(block)
+        cut = min(skip, len(out))
+        skip -= cut
+        if cut < len(out):
+            yield out[cut:]
+
+
 def render_chain(spec: ChainSpec, audio: np.ndarray, tail_seconds: float = 2.0) -> np.ndarray:
     """Offline: float32 [n] at 16 kHz -> processed float32 [n + tail_seconds x 16 kHz], the
     chain's delay removed (output sample i lines up with input sample i)."""
     audio = np.asarray(audio, np.float32)
     with EffectsChain(spec, max_block=RENDER_BLOCK) as chain:
-        pieces = [chain.process(audio[i:i + RENDER_BLOCK]) for i in range(0, len(audio), RENDER_BLOCK)]
-        pieces.append(chain.tail(tail_seconds + chain.latency_samples / SAMPLE_RATE))
-        out = np.concatenate(pieces)[chain.latency_samples:]
-    return out[: len(audio) + int(round(tail_seconds * SAMPLE_RATE))]
+        pieces = list(aligned(chain, [audio], tail_seconds))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

@@ -38,7 +38,7 @@ def probe(plugin_format: PluginFormat, path: str) -> dict:
         try:
             instance = opener(info, PROBE_RATE, PROBE_BLOCK)
         except PluginLoadError as error:
-            failures.append([info.ref.id, one_line(error)])
+            failures.append([info.ref.id, one_line(error).removeprefix(f"{info.ref.id}: ")])
             continue
         instance.process(np.repeat(noise[None], instance.input_channels, axis=0))
         instance.close()

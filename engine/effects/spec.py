@@ -197,8 +197,10 @@ class ChainSpec:
             raise UserError(f"{path}: not found; check the chain file's path") from None
         except IsADirectoryError:
             raise UserError(f"{path}: is a folder; give a chain .json file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"{path}: cannot read the chain ({getattr(error, 'strerror', None) or error})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: bad chain file: not JSON (not even text); give a chain .json file") from None
+        except OSError as error:
+            raise UserError(f"{path}: cannot read the chain ({error.strerror or error})") from None
         try:
             return cls.from_json(text)
         except ValueError as error:

@@ -33,7 +33,7 @@ import numpy as np
 import soxr
 
 from engine.effects.instance import PluginInstance
-from engine.effects.plugins import describe, open_plugin
+from engine.effects.plugins import open_plugin
 from engine.effects.spec import ChainSpec, ParameterValue, PluginSlot, check_value
 from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
@@ -229,8 +229,7 @@ class EffectsChain:
     # ----- set-up -----------------------------------------------------------------------
 
     def _open(self, index: int, saved: PluginSlot, inner_block: int) -> _Slot:
-        info = describe(saved.ref)
-        instance = open_plugin(info, self.rate, inner_block)
+        instance = open_plugin(saved.ref, self.rate, inner_block)
         try:
             if saved.state is not None:
                 instance.load_state(saved.state)

@@ -47,8 +47,10 @@ def describe_vst3(plugin: pedalboard.VST3Plugin, path: str) -> PluginInfo:
                       int(plugin.reported_latency_samples or 0), has_editor=True)
 
 
-def open_vst3(info: PluginInfo, rate: int, max_block: int) -> PedalboardInstance:
-    return PedalboardInstance(load_vst3(info.ref.id), info, rate, max_block)
+def open_vst3(path: str, rate: int, max_block: int) -> PedalboardInstance:
+    """The bundle's plugin, loaded once and described from that load."""
+    plugin = load_vst3(path)
+    return PedalboardInstance(plugin, describe_vst3(plugin, path), rate, max_block)
 
 
 def _parameter(name: str, parameter, value) -> ParameterInfo:

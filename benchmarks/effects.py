@@ -22,7 +22,8 @@ from engine.mulaw import SAMPLE_RATE
 from training.doc_sections import markdown_table
 
 REVERB = PluginSlot(PluginRef(PluginFormat.BUILTIN, "Reverb", "Reverb"), {"room_size": 0.8})
-COMPRESSOR = PluginSlot(PluginRef(PluginFormat.BUILTIN, "Compressor", "Compressor"), {"threshold_db": -18.0, "ratio": 4.0})
+COMPRESSOR = PluginSlot(PluginRef(PluginFormat.BUILTIN, "Compressor", "Compressor"),
+                        {"threshold_db": -18.0, "ratio": 4.0})
 
 
 def chains() -> dict[str, ChainSpec]:
@@ -64,7 +65,8 @@ def main() -> None:
         chunks += 1
     load_after = os.getloadavg()
     audio = samples / SAMPLE_RATE
-    header = ["chain", "effects ms per 50 ms chunk", "share of real time", "model + effects x real time", "vs no effects"]
+    header = ["chain", "effects ms per 50 ms chunk", "share of real time", "model + effects x real time",
+              "vs no effects"]
     rows = [["none", "0", "0%", f"{audio / generating:.2f}x", "1.00"]]
     for name, spent in processing.items():
         rows.append([name, f"{1000 * spent / chunks:.2f}", f"{spent / audio:.1%}",

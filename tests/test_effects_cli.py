@@ -145,7 +145,8 @@ def test_fx_processes_a_file_and_refuses_bad_chains_in_one_line(env, tmp_path):
     for name, (chain_file, words) in bad.items():
         line = one_line(harmonic(env, "fx", chain_file, source, out.parent / "bad.wav"))
         assert words in line, (name, line)
-    assert one_line(harmonic(env, "fx", chain, tmp_path / "none.wav", out.parent / "bad.wav")).endswith("not found; check the path")
+    missing_input = one_line(harmonic(env, "fx", chain, tmp_path / "none.wav", out.parent / "bad.wav"))
+    assert missing_input.endswith("none.wav: not found; check the path"), missing_input
     assert sorted(p.name for p in out.parent.iterdir()) == ["wet.wav"]
 
 

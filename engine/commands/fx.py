@@ -47,7 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("chain", metavar="CHAIN", help="the chain (.json)")
     parser.add_argument("input", metavar="IN", help="audio file (any format libsndfile reads)")
     parser.add_argument("output", metavar="OUT", help="output file, .wav or .flac (16 kHz mono)")
-    parser.add_argument("--tail", type=float, default=2.0, metavar="S", help="seconds of ring-out after the input (default 2)")
+    parser.add_argument("--tail", type=float, default=2.0, metavar="S",
+                        help="seconds of ring-out after the input (default 2)")
     parser.set_defaults(run=run)
 
 

@@ -108,7 +108,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, default=4.0, metavar="S", help="seconds of new audio (default 4)")
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="output file, .wav or .flac (one channel per voice; with --fx the voices' mix, processed)")
-    parser.add_argument("--dry-out", metavar="FILE", help="with --fx, where the unprocessed take goes (default: OUT's name + .dry)")
+    parser.add_argument("--dry-out", metavar="FILE",
+                        help="with --fx, where the unprocessed take goes (default: OUT's name + .dry)")
     add_model_arguments(parser)
     add_fx_arguments(parser)
     parser.set_defaults(run=run)
@@ -180,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
             kept = [t for t in takes if t.frames]
             for kept_take in kept:
                 kept_take.finish()
-            print(f"harmonic generate: stopped; kept {', '.join(f'{t.seconds:.2f} s in {t.path}' for t in kept)}" if kept
+            kept_text = ", ".join(f"{t.seconds:.2f} s in {t.path}" for t in kept)
+            print(f"harmonic generate: stopped; kept {kept_text}" if kept
                   else "harmonic generate: stopped before any audio; no file written", file=sys.stderr)
             return 130
         for finished in takes:
@@ -190,8 +192,9 @@ def run(args: argparse.Namespace) -> int:
     if chain is None:
         print(f"wrote {args.out}: {take.seconds:.2f} s x {generator.voices} voice(s) in {elapsed:.1f} s")
     else:
-        print(f"wrote {args.out}: {take.seconds:.2f} s through {args.fx} ({args.fx_tail:g} s of it tail) in {elapsed:.1f} s; "
-              f"the dry take: {dry_take.path}, {dry_take.seconds:.2f} s x {generator.voices} voice(s)")
+        print(f"wrote {args.out}: {take.seconds:.2f} s through {args.fx} ({args.fx_tail:g} s of it tail) "
+              f"in {elapsed:.1f} s; the dry take: {dry_take.path}, "
+              f"{dry_take.seconds:.2f} s x {generator.voices} voice(s)")
     print(f"first chunk (load/compile): {generator.first_chunk_seconds:.2f} s; "
           + (f"real-time factor: {rtf:.2f}x per voice ({rtf * generator.voices:.2f}x all voices)" if rtf else "real-time factor: n/a (too short)"))
     return 0

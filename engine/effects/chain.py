@@ -74,7 +74,7 @@ class EffectsChain:
       slot_latency: each plugin's reported delay, at 16 kHz.
       cost_ms: moving average of the time `process` takes per block.
       block_seconds: moving average of the audio per processed block.
-      muted: per slot, True once the NaN/Inf guard muted it.
+      muted: per slot, True once the guard muted it (NaN, Inf or runaway output).
     """
 
     def __init__(self, spec: ChainSpec, max_block: int = 4096):
@@ -93,6 +93,7 @@ class EffectsChain:
         self.slot_latency = [int(round(s.instance.latency_samples / self._factor)) for s in self._slots]
         self.cost_ms = 0.0
         self.block_seconds = 0.0
+        self._blocks = 0
         self._lock = threading.Lock()  # held while a block runs, so a snapshot sees whole blocks
         self._pending: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._notices: collections.deque[str] = collections.deque()
@@ -114,9 +115,10 @@ class EffectsChain:
             while not self._pending.empty():
                 self._pending.get_nowait()()
             out = self._process(block)
-        seconds = len(block) / SAMPLE_RATE
-        self.cost_ms += AVERAGE_WEIGHT * (1000 * (time.perf_counter() - began) - self.cost_ms)
-        self.block_seconds += AVERAGE_WEIGHT * (seconds - self.block_seconds)
+        weight = AVERAGE_WEIGHT if self._blocks else 1.0  # the first block starts the averages
+        self._blocks += 1
+        self.cost_ms += weight * (1000 * (time.perf_counter() - began) - self.cost_ms)
+        self.block_seconds += weight * (len(block) / SAMPLE_RATE - self.block_seconds)
         return out
 
     def tail(self, seconds: float) -> np.ndarray:

@@ -137,7 +137,8 @@ def _probe_in_child(bundles: list[_Bundle]) -> tuple[dict[str, _Result], str | N
             child.stdin.close()
             hung = _wait_while_answering(child, answers)
         lines = answers.read_text(errors="replace").splitlines()
-        last_error = next((line for line in reversed(errors.read_text(errors="replace").splitlines()) if line.strip()), "")
+        said = [line for line in errors.read_text(errors="replace").splitlines() if line.strip()]
+        last_error = said[-1] if said else ""
     by_path = {b.path: b for b in bundles}
     results, started = {}, None
     for line in lines:

@@ -121,7 +121,8 @@ class PluginSlot:
         try:
             plugin_format = PluginFormat(data.get("format"))
         except ValueError:
-            raise ValueError(f"{where}: format must be one of {', '.join(PluginFormat)}, got {data.get('format')!r}") from None
+            known = ", ".join(PluginFormat)
+            raise ValueError(f"{where}: format must be one of {known}, got {data.get('format')!r}") from None
         plugin_id = data.get("id")
         if not isinstance(plugin_id, str) or not plugin_id:
             raise ValueError(f"{where}: id must be a non-empty string")

@@ -43,8 +43,9 @@ def describe_vst3(plugin: pedalboard.VST3Plugin, path: str) -> PluginInfo:
     parameters = tuple(_parameter(name, parameter, getattr(plugin, name))
                        for name, parameter in plugin.parameters.items())
     ref = PluginRef(PluginFormat.VST3, path, plugin.name)
-    return PluginInfo(ref, plugin.manufacturer_name or "", parameters,
-                      int(plugin.reported_latency_samples or 0), has_editor=True)
+    # has_editor stays False: pedalboard's show_editor aborted the whole process with an X
+    # error (BadWindow) under Xvfb for the Dragonfly reverb; not offered until it is safe.
+    return PluginInfo(ref, plugin.manufacturer_name or "", parameters, int(plugin.reported_latency_samples or 0))
 
 
 def open_vst3(path: str, rate: int, max_block: int) -> PedalboardInstance:

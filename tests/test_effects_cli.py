@@ -5,7 +5,6 @@ plugins, a real crashing plugin (compiled here) and damaged bundles."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,36 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import require
-from effects_plugins import BUILTIN_REVERB, LV2_DELAY, VST3_REVERB, require_plugins
+from effects_plugins import BUILTIN_REVERB, LV2_DELAY, VST3_REVERB, build_lv2, require_plugins
 
-from engine.cli import SELF_COMMAND
 from engine.audio_file import read_audio
+from engine.cli import SELF_COMMAND
 from engine.effects import ChainSpec, PluginFormat, PluginRef, PluginSlot, render_chain
 
 RATE = 16000
-CRASH_C = r"""
-#include <signal.h>
-#include <stddef.h>
-typedef struct {
-  const char* uri;
-  void* (*instantiate)(const void*, double, const char*, const void* const*);
-  void* rest[6];
-} Descriptor;
-static void* instantiate(const void* d, double rate, const char* bundle, const void* const* features) {
-  raise(SIGSEGV);  /* what a broken plugin does to its host */
-  return NULL;
-}
-static const Descriptor descriptor = {"urn:harmonic-test:crash", instantiate, {0}};
-const Descriptor* lv2_descriptor(unsigned index) { return index == 0 ? &descriptor : NULL; }
-"""
-MANIFEST = """\
-@prefix lv2: <http://lv2plug.in/ns/lv2core#> .
-@prefix doap: <http://usefulinc.com/ns/doap#> .
-<{uri}> a lv2:Plugin ; doap:name "{name}" ; lv2:binary <{binary}> ;
-  lv2:port [ a lv2:AudioPort, lv2:InputPort ; lv2:index 0 ; lv2:symbol "in" ; lv2:name "In" ] ,
-           [ a lv2:AudioPort, lv2:OutputPort ; lv2:index 1 ; lv2:symbol "out" ; lv2:name "Out" ] .
-"""
+# The LV2 worker gain (tests/lv2/worker_gain.c): its gain port's value reaches it through the worker.
+WORKER_GAIN = """
+  lv2:requiredFeature <http://lv2plug.in/ns/ext/worker#schedule> ;
+  lv2:extensionData <http://lv2plug.in/ns/ext/worker#interface> ;"""
+GAIN_PORT = """ ,
+           [ a lv2:ControlPort, lv2:InputPort ; lv2:index 2 ; lv2:symbol "gain" ; lv2:name "Gain" ;
+             lv2:default 0.5 ; lv2:minimum 0.0 ; lv2:maximum 1.0 ]"""
 
 
 @pytest.fixture(autouse=True)
@@ -80,19 +63,9 @@ def test_scan_lists_crashing_and_damaged_plugins_and_carries_on(env, tmp_path):
     """A plugin that crashes its host (SIGSEGV in instantiate), an LV2 bundle whose binary
     is text, and a .vst3 folder of garbage are listed with their reasons; the scan, and
     every real plugin after them, survive."""
-    compiler = shutil.which("cc")
-    require("" if compiler else "no C compiler to build the crashing test plugin")
     lv2_folder, vst3_folder = tmp_path / "lv2", tmp_path / "vst3"
-    crash = lv2_folder / "a-crash.lv2"
-    crash.mkdir(parents=True)
-    subprocess.run([compiler, "-shared", "-fPIC", "-o", crash / "crash.so", "-x", "c", "-"], input=CRASH_C,
-                   text=True, check=True)
-    (crash / "manifest.ttl").write_text(MANIFEST.format(uri="urn:harmonic-test:crash", name="Crash", binary="crash.so"))
-    damaged = lv2_folder / "b-damaged.lv2"
-    damaged.mkdir()
-    (damaged / "damaged.so").write_text("not a shared library\n")
-    (damaged / "manifest.ttl").write_text(MANIFEST.format(uri="urn:harmonic-test:damaged", name="Damaged",
-                                                          binary="damaged.so"))
+    crash = build_lv2(lv2_folder, "a-crash", "urn:harmonic-test:crash", "crash")
+    build_lv2(lv2_folder, "b-damaged", "urn:harmonic-test:damaged", None)
     garbage = vst3_folder / "Garbage.vst3" / "Contents" / "x86_64-linux"
     garbage.mkdir(parents=True)
     (garbage / "Garbage.so").write_bytes(os.urandom(4096))
@@ -108,6 +81,21 @@ def test_scan_lists_crashing_and_damaged_plugins_and_carries_on(env, tmp_path):
         assert any(line.startswith(name) for line in proc.stdout.splitlines()), (name, proc.stdout)
     cached = harmonic(scan_env, "plugins", "list")  # from the cache: the same plugins, no child process
     assert cached.returncode == 0 and cached.stdout == proc.stdout.split("\n\n")[0] + "\n", cached.stdout
+
+
+def test_an_lv2_plugin_gets_its_worker(env, tmp_path):
+    """The worker gain (tests/lv2/worker_gain.c) outputs silence until its worker's
+    response arrives: `harmonic fx` through it gives the input at its gain, 0.5."""
+    lv2_folder = tmp_path / "lv2"
+    build_lv2(lv2_folder, "worker-gain", "urn:harmonic-test:worker-gain", "worker_gain", WORKER_GAIN, GAIN_PORT)
+    source = tmp_path / "in.wav"
+    audio = np.random.default_rng(2).uniform(-0.5, 0.5, RATE).astype(np.float32)
+    soundfile.write(source, audio, RATE, subtype="FLOAT")
+    chain = write_chain(tmp_path / "chain.json", PluginSlot(PluginRef(PluginFormat.LV2, "urn:harmonic-test:worker-gain",
+                                                                      "Worker gain")))
+    proc = harmonic({**env, "LV2_PATH": str(lv2_folder)}, "fx", chain, source, tmp_path / "out.wav", "--tail", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_allclose(soundfile.read(tmp_path / "out.wav", dtype="float32")[0], 0.5 * audio, atol=1e-6)
 
 
 def test_list_params_and_unknown_names(env):

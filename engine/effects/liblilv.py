@@ -109,6 +109,7 @@ _PROTOTYPES = {  # name: (result type, argument types)
     "lilv_plugins_get_by_uri": (c_p, [c_p, c_p]),
     "lilv_plugin_get_uri": (c_p, [c_p]),
     "lilv_plugin_get_bundle_uri": (c_p, [c_p]),
+    "lilv_plugin_get_library_uri": (c_p, [c_p]),
     "lilv_plugin_get_name": (c_p, [c_p]),
     "lilv_plugin_get_author_name": (c_p, [c_p]),
     "lilv_plugin_get_num_ports": (ctypes.c_uint32, [c_p]),

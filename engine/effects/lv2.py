@@ -20,6 +20,7 @@ import math
 import os
 import struct
 import sys
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -160,8 +161,7 @@ class Lv2Instance(PluginInstance):
         self._features = self._make_features(rate, max_block)
         self._instance = w.lib.lilv_plugin_instantiate(self._plugin, rate, self._features)
         if not self._instance:
-            raise PluginLoadError(
-                f"{info.ref.id}: the plugin refused to start at {rate} Hz (lilv could not instantiate it)")
+            raise PluginLoadError(f"{info.ref.id}: {_why_not_instantiated(w, self._plugin, rate)}")
         self._descriptor = self._instance.contents.descriptor.contents
         self._handle = self._instance.contents.handle
         self._worker = self._worker_interface()
@@ -366,6 +366,17 @@ class Lv2Instance(PluginInstance):
         control = self._controls.get(symbol.decode())
         if control is not None and kind == self._world.urid(ATOM + "Float") and size == 4:
             control.value = ctypes.c_float.from_address(value).value
+
+
+def _why_not_instantiated(w: _World, plugin: int, rate: int) -> str:
+    """lilv says why only on stderr: a library that does not load (Debian's swh-lv2 FFT
+    plugins miss fftw's symbols) is loaded again here for the loader's message."""
+    library = urllib.parse.urlparse(w.text(w.lib.lilv_plugin_get_library_uri(plugin)))
+    try:
+        ctypes.CDLL(urllib.parse.unquote(library.path))
+    except OSError as error:
+        return f"its library does not load ({error})"
+    return f"the plugin refused to start at {rate} Hz (lilv could not instantiate it)"
 
 
 def _address(value) -> int:

@@ -5,6 +5,7 @@ plugins, a real crashing plugin (compiled here) and damaged bundles."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -152,6 +153,30 @@ def test_generate_with_fx_writes_the_processed_and_the_dry_take(env, tmp_path):
     line = one_line(harmonic(env, "generate", "--preset", "tiny", "--fx", tmp_path / "nothing.json",
                              "--out", tmp_path / "b.wav"))
     assert "nothing.json: not found" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.json", "take.dry.wav", "take.wav"]
+
+
+def test_ctrl_c_keeps_both_takes(env, tmp_path):
+    """Ctrl-C during `generate --fx` finishes the processed and the dry take with what was
+    generated, and says so in one line."""
+    chain = write_chain(tmp_path / "chain.json", PluginSlot(BUILTIN_REVERB, {"room_size": 0.8}))
+    out = tmp_path / "take.wav"
+    command = [*SELF_COMMAND, "generate", "--preset", "tiny", "--seconds", "600", "--fx", str(chain), "--out", str(out)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while sum(p.suffix == ".part" and p.stat().st_size > 16384 for p in tmp_path.iterdir()) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the take did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    wet, _ = soundfile.read(out, dtype="float32")
+    dry, _ = soundfile.read(tmp_path / "take.dry.wav", dtype="float32")
+    line = [line for line in stderr.splitlines() if line.startswith("harmonic generate: stopped")]
+    assert line == [f"harmonic generate: stopped; kept {len(wet) / RATE:.2f} s in {out}, "
+                    f"{len(dry) / RATE:.2f} s in {tmp_path / 'take.dry.wav'}"], stderr[-3000:]
+    assert 0 < len(wet) <= len(dry)
+    np.testing.assert_allclose(wet, np.clip(render_chain(ChainSpec.load(chain), dry, 0.0)[:len(wet)], -1, 1), atol=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.json", "take.dry.wav", "take.wav"]
 
 

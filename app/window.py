@@ -19,12 +19,12 @@ from app.panels.controls import ControlsPanel
 from app.panels.model import ModelPanel
 from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
-from app.view_buffer import ViewBuffer
-from app.session import GenerationSession, Playback, Recorder
+from app.monitor import Monitor
+from app.session import GenerationSession, Playback
 from app.settings import Settings
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform
 from app.views import theme
-from engine.mulaw import SAMPLE_RATE as RATE
+from engine.audio import Recorder
 
 
 
@@ -73,11 +73,9 @@ class MainWindow(QMainWindow):
         self.checkpoint_path = ""
         self.model_status = "none"  # loading | loaded | failed
         self.load_task = None
-        self.output_buffer = ViewBuffer(RATE * 30)  # what is playing (or being rendered)
-        self.input_buffer = ViewBuffer(RATE * 5)  # the microphone while recording
         self.session: GenerationSession | None = None
         self.playback = Playback(self)
-        self.recorder = None  # app.session.Recorder while recording
+        self.recorder = None  # engine.audio.Recorder while recording
         self.last_take = None
         self.messages: list[str] = []  # every error shown (tests read it)
 
@@ -99,9 +97,10 @@ class MainWindow(QMainWindow):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         # live views
-        self.waveform = ScrollingWaveform(self.output_buffer)
-        self.spectrogram = ScrollingSpectrogram(self.output_buffer)
-        self.meter = LevelMeter(self.output_buffer)
+        self.waveform = ScrollingWaveform()
+        self.spectrogram = ScrollingSpectrogram()
+        self.meter = LevelMeter()
+        self.monitor = Monitor(self.waveform, self.spectrogram, self.meter)
         self.waveform.setMinimumHeight(110)
         self.spectrogram.setMinimumHeight(110)
         views = QWidget()
@@ -151,9 +150,10 @@ class MainWindow(QMainWindow):
         self.browser.error.connect(self.show_error)
         self.browser.status.connect(self.statusBar().showMessage)
         self.playback.error.connect(self.show_error)
-        self.stats_timer = QTimer(self)
-        self.stats_timer.timeout.connect(self._update_stats)
-        self.stats_timer.start(100)
+        # the one display timer: drains the program tap into the views, refreshes the readouts
+        self.display_timer = QTimer(self)
+        self.display_timer.timeout.connect(self.refresh)
+        self.display_timer.start(33)
 
         if self.library.recovered or self.library.removed:
             self.show_notice(
@@ -240,8 +240,8 @@ class MainWindow(QMainWindow):
         self.playback.stop()
         values = self.controls.values()
         seed = self.seed_panel.seed()
-        self.output_buffer.clear()
-        self.session = GenerationSession(self.checkpoint, values, seed, self.library, self.output_buffer, self)
+        self.session = GenerationSession(self.checkpoint, values, seed, self.library, parent=self)
+        self.monitor.show(self.session)
         self.session.stateChanged.connect(self.transport.set_state)
         self.session.error.connect(self.show_error)
         self.session.notice.connect(self.show_error)
@@ -258,17 +258,24 @@ class MainWindow(QMainWindow):
 
     def _take_saved(self, take) -> None:
         self.last_take = take
+        self.refresh()  # the views show the take to its end
         self.browser.refresh()
         if take is not None:
             self.browser.select_ids([take.id])
             self.statusBar().showMessage(f"Saved “{take.name}” ({take.duration:.1f} s) to the library", 8000)
 
-    def _update_stats(self) -> None:
+    def refresh(self) -> None:
+        """The display timer: every view and readout, from the threads' counters and taps."""
+        self.monitor.refresh()
         session = self.session
-        if session is None:
-            return
-        stats = session.stats()
-        self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
+        if session is not None:
+            shown = session.player_state
+            if shown is not None and shown != self.transport.state and self.transport.state not in ("stopping", "idle", "error"):
+                self.transport.set_state(shown)
+            stats = session.stats()
+            self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
+        if self.recorder is not None:
+            self.seed_panel.show_recording(self.recorder.recorded_so_far())
 
     # ---- playback and recording ----------------------------------------------------
 
@@ -284,11 +291,11 @@ class MainWindow(QMainWindow):
         if self.session is not None and self.session.active:
             self.show_error("Stop generating before playing a clip.")
             return
-        self.output_buffer.clear()
         values = self.controls.values()
-        self.playback.play(np.asarray(audio, np.float32), self.output_buffer, device=values["output_device"],
-                           latency=values["latency"] or "high", seed_frames=seed_frames)
-        self.statusBar().showMessage(f"Playing {name}", 3000)
+        if self.playback.play(np.asarray(audio, np.float32), device=values["output_device"],
+                              latency=values["latency"] or "high", seed_frames=seed_frames):
+            self.monitor.show(self.playback)
+            self.statusBar().showMessage(f"Playing {name}", 3000)
 
     def use_take_as_seed(self, take) -> None:
         try:
@@ -300,8 +307,7 @@ class MainWindow(QMainWindow):
 
     def toggle_recording(self, on: bool) -> None:
         if on:
-            self.input_buffer.clear()
-            self.recorder = Recorder(self.input_buffer, device=self.controls.values()["input_device"])
+            self.recorder = Recorder(device=self.controls.values()["input_device"])
             try:
                 self.recorder.start()
             except Exception as error:  # noqa: BLE001 - no microphone, busy device, no server
@@ -309,11 +315,7 @@ class MainWindow(QMainWindow):
                 self.seed_panel.stop_recording_ui()
                 self.show_error(f"Cannot record from the microphone: {error}")
                 return
-            self.record_timer = QTimer(self)
-            self.record_timer.timeout.connect(lambda: self.seed_panel.show_recording(self.recorder.recorded_so_far()) if self.recorder else None)
-            self.record_timer.start(50)
         elif self.recorder is not None:
-            self.record_timer.stop()
             audio = self.recorder.stop()
             self.recorder = None
             if audio.size:
@@ -337,7 +339,7 @@ class MainWindow(QMainWindow):
         self.playback.stop()
         if self.recorder is not None:
             self.toggle_recording(False)
-        self.stats_timer.stop()
+        self.display_timer.stop()
         workers.wait_all(120000)  # a take still compiling finishes that first; Stop ends it at once after
         QCoreApplication.sendPostedEvents()  # the workers' last signals (takeSaved refreshes the browser)
         self.controls.save()

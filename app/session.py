@@ -88,7 +88,8 @@ class GenerationSession(QObject):
 
     @property
     def seed_frames(self) -> int:
-        return self.prime_samples
+        """Leading program samples that are seed audio (delayed by the effects chain)."""
+        return self.prime_samples + self.stage.latency_samples if self.prime_samples else 0
 
     @property
     def player_state(self) -> str | None:

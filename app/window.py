@@ -1,5 +1,8 @@
-"""The main window: transport, model, controls and seed on the left; live views, the
-seed take and the sample library on the right."""
+"""The main window: transport, model and controls on the left; live views, the seed
+take and the effects chain (tabs), and the sample library on the right.
+
+One display timer (`refresh`) drains the pipeline's program tap into the views and
+updates every readout: transport, effects cost and latency, recording."""
 
 from __future__ import annotations
 
@@ -9,13 +12,15 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QByteArray, QCoreApplication, Qt, QTimer
 from PyQt6.QtWidgets import (
-    QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from engine.effects import ChainSpec, EffectsChain, load_catalog
 from engine.library import Library, LibraryError
 from app import workers
 from app.library_browser import LibraryBrowser
 from app.panels.controls import ControlsPanel
+from app.panels.effects import EffectsPanel
 from app.panels.model import ModelPanel
 from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
@@ -61,7 +66,9 @@ class ErrorBanner(QWidget):
 
 class MainWindow(QMainWindow):
     def __init__(self, library: Library | None = None, settings: Settings | None = None, checkpoint: str | None = None,
-                 load_default: bool = True):
+                 load_default: bool = True, plugin_catalog=load_catalog):
+        """plugin_catalog: () -> engine.effects.Catalog, the plugins the effects panel offers
+        (called in a worker)."""
         super().__init__()
         self.setWindowTitle("HarmonicRNN Studio")
         self.settings = settings or Settings()
@@ -84,6 +91,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel()
         self.controls = ControlsPanel(self.settings)
         self.seed_panel = SeedPanel()
+        self.effects_panel = EffectsPanel(plugin_catalog)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         for panel in (self.transport, self.model_panel, self.controls):
@@ -115,12 +123,18 @@ class MainWindow(QMainWindow):
         views_layout.addLayout(stack, 1)
         views_layout.addWidget(self.meter)
 
-        self.browser = LibraryBrowser(self.library, self.settings)
+        self.browser = LibraryBrowser(self.library, self.settings, current_chain=self.effects_panel.current_spec)
+        self.effects_scroll = QScrollArea()
+        self.effects_scroll.setWidget(self.effects_panel)
+        self.effects_scroll.setWidgetResizable(True)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.seed_panel, "Seed")
+        self.tabs.addTab(self.effects_scroll, "Effects")
         right_split = QSplitter(Qt.Orientation.Vertical)
         right_split.addWidget(views)
-        right_split.addWidget(self.seed_panel)
+        right_split.addWidget(self.tabs)
         right_split.addWidget(self.browser)
-        right_split.setSizes([300, 170, 330])
+        right_split.setSizes([280, 230, 310])
         self.banner = ErrorBanner()
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -147,6 +161,10 @@ class MainWindow(QMainWindow):
         self.browser.playRequested.connect(self.play_take)
         self.browser.stopRequested.connect(self.playback.stop)
         self.browser.useAsSeedRequested.connect(self.use_take_as_seed)
+        self.browser.loadChainRequested.connect(self._load_chain)
+        self.effects_panel.chainReady.connect(self._chain_ready)
+        self.effects_panel.error.connect(self.show_error)
+        self.effects_panel.notice.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.browser.error.connect(self.show_error)
         self.browser.status.connect(self.statusBar().showMessage)
         self.playback.error.connect(self.show_error)
@@ -160,6 +178,7 @@ class MainWindow(QMainWindow):
                 f"Recovered {len(self.library.recovered)} take(s) interrupted by a crash (marked “recovered” in the library)"
                 + (f"; removed {len(self.library.removed)} that held no audio" if self.library.removed else "") + ".")
         self._restore_window()
+        self._restore_chain()
         from engine.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoints
 
         opened = self.settings.get("model/opened")
@@ -240,7 +259,10 @@ class MainWindow(QMainWindow):
         self.playback.stop()
         values = self.controls.values()
         seed = self.seed_panel.seed()
-        self.session = GenerationSession(self.checkpoint, values, seed, self.library, parent=self)
+        chain = self.effects_panel.chain
+        if chain is not None:
+            chain.reset()  # a take starts without the last one's tails (and re-renders the same)
+        self.session = GenerationSession(self.checkpoint, values, seed, self.library, effects=chain, parent=self)
         self.monitor.show(self.session)
         self.session.stateChanged.connect(self.transport.set_state)
         self.session.error.connect(self.show_error)
@@ -276,24 +298,64 @@ class MainWindow(QMainWindow):
             self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
         if self.recorder is not None:
             self.seed_panel.show_recording(self.recorder.recorded_so_far())
+        self.effects_panel.show_stats(self.sounding_chain())
+
+    def sounding_chain(self) -> EffectsChain | None:
+        """The effects chain of the stream the views follow (None: dry or nothing playing)."""
+        source = self.monitor.source
+        if source is self.session and self.session is not None and self.session.active:
+            return self.session.stage.effects
+        if source is self.playback and self.playback.playing:
+            return self.playback.player.stage.effects
+        return None
+
+    # ---- effects -------------------------------------------------------------------
+
+    def _chain_ready(self, chain) -> None:
+        """The effects panel built a new chain: the take being generated hears it from the
+        next block (its tails start afresh)."""
+        if self.session is not None and self.session.active:
+            self.session.set_effects(chain)
+
+    def _load_chain(self, spec: ChainSpec) -> None:
+        self.effects_panel.set_chain(spec)
+        self.tabs.setCurrentWidget(self.effects_scroll)
+
+    def _restore_chain(self) -> None:
+        saved = self.settings.get("effects/chain")
+        if not saved:
+            return
+        try:
+            self.effects_panel.set_chain(ChainSpec.from_json(saved))
+        except ValueError as error:
+            self.show_error(f"The last effects chain could not be restored: {error}")
 
     # ---- playback and recording ----------------------------------------------------
 
-    def play_take(self, take) -> None:
+    def play_take(self, take):
+        """Plays a take as it was heard: its dry audio through its stored effects chain
+        (built in a worker: plugins can take a while to load). Returns that task, or None."""
         try:
             audio = take.read()
         except LibraryError as error:
             self.show_error(str(error))
-            return
-        self.play_clip(audio.T, take.name, seed_frames=take.seed_frames)
+            return None
+        if not take.effects:
+            self.play_clip(audio.T, take.name, seed_frames=take.seed_frames)
+            return None
+        return workers.run_task(
+            lambda task: EffectsChain(ChainSpec.from_json(take.effects)),
+            done=lambda chain: self.play_clip(audio.T, take.name, seed_frames=take.seed_frames, effects=chain),
+            failed=lambda text: self.show_error(f"Cannot play “{take.name}” through its effects: {text}"),
+            name="effects chain")
 
-    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0) -> None:
+    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0, effects: EffectsChain | None = None) -> None:
         if self.session is not None and self.session.active:
             self.show_error("Stop generating before playing a clip.")
             return
         values = self.controls.values()
         if self.playback.play(np.asarray(audio, np.float32), device=values["output_device"],
-                              latency=values["latency"] or "high", seed_frames=seed_frames):
+                              latency=values["latency"] or "high", seed_frames=seed_frames, effects=effects):
             self.monitor.show(self.playback)
             self.statusBar().showMessage(f"Playing {name}", 3000)
 
@@ -343,6 +405,7 @@ class MainWindow(QMainWindow):
         workers.wait_all(120000)  # a take still compiling finishes that first; Stop ends it at once after
         QCoreApplication.sendPostedEvents()  # the workers' last signals (takeSaved refreshes the browser)
         self.controls.save()
+        self.settings.set("effects/chain", self.effects_panel.spec.to_json() if self.effects_panel.spec.slots else "")
         self.settings.set("window/geometry", self.saveGeometry())
         self.settings.sync()
         self.library.close()

@@ -449,28 +449,23 @@ class EffectsPanel(QGroupBox):
 
     # ---- the display timer ---------------------------------------------------------
 
-    def show_stats(self, chain: EffectsChain | None) -> None:
-        """The sounding chain's cost, latency and NaN guard (None: nothing sounding)."""
-        if chain is None or not chain.block_seconds:
-            self.cost_label.setText("Cost: – ms per block")
-            self.latency_label.setText(f"Latency: {self._latency_text(chain)}")
-            if chain is None:
-                for widget in self.slot_widgets:
-                    widget.show_state(None, False)
-                return
-        else:
-            share = chain.cost_ms / (1000 * chain.block_seconds)
+    def show_stats(self, sounding: EffectsChain | None) -> None:
+        """The cost of the chain that is sounding (None: none is), and the latency and NaN
+        guard of that chain, or of the panel's own when none sounds."""
+        if sounding is not None and sounding.block_seconds:
+            share = sounding.cost_ms / (1000 * sounding.block_seconds)
             colour = theme.RECORD if share > 0.5 else theme.TEXT
-            self.cost_label.setText(f"Cost: <span style='color:{colour}'>{chain.cost_ms:.2f} ms per "
-                                    f"{1000 * chain.block_seconds:.0f} ms block ({100 * share:.1f}% of real time)</span>")
-            self.latency_label.setText(f"Latency: {self._latency_text(chain)}")
-        if chain is self.chain:
+            self.cost_label.setText(f"Cost: <span style='color:{colour}'>{sounding.cost_ms:.2f} ms per block "
+                                    f"({100 * share:.1f}% of real time)</span>")
+        else:
+            self.cost_label.setText("Cost: – (not playing)")
+        chain = sounding or self.chain
+        samples = 0 if chain is None else chain.latency_samples
+        self.latency_label.setText(f"Latency: {1000 * samples / RATE:.1f} ms ({samples} samples)")
+        if chain is None:
+            return
+        if chain is self.chain and not self.building:  # else the widgets show another chain's slots
             for widget, latency, muted in zip(self.slot_widgets, chain.slot_latency, chain.muted):
                 widget.show_state(latency, muted)
         for text in chain.drain_notices():
             self.error.emit(f"Effects: {text}. Bypass it and back to un-mute it.")
-
-    @staticmethod
-    def _latency_text(chain: EffectsChain | None) -> str:
-        samples = 0 if chain is None else chain.latency_samples
-        return f"{1000 * samples / RATE:.1f} ms ({samples} samples)"

@@ -1,6 +1,8 @@
-"""A screenshot of the real window under Xvfb (the xcb platform, as on a desktop),
-taken while it generates. It stays in the test's temporary folder; set
-HARMONIC_SCREENSHOT_OUT=docs/screenshot.png to refresh the README's picture."""
+"""Under Xvfb (the xcb platform, as on a desktop): screenshots of the real window taken
+while it generates, plain and with the Effects tab showing a chain; and a plugin's own
+editor window, opened in a child process while the app stays responsive. The screenshots
+stay in the test's temporary folder; set HARMONIC_SCREENSHOT_OUT=docs/screenshot.png
+(HARMONIC_EFFECTS_SCREENSHOT_OUT=docs/screenshot-effects.png) to refresh the README's."""
 
 from __future__ import annotations
 
@@ -14,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # this process's own widgets (qtbot); the app's are on Xvfb
+
+from conftest import require  # noqa: E402
+from effects_plugins import BUILTIN_REVERB, LV2_REVERB, VST3_REVERB, require_plugins  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,15 +47,29 @@ def xvfb():
     server.wait(10)
 
 
-def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
+def shipped_or_tiny(tmp_path, preset_params) -> Path:
     from engine.checkpoint import DEFAULT_CHECKPOINT, save_model
 
     if DEFAULT_CHECKPOINT.is_dir():
-        checkpoint = DEFAULT_CHECKPOINT
-    else:  # until the shipped model exists: random tiny weights
-        config, params = preset_params("tiny")
-        checkpoint = tmp_path / "tiny-random"
-        save_model(checkpoint, config, params, {"name": "tiny (random weights)", "data": "none: untrained"})
+        return DEFAULT_CHECKPOINT
+    config, params = preset_params("tiny")  # until the shipped model exists: random tiny weights
+    checkpoint = tmp_path / "tiny-random"
+    save_model(checkpoint, config, params, {"name": "tiny (random weights)", "data": "none: untrained"})
+    return checkpoint
+
+
+def not_blank(path: Path, width: int, height: int) -> None:
+    from PyQt6.QtGui import QImage
+
+    image = QImage(str(path))
+    assert image.width() >= width and image.height() >= height
+    # many distinct colours (panels, text, waveform, spectrogram)
+    pixels = np.frombuffer(image.convertToFormat(QImage.Format.Format_RGB32).constBits().asstring(image.sizeInBytes()), np.uint32)
+    assert np.unique(pixels).size > 200
+
+
+def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
+    checkpoint = shipped_or_tiny(tmp_path, preset_params)
     # a library with a few takes, and a seed (a plucked tone) that the take continues
     from engine.library import Library
 
@@ -81,12 +101,111 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.exists(), result.stderr[-3000:]
-    from PyQt6.QtGui import QImage
-
-    image = QImage(str(out))
-    assert image.width() >= 1000 and image.height() >= 700
-    # not blank: many distinct colours (panels, text, waveform, spectrogram)
-    pixels = np.frombuffer(image.convertToFormat(QImage.Format.Format_RGB32).constBits().asstring(image.sizeInBytes()), np.uint32)
-    assert np.unique(pixels).size > 200
+    not_blank(out, 1000, 700)
     if os.environ.get("HARMONIC_SCREENSHOT_OUT"):  # to refresh docs/screenshot.png on purpose
         shutil.copyfile(out, os.environ["HARMONIC_SCREENSHOT_OUT"])
+
+
+EFFECTS_DRIVER = r'''
+import json, sys
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication
+app = QApplication(sys.argv[:1])
+from app.main import main
+from app.window import MainWindow
+
+library, settings, checkpoint, chain, out = sys.argv[1:6]
+
+def shoot():
+    window = next((w for w in app.topLevelWidgets() if isinstance(w, MainWindow)), None)
+    if window is None or window.transport.state != "playing" or window.sounding_chain() is None:
+        QTimer.singleShot(200, shoot)
+        return
+    window.right_split.setSizes([200, 470, 150])  # room for the chain
+    QTimer.singleShot(3000, lambda: finish(window))
+
+def finish(window):
+    panel = window.effects_panel
+    window.grab().save(out)
+    json.dump({"slots": [(slot.ref.name, w.bypass.isChecked()) for slot, w in zip(panel.spec.slots, panel.slot_widgets)],
+               "cost": panel.cost_label.text(), "messages": window.messages}, open(out + ".json", "w"))
+    window.close()
+    app.quit()
+
+QTimer.singleShot(500, shoot)
+sys.exit(main(["--checkpoint", checkpoint, "--library", library, "--settings", settings, "--effects", chain, "--generate"]))
+'''
+
+
+def test_screenshot_of_the_effects_chain_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
+    require_plugins()
+    from engine.effects import ChainSpec, PluginSlot
+
+    checkpoint = shipped_or_tiny(tmp_path, preset_params)
+    chain = tmp_path / "chain.json"
+    ChainSpec([PluginSlot(BUILTIN_REVERB, {"room_size": 0.7, "wet_level": 0.25}),
+               PluginSlot(LV2_REVERB, {}, mix=0.6),
+               PluginSlot(VST3_REVERB, {"decay_s": 2.5}, bypass=True)]).save(chain)
+    driver = tmp_path / "driver.py"
+    driver.write_text(EFFECTS_DRIVER)
+    out = tmp_path / "screenshot-effects.png"
+    try:
+        base = request.getfixturevalue("pulse_server").env
+    except pytest.skip.Exception:
+        base = os.environ
+    env = dict(base, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"))
+    result = subprocess.run([sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(checkpoint),
+                             str(chain), str(out)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    shown = json.loads(Path(str(out) + ".json").read_text())
+    assert shown["messages"] == [] and "% of real time" in shown["cost"]
+    assert shown["slots"] == [["Reverb", False], ["Dragonfly Hall Reverb", False], ["Dragonfly Hall Reverb", True]]
+    not_blank(out, 1000, 700)
+    if os.environ.get("HARMONIC_EFFECTS_SCREENSHOT_OUT"):  # to refresh docs/screenshot-effects.png on purpose
+        shutil.copyfile(out, os.environ["HARMONIC_EFFECTS_SCREENSHOT_OUT"])
+
+
+def test_plugin_editor_opens_in_a_child_process_and_its_state_comes_back(xvfb, qtbot, monkeypatch):
+    """Dragonfly's VST3 editor (a real X11 window) runs in a child while the app's event
+    loop keeps running; closing it brings the plugin's state and parameters back into the
+    chain."""
+    require_plugins()
+    from PyQt6.QtCore import QTimer
+
+    from app.panels.effects import EffectsPanel
+    from engine.effects import describe
+
+    monkeypatch.setenv("DISPLAY", xvfb)
+    panel = EffectsPanel()
+    qtbot.addWidget(panel)
+    info = describe(VST3_REVERB)
+    panel.set_catalog([info])
+    panel.add_plugin(info)
+    qtbot.waitUntil(lambda: panel.chain is not None and not panel.building, timeout=30000)
+    panel.slot_widgets[0].controls["decay_s"].spin.setValue(4.0)
+    assert panel.slot_widgets[0].editor_button.isVisibleTo(panel)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(20)
+    panel.slot_widgets[0].editor_button.click()
+    editor = panel.editor
+    errors = []
+    editor.error.connect(errors.append)
+    with qtbot.waitSignal(editor.opened, timeout=60000):
+        pass
+    before = len(ticks)
+    qtbot.wait(600)
+    assert len(ticks) - before >= 10, "the app froze while the editor was open"
+    old_chain = panel.chain
+    with qtbot.waitSignal(editor.closed, timeout=30000) as closed:
+        editor.close()
+    state, parameters = closed.args
+    assert errors == [] and isinstance(state, bytes) and len(state) > 100
+    assert parameters["decay_s"] == pytest.approx(4.0, abs=0.01)  # the copy had the chain's settings
+    qtbot.waitUntil(lambda: panel.chain is not old_chain and not panel.building, timeout=30000)
+    assert panel.chain.snapshot().slots[0].parameters["decay_s"] == pytest.approx(4.0, abs=0.01)
+    assert panel.spec.slots[0].state == state

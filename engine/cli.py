@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Adds the engine's subcommands."""
-    from engine.commands import bench, devices, generate, info, play, warmup
+    from engine.commands import bench, devices, fx, generate, info, play, plugins, warmup
 
-    for module in (info, generate, play, devices, bench, warmup):
+    for module in (info, generate, play, devices, bench, warmup, fx, plugins):
         module.register(commands)

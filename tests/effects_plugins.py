@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,3 +32,32 @@ BUNDLES = {
 def require_plugins() -> None:
     missing = [name for name, path in BUNDLES.items() if not path.exists()]
     require(f"plugin packages missing: {', '.join(missing)}" if missing else "")
+
+
+# Test plugins built from C here (tests/lv2/*.c), as a crashing or a worker-using plugin
+# is not in Debian's bundles: "NAME.lv2" bundles with one mono in, one mono out.
+LV2_SOURCES = Path(__file__).parent / "lv2"
+MANIFEST = """\
+@prefix lv2: <http://lv2plug.in/ns/lv2core#> .
+@prefix doap: <http://usefulinc.com/ns/doap#> .
+<{uri}> a lv2:Plugin ; doap:name "{name}" ; lv2:binary <{name}.so> ;{extra}
+  lv2:port [ a lv2:AudioPort, lv2:InputPort ; lv2:index 0 ; lv2:symbol "in" ; lv2:name "In" ] ,
+           [ a lv2:AudioPort, lv2:OutputPort ; lv2:index 1 ; lv2:symbol "out" ; lv2:name "Out" ]{ports} .
+"""
+
+
+def build_lv2(folder: Path, name: str, uri: str, source: str | None, extra: str = "", ports: str = "") -> Path:
+    """Builds bundle `folder`/NAME.lv2 from tests/lv2/SOURCE.c (or, with source None, a
+    binary of text: a damaged bundle). Needs a C compiler (CI has one: wheels build there)."""
+    bundle = folder / f"{name}.lv2"
+    bundle.mkdir(parents=True)
+    binary = bundle / f"{name}.so"
+    if source is None:
+        binary.write_text("not a shared library\n")
+    else:
+        compiler = shutil.which("cc")
+        require("" if compiler else "no C compiler to build the test LV2 plugins")
+        subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", binary, LV2_SOURCES / f"{source}.c"], check=True)
+    (bundle / "manifest.ttl").write_text(MANIFEST.format(uri=uri, name=name, extra=extra, ports=ports))
+    return bundle
+

@@ -73,6 +73,21 @@ def test_a_parameter_change_changes_the_output(kind):
     assert rms(changed[4000:] - outputs[0][4000:]) > 1e-3
 
 
+def test_bypass_and_mix_and_the_running_measures():
+    audio = burst()
+    with EffectsChain(ChainSpec([PluginSlot(BUILTIN_REVERB, {"room_size": 0.9})]), max_block=BLOCK) as chain:
+        wet = in_blocks(chain, audio[:1600], BLOCK)
+        assert chain.cost_ms > 0 and chain.block_seconds == pytest.approx(BLOCK / RATE)
+        chain.set_bypass(0, True)
+        np.testing.assert_array_equal(in_blocks(chain, audio[1600:3200], BLOCK), audio[1600:3200])
+        chain.set_bypass(0, False)
+        chain.set_mix(0, 0.0)
+        np.testing.assert_allclose(in_blocks(chain, audio[3200:4800], BLOCK), audio[3200:4800], atol=1e-7)
+        with pytest.raises(UserError, match="mix must be in"):
+            chain.set_mix(0, 1.5)
+    assert rms(wet - audio[:1600]) > 1e-2
+
+
 def test_a_preset_round_trips(tmp_path):
     """Saved (with the VST3 and LV2 states, base64) and loaded, a chain sounds the same."""
     spec = ChainSpec([PluginSlot(VST3_REVERB, {"decay_s": 2.5, "dry_level": 50.0}),
@@ -105,7 +120,8 @@ def test_a_plugin_sending_nan_is_muted_with_a_notice():
         out = in_blocks(chain, audio, BLOCK)
         assert chain.muted == [False, True, False]
         notices = chain.drain_notices()
-        assert len(notices) == 1 and notices[0].startswith("Wave shaper (slot 2) sent ") and notices[0].endswith(": muted")
+        assert len(notices) == 1, notices
+        assert notices[0].startswith("Wave shaper (slot 2) sent ") and notices[0].endswith(": muted"), notices
         assert chain.drain_notices() == []
     with EffectsChain(ChainSpec([PluginSlot(gain, {"gain_db": -3.0})]), max_block=BLOCK) as without:
         np.testing.assert_allclose(out, in_blocks(without, audio, BLOCK), atol=1e-6)

@@ -6,6 +6,7 @@ The model and sampling options here are shared with `harmonic play`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import secrets
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.commands.fx import add_fx_arguments, open_fx, print_notices
 from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
 from engine.take_file import TakeFile
@@ -104,14 +106,36 @@ def read_prime(args: argparse.Namespace) -> tuple[np.ndarray | None, int]:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate audio into a WAV or FLAC file")
     parser.add_argument("--seconds", type=float, default=4.0, metavar="S", help="seconds of new audio (default 4)")
-    parser.add_argument("--out", required=True, metavar="FILE", help="output file, .wav or .flac (one channel per voice)")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="output file, .wav or .flac (one channel per voice; with --fx the voices' mix, processed)")
+    parser.add_argument("--dry-out", metavar="FILE",
+                        help="with --fx, where the unprocessed take goes (default: OUT's name + .dry)")
     add_model_arguments(parser)
+    add_fx_arguments(parser)
     parser.set_defaults(run=run)
 
 
+def dry_path(args: argparse.Namespace, out: str | None = None) -> Path | None:
+    """Where --fx keeps the dry take: --dry-out, else "take.dry.wav" beside "take.wav"
+    (`out`, default --out)."""
+    if not args.fx:
+        if args.dry_out:
+            raise UserError("--dry-out goes with --fx (without effects --out is the dry take)")
+        return None
+    out = Path(out or args.out).expanduser()
+    dry = Path(args.dry_out).expanduser() if args.dry_out else out.with_name(f"{out.stem}.dry{out.suffix}")
+    if dry.resolve() == out.resolve():
+        raise UserError(f"--dry-out and --out are both {out}; give the dry take another name")
+    return dry
+
+
 def run(args: argparse.Namespace) -> int:
-    """Generates into a `TakeFile` chunk by chunk; Ctrl-C keeps what was generated (exit 130)."""
+    """Generates into a `TakeFile` chunk by chunk; Ctrl-C keeps what was generated (exit 130).
+    With --fx, --out gets the voices' mix through the chain and its tail, and the dry take
+    (all voices) goes to `dry_path`."""
     from tqdm import tqdm
+
+    from engine.effects.source import EffectsSource
 
     if not 0 < args.seconds < math.inf:  # also refuses nan
         raise UserError(f"--seconds must be a number > 0, got {args.seconds}")
@@ -131,31 +155,46 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_interrupt)
     sys.unraisablehook = report_unraisable
-    with TakeFile(args.out) as take:  # the destination is checked before the model loads
+    with contextlib.ExitStack() as files:  # destinations and chain are checked before the model loads
+        take = files.enter_context(TakeFile(args.out))
+        dry_take = files.enter_context(TakeFile(dry)) if (dry := dry_path(args)) else None
+        chain = files.enter_context(open_fx(args)) if args.fx else None
         generator = build_generator(args)
+        source = generator if chain is None else EffectsSource(generator, chain, args.fx_tail, on_dry=dry_take.write)
         began = time.perf_counter()
         total = int(round(args.seconds * SAMPLE_RATE)) + (generator.prime_samples if args.with_prime else 0)
+        shown = total / SAMPLE_RATE + (args.fx_tail if chain is not None else 0)
         bar_format = "{l_bar}{bar}| {n:.2f}/{total:.2f} s of audio [{elapsed}<{remaining}]"
+        takes = [t for t in (take, dry_take) if t is not None]
         try:
-            with tqdm(total=total / SAMPLE_RATE, desc="generating", bar_format=bar_format) as bar:
-                for chunk in generator.chunks(total):
+            with tqdm(total=shown, desc="generating", bar_format=bar_format) as bar:
+                for chunk in source.chunks(total):
                     if interrupted.is_set():
                         raise KeyboardInterrupt
                     take.write(chunk)
                     bar.n = take.seconds
                     bar.refresh()
+                    print_notices(chain, bar.write)
         except KeyboardInterrupt:
-            # A second Ctrl-C must not interrupt the file being finished.
+            # A second Ctrl-C must not interrupt the files being finished.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            if take.frames:
-                take.finish()
-            print(f"harmonic generate: stopped; kept {take.seconds:.2f} s in {args.out}" if take.frames
+            kept = [t for t in takes if t.frames]
+            for kept_take in kept:
+                kept_take.finish()
+            kept_text = ", ".join(f"{t.seconds:.2f} s in {t.path}" for t in kept)
+            print(f"harmonic generate: stopped; kept {kept_text}" if kept
                   else "harmonic generate: stopped before any audio; no file written", file=sys.stderr)
             return 130
-        take.finish()
+        for finished in takes:
+            finished.finish()
     elapsed = time.perf_counter() - began
     rtf = generator.realtime_factor
-    print(f"wrote {args.out}: {take.seconds:.2f} s x {generator.voices} voice(s) in {elapsed:.1f} s")
+    if chain is None:
+        print(f"wrote {args.out}: {take.seconds:.2f} s x {generator.voices} voice(s) in {elapsed:.1f} s")
+    else:
+        print(f"wrote {args.out}: {take.seconds:.2f} s through {args.fx} ({args.fx_tail:g} s of it tail) "
+              f"in {elapsed:.1f} s; the dry take: {dry_take.path}, "
+              f"{dry_take.seconds:.2f} s x {generator.voices} voice(s)")
     print(f"first chunk (load/compile): {generator.first_chunk_seconds:.2f} s; "
           + (f"real-time factor: {rtf:.2f}x per voice ({rtf * generator.voices:.2f}x all voices)" if rtf else "real-time factor: n/a (too short)"))
     return 0

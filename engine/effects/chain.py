@@ -23,16 +23,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import soxr
 
 from engine.effects.instance import PluginInstance
-from engine.effects.plugins import describe, open_plugin
+from engine.effects.plugins import open_plugin
 from engine.effects.spec import ChainSpec, ParameterValue, PluginSlot, check_value
 from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
@@ -73,7 +74,7 @@ class EffectsChain:
       slot_latency: each plugin's reported delay, at 16 kHz.
       cost_ms: moving average of the time `process` takes per block.
       block_seconds: moving average of the audio per processed block.
-      muted: per slot, True once the NaN/Inf guard muted it.
+      muted: per slot, True once the guard muted it (NaN, Inf or runaway output).
     """
 
     def __init__(self, spec: ChainSpec, max_block: int = 4096):
@@ -92,6 +93,7 @@ class EffectsChain:
         self.slot_latency = [int(round(s.instance.latency_samples / self._factor)) for s in self._slots]
         self.cost_ms = 0.0
         self.block_seconds = 0.0
+        self._blocks = 0
         self._lock = threading.Lock()  # held while a block runs, so a snapshot sees whole blocks
         self._pending: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._notices: collections.deque[str] = collections.deque()
@@ -113,9 +115,10 @@ class EffectsChain:
             while not self._pending.empty():
                 self._pending.get_nowait()()
             out = self._process(block)
-        seconds = len(block) / SAMPLE_RATE
-        self.cost_ms += AVERAGE_WEIGHT * (1000 * (time.perf_counter() - began) - self.cost_ms)
-        self.block_seconds += AVERAGE_WEIGHT * (seconds - self.block_seconds)
+        weight = AVERAGE_WEIGHT if self._blocks else 1.0  # the first block starts the averages
+        self._blocks += 1
+        self.cost_ms += weight * (1000 * (time.perf_counter() - began) - self.cost_ms)
+        self.block_seconds += weight * (len(block) / SAMPLE_RATE - self.block_seconds)
         return out
 
     def tail(self, seconds: float) -> np.ndarray:
@@ -228,8 +231,7 @@ class EffectsChain:
     # ----- set-up -----------------------------------------------------------------------
 
     def _open(self, index: int, saved: PluginSlot, inner_block: int) -> _Slot:
-        info = describe(saved.ref)
-        instance = open_plugin(info, self.rate, inner_block)
+        instance = open_plugin(saved.ref, self.rate, inner_block)
         try:
             if saved.state is not None:
                 instance.load_state(saved.state)
@@ -307,12 +309,27 @@ def _channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(audio[:1], channels, axis=0)
 
 
+def aligned(chain: EffectsChain, blocks: Iterable[np.ndarray], tail_seconds: float) -> Iterator[np.ndarray]:
+    """`blocks` (float32 [n] each, of any length) through `chain`, then `tail_seconds` of its
+    ring-out, with the chain's delay removed: output sample i lines up with input sample i.
+    Yields float32 [m] pieces (shorter than their blocks while the delay is cut)."""
+    skip = chain.latency_samples
+    tail = int(round(tail_seconds * SAMPLE_RATE)) + skip
+    size = chain.max_block
+    pieces = (block[i:i + size] for block in blocks for i in range(0, len(block), size))
+    silence = (np.zeros(min(size, tail - done), np.float32) for done in range(0, tail, size))
+    for block in itertools.chain(pieces, silence):
+        out = chain.process(block)
+        cut = min(skip, len(out))
+        skip -= cut
+        if cut < len(out):
+            yield out[cut:]
+
+
 def render_chain(spec: ChainSpec, audio: np.ndarray, tail_seconds: float = 2.0) -> np.ndarray:
     """Offline: float32 [n] at 16 kHz -> processed float32 [n + tail_seconds x 16 kHz], the
     chain's delay removed (output sample i lines up with input sample i)."""
     audio = np.asarray(audio, np.float32)
     with EffectsChain(spec, max_block=RENDER_BLOCK) as chain:
-        pieces = [chain.process(audio[i:i + RENDER_BLOCK]) for i in range(0, len(audio), RENDER_BLOCK)]
-        pieces.append(chain.tail(tail_seconds + chain.latency_samples / SAMPLE_RATE))
-        out = np.concatenate(pieces)[chain.latency_samples:]
-    return out[: len(audio) + int(round(tail_seconds * SAMPLE_RATE))]
+        pieces = list(aligned(chain, [audio], tail_seconds))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

@@ -20,6 +20,7 @@ import math
 import os
 import struct
 import sys
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +161,7 @@ class Lv2Instance(PluginInstance):
         self._features = self._make_features(rate, max_block)
         self._instance = w.lib.lilv_plugin_instantiate(self._plugin, rate, self._features)
         if not self._instance:
-            raise PluginLoadError(f"{info.ref.id}: the plugin refused to start at {rate} Hz (lilv could not instantiate it)")
+            raise PluginLoadError(f"{info.ref.id}: {_why_not_instantiated(w, self._plugin, rate)}")
         self._descriptor = self._instance.contents.descriptor.contents
         self._handle = self._instance.contents.handle
         self._worker = self._worker_interface()
@@ -262,15 +263,15 @@ class Lv2Instance(PluginInstance):
                    (BUF_SIZE + "nominalBlockLength", self._block_lengths[2], ATOM + "Int"),
                    (PARAMETERS + "sampleRate", self._rate_value, ATOM + "Float")]
         self._options = (Option * (len(entries) + 1))(
-            *[Option(0, 0, w.urid(key), ctypes.sizeof(value), w.urid(kind), ctypes.cast(ctypes.byref(value), ctypes.c_void_p))
+            *[Option(0, 0, w.urid(key), ctypes.sizeof(value), w.urid(kind), _address(value))
               for key, value, kind in entries])  # the zeroed last entry ends the list
         self._schedule = WorkerSchedule(None, ScheduleFunction(self._schedule_work))
         self._respond = RespondFunction(self._respond_work)
-        self._feature_list = [Feature(URID_NS.encode() + b"map", ctypes.cast(ctypes.byref(w.map), ctypes.c_void_p)),
-                              Feature(URID_NS.encode() + b"unmap", ctypes.cast(ctypes.byref(w.unmap), ctypes.c_void_p)),
-                              Feature(OPTIONS.encode() + b"options", ctypes.cast(self._options, ctypes.c_void_p)),
+        self._feature_list = [Feature(URID_NS.encode() + b"map", _address(w.map)),
+                              Feature(URID_NS.encode() + b"unmap", _address(w.unmap)),
+                              Feature(OPTIONS.encode() + b"options", _address(self._options)),
                               Feature(BUF_SIZE.encode() + b"boundedBlockLength", None),
-                              Feature(WORKER.encode() + b"schedule", ctypes.cast(ctypes.byref(self._schedule), ctypes.c_void_p))]
+                              Feature(WORKER.encode() + b"schedule", _address(self._schedule))]
         pointers = (ctypes.POINTER(Feature) * (len(self._feature_list) + 1))(
             *[ctypes.pointer(f) for f in self._feature_list])
         self._get_port_value = GetPortValue(self._port_value_for_state)
@@ -321,7 +322,8 @@ class Lv2Instance(PluginInstance):
                 raise PluginLoadError(f"{self.info.ref.id}: port {symbol!r} is of a kind this host cannot connect")
             self._descriptor.connect_port(self._handle, index, address)
         if not self._audio_in or not self._audio_out:
-            raise PluginLoadError(f"{self.info.ref.id}: not an effect (it has no audio {'input' if not self._audio_in else 'output'})")
+            missing = "input" if not self._audio_in else "output"
+            raise PluginLoadError(f"{self.info.ref.id}: not an effect (it has no audio {missing})")
 
     def _activate(self) -> None:
         if self._descriptor.activate:
@@ -364,6 +366,22 @@ class Lv2Instance(PluginInstance):
         control = self._controls.get(symbol.decode())
         if control is not None and kind == self._world.urid(ATOM + "Float") and size == 4:
             control.value = ctypes.c_float.from_address(value).value
+
+
+def _why_not_instantiated(w: _World, plugin: int, rate: int) -> str:
+    """lilv says why only on stderr: a library that does not load (Debian's swh-lv2 FFT
+    plugins miss fftw's symbols) is loaded again here for the loader's message."""
+    library = urllib.parse.urlparse(w.text(w.lib.lilv_plugin_get_library_uri(plugin)))
+    try:
+        ctypes.CDLL(urllib.parse.unquote(library.path))
+    except OSError as error:
+        return f"its library does not load ({error})"
+    return f"the plugin refused to start at {rate} Hz (lilv could not instantiate it)"
+
+
+def _address(value) -> int:
+    """Where a ctypes object lives, as a void pointer for an LV2 struct."""
+    return ctypes.addressof(value)
 
 
 def _ports(w: _World, plugin: int) -> list[int]:

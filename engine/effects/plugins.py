@@ -24,14 +24,15 @@ def describe(ref: PluginRef) -> PluginInfo:
         raise UserError(f"cannot load {ref.format} plugin {ref.name!r}: {error}") from None
 
 
-def open_plugin(info: PluginInfo, rate: int, max_block: int) -> PluginInstance:
-    """A running instance at `rate`, warmed with one `max_block` block; UserError when it
-    cannot load."""
+def open_plugin(ref: PluginRef, rate: int, max_block: int) -> PluginInstance:
+    """A running instance at `rate`, warmed with one `max_block` block (its description is
+    `instance.info`); UserError when it cannot load."""
     try:
-        if info.ref.format is PluginFormat.BUILTIN:
+        if ref.format is PluginFormat.VST3:  # described from the one load: loading a VST3 takes long
+            return vst3.open_vst3(ref.id, rate, max_block)
+        info = describe(ref)
+        if ref.format is PluginFormat.BUILTIN:
             return builtin.open_builtin(info, rate, max_block)
-        if info.ref.format is PluginFormat.VST3:
-            return vst3.open_vst3(info, rate, max_block)
         return lv2.open_lv2(info, rate, max_block)
     except PluginLoadError as error:
-        raise UserError(f"cannot load {info.ref.format} plugin {info.ref.name!r}: {error}") from None
+        raise UserError(f"cannot load {ref.format} plugin {ref.name!r}: {error}") from None

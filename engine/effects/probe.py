@@ -28,17 +28,17 @@ PROBE_BLOCK = 512
 def probe(plugin_format: PluginFormat, path: str) -> dict:
     """The bundle at `path`: its plugins that load and run one block of noise, and the
     reasons of those that do not."""
-    if plugin_format is PluginFormat.VST3:
-        infos, opener = [vst3.describe_vst3(vst3.load_vst3(path), path)], vst3.open_vst3
-    else:
-        infos, opener = lv2.bundle_plugins(path), lv2.open_lv2
     noise = np.random.default_rng(0).uniform(-0.1, 0.1, PROBE_BLOCK).astype(np.float32)
+    if plugin_format is PluginFormat.VST3:
+        instance = vst3.open_vst3(path, PROBE_RATE, PROBE_BLOCK)
+        instance.process(np.repeat(noise[None], instance.input_channels, axis=0))
+        return {"plugins": [instance.info.to_dict()], "failures": []}
     working, failures = [], []
-    for info in infos:
+    for info in lv2.bundle_plugins(path):
         try:
-            instance = opener(info, PROBE_RATE, PROBE_BLOCK)
+            instance = lv2.open_lv2(info, PROBE_RATE, PROBE_BLOCK)
         except PluginLoadError as error:
-            failures.append([info.ref.id, one_line(error)])
+            failures.append([info.ref.id, one_line(error).removeprefix(f"{info.ref.id}: ")])
             continue
         instance.process(np.repeat(noise[None], instance.input_channels, axis=0))
         instance.close()

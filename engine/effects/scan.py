@@ -30,7 +30,7 @@ from engine.effects import lv2, vst3
 from engine.effects.builtin import builtin_plugins
 from engine.effects.spec import PluginFormat, PluginInfo
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 # A bundle that takes longer than this to load and run one block is reported as hung.
 PROBE_SECONDS = 30.0
 POLL_SECONDS = 0.05
@@ -137,7 +137,8 @@ def _probe_in_child(bundles: list[_Bundle]) -> tuple[dict[str, _Result], str | N
             child.stdin.close()
             hung = _wait_while_answering(child, answers)
         lines = answers.read_text(errors="replace").splitlines()
-        last_error = next((line for line in reversed(errors.read_text(errors="replace").splitlines()) if line.strip()), "")
+        said = [line for line in errors.read_text(errors="replace").splitlines() if line.strip()]
+        last_error = said[-1] if said else ""
     by_path = {b.path: b for b in bundles}
     results, started = {}, None
     for line in lines:

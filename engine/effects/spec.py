@@ -121,7 +121,8 @@ class PluginSlot:
         try:
             plugin_format = PluginFormat(data.get("format"))
         except ValueError:
-            raise ValueError(f"{where}: format must be one of {', '.join(PluginFormat)}, got {data.get('format')!r}") from None
+            known = ", ".join(PluginFormat)
+            raise ValueError(f"{where}: format must be one of {known}, got {data.get('format')!r}") from None
         plugin_id = data.get("id")
         if not isinstance(plugin_id, str) or not plugin_id:
             raise ValueError(f"{where}: id must be a non-empty string")
@@ -197,8 +198,10 @@ class ChainSpec:
             raise UserError(f"{path}: not found; check the chain file's path") from None
         except IsADirectoryError:
             raise UserError(f"{path}: is a folder; give a chain .json file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"{path}: cannot read the chain ({getattr(error, 'strerror', None) or error})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: bad chain file: not JSON (not even text); give a chain .json file") from None
+        except OSError as error:
+            raise UserError(f"{path}: cannot read the chain ({error.strerror or error})") from None
         try:
             return cls.from_json(text)
         except ValueError as error:

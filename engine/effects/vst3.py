@@ -43,12 +43,15 @@ def describe_vst3(plugin: pedalboard.VST3Plugin, path: str) -> PluginInfo:
     parameters = tuple(_parameter(name, parameter, getattr(plugin, name))
                        for name, parameter in plugin.parameters.items())
     ref = PluginRef(PluginFormat.VST3, path, plugin.name)
-    return PluginInfo(ref, plugin.manufacturer_name or "", parameters,
-                      int(plugin.reported_latency_samples or 0), has_editor=True)
+    # has_editor stays False: pedalboard's show_editor aborted the whole process with an X
+    # error (BadWindow) under Xvfb for the Dragonfly reverb; not offered until it is safe.
+    return PluginInfo(ref, plugin.manufacturer_name or "", parameters, int(plugin.reported_latency_samples or 0))
 
 
-def open_vst3(info: PluginInfo, rate: int, max_block: int) -> PedalboardInstance:
-    return PedalboardInstance(load_vst3(info.ref.id), info, rate, max_block)
+def open_vst3(path: str, rate: int, max_block: int) -> PedalboardInstance:
+    """The bundle's plugin, loaded once and described from that load."""
+    plugin = load_vst3(path)
+    return PedalboardInstance(plugin, describe_vst3(plugin, path), rate, max_block)
 
 
 def _parameter(name: str, parameter, value) -> ParameterInfo:

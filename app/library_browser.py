@@ -18,7 +18,8 @@ from PyQt6.QtWidgets import (
     QProgressBar, QPushButton, QStyledItemDelegate, QTableView, QVBoxLayout, QWidget,
 )
 
-from engine.effects import ChainSpec
+from engine.effects import ChainSpec, EffectsChain
+from engine.errors import UserError
 from engine.library import EXPORT_RATES, ExportAudio, Library, LibraryError, Take
 from app import workers
 from app.views import theme
@@ -226,7 +227,7 @@ class TakesView(QTableView):
             return
         try:
             mime = self.mimeData_for_selection()
-        except LibraryError as error:
+        except (LibraryError, UserError, ValueError) as error:
             self.browser.show_error(str(error))
             return
         drag = QDrag(self)
@@ -492,6 +493,11 @@ class LibraryBrowser(QWidget):
             if not folder:
                 return None
         fmt, rate, mono, audio = self.export_options()
+        try:
+            chains = self.chains_for(ids, audio)
+        except (LibraryError, UserError, ValueError) as error:
+            self.show_error(f"Cannot export the processed audio: {error}")
+            return None
         if self.settings is not None:
             self.settings.set("export/folder", str(folder))
             self.settings.set("export/format", fmt)
@@ -504,8 +510,8 @@ class LibraryBrowser(QWidget):
         self.export_button.setEnabled(False)
 
         def work(task):
-            return self.library.export(ids, folder, fmt, rate, mono=mono, audio=audio, progress=task.progress,
-                                       cancelled=lambda: task.cancelled)
+            return self.library.export(ids, folder, fmt, rate, mono=mono, audio=audio, chains=chains,
+                                       progress=task.progress, cancelled=lambda: task.cancelled)
 
         def finished(paths):
             self.progress.hide()
@@ -524,7 +530,16 @@ class LibraryBrowser(QWidget):
     def export_for_drag(self, ids: list[str]) -> list[Path]:
         folder = Path(tempfile.mkdtemp(prefix="harmonic-drag-"))
         fmt, rate, mono, audio = self.export_options()
-        return self.library.export(ids, folder, fmt, rate, mono=mono, audio=audio)
+        return self.library.export(ids, folder, fmt, rate, mono=mono, audio=audio, chains=self.chains_for(ids, audio))
+
+    def chains_for(self, ids: list[str], audio: ExportAudio) -> dict[str, EffectsChain]:
+        """The takes' effects chains for a processed export, built here on the GUI thread
+        (pedalboard loads VST3 plugins on the main thread only); the export renders them in
+        its worker."""
+        if audio is not ExportAudio.PROCESSED:
+            return {}
+        takes = [self.library.get(take_id) for take_id in ids]
+        return {take.id: EffectsChain(ChainSpec.from_json(take.effects)) for take in takes if take.effects}
 
     def _clicked(self, index):
         if index.column() == STAR:

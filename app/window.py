@@ -16,6 +16,7 @@ from PyQt6.QtWidgets import (
 )
 
 from engine.effects import ChainSpec, EffectsChain, load_catalog
+from engine.errors import UserError
 from engine.library import Library, LibraryError
 from app import workers
 from app.library_browser import LibraryBrowser
@@ -259,9 +260,11 @@ class MainWindow(QMainWindow):
         self.playback.stop()
         values = self.controls.values()
         seed = self.seed_panel.seed()
+        # a fresh chain: the take starts without the last one's tails, and re-renders to the
+        # same audio (reset() leaves the Dragonfly reverbs' modulation where it was)
+        if self.effects_panel.spec.slots and not self.effects_panel.rebuild():
+            return
         chain = self.effects_panel.chain
-        if chain is not None:
-            chain.reset()  # a take starts without the last one's tails (and re-renders the same)
         self.session = GenerationSession(self.checkpoint, values, seed, self.library, effects=chain, parent=self)
         self.monitor.show(self.session)
         self.session.stateChanged.connect(self.transport.set_state)
@@ -332,22 +335,19 @@ class MainWindow(QMainWindow):
 
     # ---- playback and recording ----------------------------------------------------
 
-    def play_take(self, take):
+    def play_take(self, take) -> None:
         """Plays a take as it was heard: its dry audio through its stored effects chain
-        (built in a worker: plugins can take a while to load). Returns that task, or None."""
+        (built here: VST3 plugins load on the main thread only)."""
         try:
             audio = take.read()
+            chain = EffectsChain(ChainSpec.from_json(take.effects)) if take.effects else None
         except LibraryError as error:
             self.show_error(str(error))
-            return None
-        if not take.effects:
-            self.play_clip(audio.T, take.name, seed_frames=take.seed_frames)
-            return None
-        return workers.run_task(
-            lambda task: EffectsChain(ChainSpec.from_json(take.effects)),
-            done=lambda chain: self.play_clip(audio.T, take.name, seed_frames=take.seed_frames, effects=chain),
-            failed=lambda text: self.show_error(f"Cannot play “{take.name}” through its effects: {text}"),
-            name="effects chain")
+            return
+        except (UserError, ValueError) as error:
+            self.show_error(f"Cannot play “{take.name}” through its effects: {error}")
+            return
+        self.play_clip(audio.T, take.name, seed_frames=take.seed_frames, effects=chain)
 
     def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0, effects: EffectsChain | None = None) -> None:
         if self.session is not None and self.session.active:

@@ -184,19 +184,27 @@ class Take:
             raise LibraryError(f"Could not read take {self.name!r} ({self.path}): {error}") from error
         return audio
 
-    def processed(self, tail_seconds: float = PROCESSED_TAIL_SECONDS) -> np.ndarray:
+    def processed(self, tail_seconds: float = PROCESSED_TAIL_SECONDS, chain=None) -> np.ndarray:
         """The voices' mix re-rendered through the take's effects chain, float32
         [frames + tail], aligned with the dry audio (the chain's delay removed); the dry
-        mix when the take has no chain. LibraryError if a plugin is missing or fails."""
+        mix when the take has no chain. LibraryError if a plugin is missing or fails.
+
+        chain: the take's chain already built (`engine.effects.EffectsChain` of its
+          `effects`, fresh): pedalboard loads VST3 plugins on the main thread only, so a
+          GUI builds the chain there and renders in a worker. None: built here.
+        """
         # imported here: pedalboard and the plugin hosts load only when a chain is rendered
         from engine.effects import ChainSpec, render_chain
+        from engine.effects.chain import aligned
         from engine.errors import UserError
 
         mix = self.read().mean(axis=1)
         if not self.effects:
             return mix
         try:
-            return render_chain(ChainSpec.from_json(self.effects), mix, tail_seconds)
+            if chain is None:
+                return render_chain(ChainSpec.from_json(self.effects), mix, tail_seconds)
+            return np.concatenate(list(aligned(chain, [mix], tail_seconds)))
         except (UserError, ValueError) as error:
             raise LibraryError(f"Could not re-render take {self.name!r} through its effects: {error}") from error
 
@@ -610,12 +618,14 @@ class Library:
         *,
         mono: bool = False,
         audio: ExportAudio = ExportAudio.DRY,
+        chains: dict | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> list[Path]:
         """Writes each take's dry or processed audio to `folder` as NAME.FMT (made unique),
         resampled to `rate`. Returns the files written. A failed file is removed before
-        the error is raised."""
+        the error is raised. chains: prebuilt effects chains by take id (see
+        `Take.processed`)."""
         fmt = fmt.lower()
         if fmt not in EXPORT_FORMATS:
             raise LibraryError(f"unknown export format {fmt!r}; choose wav, flac or ogg")
@@ -632,7 +642,7 @@ class Library:
                 break
             take = self.get(take_id)
             if audio is ExportAudio.PROCESSED:
-                samples = take.processed()[:, None]
+                samples = take.processed(chain=(chains or {}).get(take_id))[:, None]
             else:
                 samples = take.read()
             if mono and samples.shape[1] > 1:

@@ -4,10 +4,18 @@ The panel owns the chain as the user edits it (`spec`, an `engine.effects.ChainS
 and the running `engine.effects.EffectsChain` built from it (`chain`). Parameter, bypass
 and dry/wet changes go to the running chain's thread-safe setters (heard from the next
 block); adding, removing, reordering plugins or switching the 48 kHz mode builds a new
-chain in a worker thread (loading plugins can take a while) and announces it with
-`chainReady`, for the window to swap into the live stream. Every slot's controls are
-made from the plugin's parameter list: a slider and a spin box with the unit for a
-number, a check box for a switch, a combo box for a choice.
+chain and announces it with `chainReady`, for the window to swap into the live stream.
+Chains are built here, on the GUI thread: pedalboard loads (and resets) a VST3 plugin
+only on the main thread once any has been loaded (a second load elsewhere raises
+"must be reloaded on the main thread"); a build takes ~0.25 s with three reverbs.
+Every slot's controls are made from the plugin's parameter list: a slider and a spin box
+with the unit for a number, a check box for a switch, a combo box for a choice.
+
+Plugin editor windows are not offered: pedalboard's `show_editor` runs a modal loop on
+the main thread, which would freeze the window. Run in a child process on a copy of the
+slot's state (tried), Dragonfly's VST3 editor, the one VST3 plugin here, aborts that
+process with an X BadWindow error under Xvfb, so it could not be made to work or be
+tested; the engine reports `has_editor=False` for every plugin.
 
 `show_stats` (called by the window's display timer) shows the running chain's cost per
 block, its share of the real-time budget, the latency and slots muted by the NaN guard.
@@ -25,7 +33,6 @@ from PyQt6.QtWidgets import (
 )
 
 from app import workers
-from app.plugin_editor import PluginEditor
 from app.views import theme
 from engine.effects import ChainSpec, EffectsChain, ParameterInfo, ParameterKind, PluginInfo, PluginSlot, describe
 from engine.errors import UserError
@@ -114,14 +121,13 @@ class ParameterControl(QWidget):
 
 class SlotWidget(QFrame):
     """One plugin of the chain: its name, latency and guard state, bypass, dry/wet,
-    move up/down, remove, its editor (when it has one) and its parameters."""
+    move up/down, remove, and its parameters."""
 
     parameterChanged = pyqtSignal(str, object)
     bypassChanged = pyqtSignal(bool)
     mixChanged = pyqtSignal(float)
     moveRequested = pyqtSignal(int)  # -1 up, +1 down
     removeRequested = pyqtSignal()
-    editorRequested = pyqtSignal()
 
     def __init__(self, index: int, info: PluginInfo, slot: PluginSlot, parent=None):
         super().__init__(parent)
@@ -145,15 +151,11 @@ class SlotWidget(QFrame):
             button.clicked.connect(action)
             buttons.append(button)
         self.up_button, self.down_button, self.remove_button = buttons
-        self.editor_button = QToolButton(text="Editor…", toolTip="The plugin's own window (in a separate process)")
-        self.editor_button.setVisible(info.has_editor)
-        self.editor_button.clicked.connect(self.editorRequested)
         header = QHBoxLayout()
         header.addWidget(title, 1)
         header.addWidget(self.guard_label)
         header.addWidget(self.latency_label)
         header.addWidget(self.bypass)
-        header.addWidget(self.editor_button)
         for button in buttons:
             header.addWidget(button)
 
@@ -195,9 +197,6 @@ class EffectsPanel(QGroupBox):
         self.catalog: list[PluginInfo] = []
         self.failures = []
         self.slot_widgets: list[SlotWidget] = []
-        self._build_serial = 0  # the newest rebuild; older ones that finish later are dropped
-        self.building = False
-        self.editor: PluginEditor | None = None  # the plugin editor open last
 
         self.plugin_box = QComboBox()
         self.plugin_box.setMinimumWidth(150)
@@ -309,15 +308,9 @@ class EffectsPanel(QGroupBox):
         self._live("set_mix", index, mix)
         self.spec.slots[index].mix = mix
 
-    def set_state(self, index: int, state: bytes | None, parameters: dict) -> None:
-        """A plugin's own state (from its editor): rebuilds the chain with it."""
-        self.spec.slots[index].state = state
-        self.spec.slots[index].parameters.update(parameters)
-        self._structure_changed()
-
     def _live(self, setter: str, *args) -> None:
         chain = self.chain
-        if chain is not None and not self.building:
+        if chain is not None:
             try:
                 getattr(chain, setter)(*args)
             except UserError as error:
@@ -327,7 +320,7 @@ class EffectsPanel(QGroupBox):
         self.spec.rate = HIGH_RATE if on else RATE
         self._structure_changed()
 
-    def set_chain(self, spec: ChainSpec) -> workers.Task | None:
+    def set_chain(self, spec: ChainSpec) -> bool:
         """Shows and builds `spec` (a preset, a take's chain). Each slot's description comes
         from the catalog, or from loading the plugin when the catalog lacks it."""
         infos = []
@@ -337,45 +330,33 @@ class EffectsPanel(QGroupBox):
                 infos.append(known or describe(slot.ref))
             except UserError as error:
                 self.error.emit(f"Cannot use this chain: {error}")
-                return None
-        self.spec = dataclasses.replace(spec, slots=[dataclasses.replace(s, parameters=dict(s.parameters)) for s in spec.slots])
+                return False
+        self.spec = ChainSpec([dataclasses.replace(s, parameters=dict(s.parameters)) for s in spec.slots], spec.rate)
         self.infos = infos
         self.high_rate.blockSignals(True)
         self.high_rate.setChecked(spec.rate == HIGH_RATE)
         self.high_rate.blockSignals(False)
         return self._structure_changed()
 
-    def _structure_changed(self) -> workers.Task | None:
+    def _structure_changed(self) -> bool:
         self._rebuild_slots()
         return self.rebuild()
 
-    def rebuild(self) -> workers.Task | None:
-        """Builds the running chain from `spec` in a worker; `chainReady` when done. The old
-        chain keeps playing meanwhile (its setters are not called: it may lack a slot)."""
-        self._build_serial += 1
-        serial = self._build_serial
-        spec = ChainSpec([dataclasses.replace(s, parameters=dict(s.parameters)) for s in self.spec.slots], self.spec.rate)
-        if not spec.slots:
-            self.building = False
+    def rebuild(self) -> bool:
+        """Builds the running chain from `spec` and announces it with `chainReady`; False
+        (and `error`) when a plugin cannot load: the old chain then keeps playing."""
+        if not self.spec.slots:
             self.chain = None
-            self.chainReady.emit(None)
-            return None
-        self.building = True
-
-        def done(chain: EffectsChain) -> None:
-            if serial != self._build_serial:
-                return
-            self.building = False
-            self.chain = chain
-            self.chainReady.emit(chain)
-
-        def failed(text: str) -> None:
-            if serial != self._build_serial:
-                return
-            self.building = False
-            self.error.emit(f"Could not build the effects chain: {text}")
-
-        return workers.run_task(lambda task: EffectsChain(spec), done=done, failed=failed, name="effects chain")
+        else:
+            spec = ChainSpec([dataclasses.replace(s, parameters=dict(s.parameters)) for s in self.spec.slots],
+                             self.spec.rate)
+            try:
+                self.chain = EffectsChain(spec)
+            except UserError as error:
+                self.error.emit(f"Could not build the effects chain: {error}")
+                return False
+        self.chainReady.emit(self.chain)
+        return True
 
     def _rebuild_slots(self) -> None:
         for widget in self.slot_widgets:
@@ -389,7 +370,6 @@ class EffectsPanel(QGroupBox):
             widget.mixChanged.connect(lambda mix, i=index: self.set_mix(i, mix))
             widget.moveRequested.connect(lambda delta, i=index: self.move(i, delta))
             widget.removeRequested.connect(lambda i=index: self.remove(i))
-            widget.editorRequested.connect(lambda i=index: self.open_editor(i))
             widget.up_button.setEnabled(index > 0)
             widget.down_button.setEnabled(index < len(self.infos) - 1)
             self.slots_box.addWidget(widget)
@@ -404,11 +384,8 @@ class EffectsPanel(QGroupBox):
     # ---- presets -------------------------------------------------------------------
 
     def current_spec(self) -> ChainSpec:
-        """The chain as it sounds now: the running chain's snapshot (with plugin states) when
-        it is up to date, else the edited spec."""
-        if self.chain is not None and not self.building:
-            return self.chain.snapshot()
-        return self.spec
+        """The chain as it sounds now: the running chain's snapshot, with plugin states."""
+        return self.chain.snapshot() if self.chain is not None else ChainSpec([], self.spec.rate)
 
     def save_preset(self, path: str | Path | None = None) -> bool:
         if path is None:
@@ -424,28 +401,17 @@ class EffectsPanel(QGroupBox):
         self.notice.emit(f"Saved the effects chain to {path}")
         return True
 
-    def load_preset(self, path: str | Path | None = None) -> workers.Task | None:
+    def load_preset(self, path: str | Path | None = None) -> bool:
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Load effects preset", str(Path.home()), "Effects chain (*.json)")
             if not path:
-                return None
+                return False
         try:
             spec = ChainSpec.load(path)
         except UserError as error:
             self.error.emit(str(error))
-            return None
+            return False
         return self.set_chain(spec)
-
-    # ---- the plugin's own editor -----------------------------------------------------
-
-    def open_editor(self, index: int) -> PluginEditor:
-        """Opens slot `index`'s own editor in a child process; what the user sets there
-        comes back when it closes."""
-        editor = self.editor = PluginEditor(self.current_spec().slots[index], self)
-        editor.closed.connect(lambda state, parameters: self.set_state(index, state, parameters))
-        editor.error.connect(self.error)
-        editor.open()
-        return editor
 
     # ---- the display timer ---------------------------------------------------------
 
@@ -464,7 +430,7 @@ class EffectsPanel(QGroupBox):
         self.latency_label.setText(f"Latency: {1000 * samples / RATE:.1f} ms ({samples} samples)")
         if chain is None:
             return
-        if chain is self.chain and not self.building:  # else the widgets show another chain's slots
+        if chain is self.chain:
             for widget, latency, muted in zip(self.slot_widgets, chain.slot_latency, chain.muted):
                 widget.show_state(latency, muted)
         for text in chain.drain_notices():

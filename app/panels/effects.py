@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
     QPushButton, QSlider, QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -39,6 +39,7 @@ from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE as RATE
 
 SLIDER_STEPS = 1000  # a float parameter's slider resolution
+PARAMETER_COLUMNS = 2
 HIGH_RATE = 48000
 
 
@@ -72,7 +73,7 @@ class ParameterControl(QWidget):
                                        singleStep=span / 100 if span > 0 else 0.01)
             if info.unit:
                 self.spin.setSuffix(f" {info.unit}")
-            self.spin.setMinimumWidth(86)
+            self.spin.setFixedWidth(104)  # the sliders line up
             self.slider.valueChanged.connect(self._slider_moved)
             self.spin.valueChanged.connect(self._spin_changed)
             layout.addWidget(self.slider, 1)
@@ -162,19 +163,25 @@ class SlotWidget(QFrame):
         self.mix = ParameterControl(ParameterInfo("mix", "Dry/wet", "%", ParameterKind.FLOAT, 0.0, 100.0, 100.0),
                                     slot.mix * 100)
         self.mix.changed.connect(lambda _, value: self.mixChanged.emit(value / 100))
-        form = QFormLayout()
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Dry/wet", self.mix)
         self.controls: dict[str, ParameterControl] = {}
         for parameter in info.parameters:
             control = ParameterControl(parameter, slot.parameters.get(parameter.name, parameter.default))
             control.changed.connect(self.parameterChanged)
             self.controls[parameter.name] = control
-            form.addRow(parameter.label, control)
+        grid = QGridLayout()  # two parameters a row: a plugin with twenty stays readable
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(10)
+        rows = [("Dry/wet", self.mix)] + [(p.label, self.controls[p.name]) for p in info.parameters]
+        for index, (label, control) in enumerate(rows):
+            row, column = divmod(index, PARAMETER_COLUMNS)
+            grid.addWidget(QLabel(label), row, 2 * column)
+            grid.addWidget(control, row, 2 * column + 1)
+        for column in range(PARAMETER_COLUMNS):
+            grid.setColumnStretch(2 * column + 1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
         layout.addLayout(header)
-        layout.addLayout(form)
+        layout.addLayout(grid)
 
     def show_state(self, latency_samples: int | None, muted: bool) -> None:
         self.latency_label.setText("" if not latency_samples else f"{1000 * latency_samples / RATE:.1f} ms")

@@ -320,13 +320,15 @@ class LibraryBrowser(QWidget):
         self.audio_box = QComboBox()
         self.audio_box.addItem("dry", ExportAudio.DRY)
         self.audio_box.addItem("processed", ExportAudio.PROCESSED)
-        self.audio_box.setToolTip("dry: what the model generated\nprocessed: re-rendered through the take's effects chain, "
+        self.audio_box.setToolTip("dry: what the model generated\n"
+                                  "processed: re-rendered through the take's effects chain, "
                                   "with its tail (mono)")
         self.chain_button = QPushButton("Load its effects")
         self.chain_button.setToolTip("Put the selected take's effects chain into the Effects panel")
         self.chain_button.clicked.connect(self.load_chain_of_selected)
         self.rerender_button = QPushButton("Re-render with current effects")
-        self.rerender_button.setToolTip("Store the Effects panel's chain with the selected takes: their processed audio "
+        self.rerender_button.setToolTip("Store the Effects panel's chain with the selected takes: "
+                                        "their processed audio "
                                         "is re-rendered from the dry audio through it")
         self.rerender_button.clicked.connect(self.apply_current_chain)
         self.export_button = QPushButton("Export…")
@@ -340,7 +342,8 @@ class LibraryBrowser(QWidget):
             bottom.addWidget(widget)
         bottom.addStretch(1)
         bottom.addWidget(self.progress)
-        for widget in (QLabel("Export"), self.audio_box, self.format_box, self.rate_box, self.mono_box, self.export_button):
+        export_widgets = (QLabel("Export"), self.audio_box, self.format_box, self.rate_box, self.mono_box, self.export_button)
+        for widget in export_widgets:
             bottom.addWidget(widget)
         effects_row = QHBoxLayout()
         effects_row.addStretch(1)

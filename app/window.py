@@ -295,7 +295,8 @@ class MainWindow(QMainWindow):
         session = self.session
         if session is not None:
             shown = session.player_state
-            if shown is not None and shown != self.transport.state and self.transport.state not in ("stopping", "idle", "error"):
+            settled = self.transport.state in ("stopping", "idle", "error")  # the worker's own states
+            if shown is not None and shown != self.transport.state and not settled:
                 self.transport.set_state(shown)
             stats = session.stats()
             self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
@@ -349,7 +350,8 @@ class MainWindow(QMainWindow):
             return
         self.play_clip(audio.T, take.name, seed_frames=take.seed_frames, effects=chain)
 
-    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0, effects: EffectsChain | None = None) -> None:
+    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0,
+                  effects: EffectsChain | None = None) -> None:
         if self.session is not None and self.session.active:
             self.show_error("Stop generating before playing a clip.")
             return

@@ -70,9 +70,11 @@ def test_panel_controls_come_from_the_parameters_and_reach_the_running_chain(qtb
     reverb, combo, delay = panel.slot_widgets
     # one control per parameter, of the parameter's kind, with its range and unit
     assert list(reverb.controls) == [p.name for p in panel.plugin("Reverb").parameters]
-    assert delay.controls["delay_seconds"].spin.suffix() == " s" and delay.controls["delay_seconds"].spin.maximum() == 2.0
+    delay_time = delay.controls["delay_seconds"].spin
+    assert delay_time.suffix() == " s" and delay_time.maximum() == 2.0
     model = combo.controls["model"].combo
-    assert [model.itemText(i) for i in range(model.count())] == list(panel.plugin("MDA Combo").parameter("model").choices)
+    choices = panel.plugin("MDA Combo").parameter("model").choices
+    assert [model.itemText(i) for i in range(model.count())] == list(choices)
     assert combo.controls["stereo"].check.isChecked() is bool(panel.plugin("MDA Combo").parameter("stereo").default)
 
     # a change in the panel reaches the running chain (no rebuild: the same chain object)
@@ -230,13 +232,15 @@ def test_an_older_library_gains_the_effects_column(tmp_path):
     root = tmp_path / "old"
     (root / "takes").mkdir(parents=True)
     with sqlite3.connect(root / "library.sqlite") as db:  # the schema before effects were kept
-        db.execute("CREATE TABLE takes (id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'recording',"
-                   " deleted INTEGER NOT NULL DEFAULT 0, starred INTEGER NOT NULL DEFAULT 0, recovered INTEGER NOT NULL"
-                   " DEFAULT 0, created TEXT NOT NULL, frames INTEGER NOT NULL DEFAULT 0, voices INTEGER NOT NULL DEFAULT 1,"
+        db.execute("CREATE TABLE takes (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+                   " state TEXT NOT NULL DEFAULT 'recording', deleted INTEGER NOT NULL DEFAULT 0,"
+                   " starred INTEGER NOT NULL DEFAULT 0, recovered INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL,"
+                   " frames INTEGER NOT NULL DEFAULT 0, voices INTEGER NOT NULL DEFAULT 1,"
                    " checkpoint TEXT NOT NULL DEFAULT '', checkpoint_path TEXT NOT NULL DEFAULT '', temperature REAL,"
-                   " top_p REAL, seed INTEGER, seed_audio TEXT NOT NULL DEFAULT '', seed_frames INTEGER NOT NULL DEFAULT 0,"
-                   " extra TEXT NOT NULL DEFAULT '{}', thumbnail BLOB)")
-        db.execute("INSERT INTO takes (id, name, state, created, frames) VALUES ('old', 'Old take', 'done', '2026-01-01', 1600)")
+                   " top_p REAL, seed INTEGER, seed_audio TEXT NOT NULL DEFAULT '',"
+                   " seed_frames INTEGER NOT NULL DEFAULT 0, extra TEXT NOT NULL DEFAULT '{}', thumbnail BLOB)")
+        db.execute("INSERT INTO takes (id, name, state, created, frames)"
+                   " VALUES ('old', 'Old take', 'done', '2026-01-01', 1600)")
     sf.write(str(root / "takes" / "old.flac"), np.full(1600, 0.25, np.float32), 16000, subtype="PCM_16")
     with Library(root) as library:
         old = library.get("old")
@@ -279,15 +283,18 @@ panel = window.effects_panel
 wait(lambda: window.model_status != "loading" and panel.catalog, 120, "the model and the plugin catalog")
 panel.add_plugin(panel.plugin("Reverb"))
 panel.add_plugin(panel.plugin("MDA Delay"))  # an installed LV2 plugin (mda-lv2)
+panel.high_rate.setChecked(True)  # at 48 kHz: the chain has a latency
 window.controls.endless.setChecked(False)
 window.controls.seconds.setValue(2.0)
 window.transport.generate_button.click()
 wait(lambda: window.last_take is not None or window.transport.state == "error", 300, "the take")
 take = window.last_take
 np.save(os.path.join(out, "played.npy"), window.session.program.latest(take.frames))
-json.dump({"messages": window.messages, "underruns": window.session.stats()["underruns"], "take": str(take.path),
+json.dump({"messages": window.messages, "underruns": window.session.stats()["underruns"], "take": take.id,
+           "seconds": window.session.stats()["seconds"], "heard": window.session.heard_samples,
            "frames": take.frames, "effects": take.effects, "latency": panel.chain.latency_samples,
-           "drawn": window.monitor.position, "cost": panel.cost_label.text()}, open(os.path.join(out, "result.json"), "w"))
+           "drawn": window.monitor.position, "cost": panel.cost_label.text()},
+          open(os.path.join(out, "result.json"), "w"))
 window.close()
 '''
 
@@ -297,14 +304,16 @@ def test_the_live_stream_plays_through_the_chain_on_the_sound_card(pulse_server,
     require_plugins()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    env = dict(pulse_server.env, JAX_PLATFORMS="cpu", HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+    env = dict(pulse_server.env, JAX_PLATFORMS="cpu",
+               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     raw = tmp_path / "speaker.raw"
     speaker = pulse_server.record_speaker(raw)
     try:
         time.sleep(0.5)
         result = subprocess.run(
-            [sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(tiny_checkpoint), str(tmp_path)],
+            [sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(tiny_checkpoint),
+             str(tmp_path)],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=280, stdin=subprocess.DEVNULL,
         )
         time.sleep(0.5)
@@ -315,14 +324,21 @@ def test_the_live_stream_plays_through_the_chain_on_the_sound_card(pulse_server,
     out = json.loads((tmp_path / "result.json").read_text())
     assert out["messages"] == [], out["messages"]
     assert out["underruns"] == 0
-    assert [s.ref.name for s in ChainSpec.from_json(out["effects"]).slots] == ["Reverb", "MDA Delay"]
+    stored = ChainSpec.from_json(out["effects"])
+    assert [s.ref.name for s in stored.slots] == ["Reverb", "MDA Delay"] and stored.rate == 48000
+    latency = out["latency"]
+    assert latency > 0 and out["seconds"] == (out["heard"] - latency) / 16000  # the clock takes the latency off
     assert out["drawn"] >= out["frames"] and "% of real time" not in out["cost"]  # idle once the take ended
 
     # the processed audio, not the dry take, is what the sink received: every 0.25 s
     # block of it (after the null sink's silent start) is found there
     played = np.load(tmp_path / "played.npy")
-    dry, _ = sf.read(out["take"], dtype="float32")
+    with Library(tmp_path / "library") as library:
+        take = library.get(out["take"])
+        dry = take.read()[:, 0]
+        processed = take.processed()  # re-rendered from the dry take and the stored chain, latency removed
     assert np.abs(played - dry).max() > 0.05
+    np.testing.assert_allclose(processed[: take.frames - latency], played[latency:], atol=3e-4)
     recorded = np.fromfile(raw, dtype="<f4")
     block = 4000
     for start in range(2000, played.size - block + 1, block):

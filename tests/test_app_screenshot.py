@@ -122,13 +122,15 @@ def shoot():
 def finish(window):
     panel = window.effects_panel
     panel.grab().save(out)  # the whole chain, also what the tab's scroll area hides
-    json.dump({"slots": [(slot.ref.name, w.bypass.isChecked()) for slot, w in zip(panel.spec.slots, panel.slot_widgets)],
+    slots = [(slot.ref.name, widget.bypass.isChecked()) for slot, widget in zip(panel.spec.slots, panel.slot_widgets)]
+    json.dump({"slots": slots,
                "cost": panel.cost_label.text(), "messages": window.messages}, open(out + ".json", "w"))
     window.close()
     app.quit()
 
 QTimer.singleShot(500, shoot)
-sys.exit(main(["--checkpoint", checkpoint, "--library", library, "--settings", settings, "--effects", chain, "--generate"]))
+sys.exit(main(["--checkpoint", checkpoint, "--library", library, "--settings", settings, "--effects", chain,
+               "--generate"]))
 '''
 
 
@@ -150,8 +152,9 @@ def test_screenshot_of_the_effects_chain_while_generating(xvfb, tmp_path, tmp_pa
         base = os.environ
     env = dict(base, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
                HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"))
-    result = subprocess.run([sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(checkpoint),
-                             str(chain), str(out)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    result = subprocess.run([sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"),
+                             str(checkpoint), str(chain), str(out)],
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 

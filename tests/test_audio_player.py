@@ -86,8 +86,9 @@ def test_player_plays_every_sample_in_order(pulse_server, env, tmp_path):
         player = Player(iter(chunks), buffer_seconds=0.5, start_seconds=0.4, stage=Stage(on_chunk=seen.append))
         player.start()
         assert player.wait(30)
-        print(json.dumps({"state": player.state, "underruns": player.underruns, "seen": len(seen), "heard": player.heard_samples,
-                          "generated": list(player.generated().shape), "program": player.program.latest(24000).tolist()}))
+        print(json.dumps({"state": player.state, "underruns": player.underruns, "seen": len(seen),
+                          "heard": player.heard_samples, "generated": list(player.generated().shape),
+                          "program": player.program.latest(24000).tolist()}))
     """
     report, recorded = recorded_while(pulse_server, tmp_path, lambda: run_scenario(code, env))
     assert report["state"] == "finished" and report["underruns"] == 0

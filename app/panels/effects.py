@@ -135,7 +135,8 @@ class SlotWidget(QFrame):
         self.setObjectName("slot")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet(f"QFrame#slot {{ border: 1px solid {theme.GRID}; border-radius: 4px; }}")
-        title = QLabel(f"<b>{index + 1}. {info.ref.name}</b> <span style='color:{theme.MUTED}'>{info.ref.format}</span>")
+        title = QLabel(f"<b>{index + 1}. {info.ref.name}</b> "
+                       f"<span style='color:{theme.MUTED}'>{info.ref.format}</span>")
         title.setToolTip(f"{info.ref.name} ({info.vendor})\n{info.ref.id}")
         self.latency_label = QLabel()
         self.latency_label.setObjectName("muted")
@@ -275,7 +276,8 @@ class EffectsPanel(QGroupBox):
         self.add_button.setEnabled(bool(self.catalog))
         if self.failures:
             self.failures_label.setText(f"{len(self.failures)} plugin(s) could not be loaded (hover for why)")
-            self.failures_label.setToolTip("\n".join(f"{f.path_or_uri} ({f.format}): {f.reason}" for f in self.failures))
+            reasons = [f"{f.path_or_uri} ({f.format}): {f.reason}" for f in self.failures]
+            self.failures_label.setToolTip("\n".join(reasons))
         else:
             self.failures_label.setText("")
 
@@ -410,7 +412,8 @@ class EffectsPanel(QGroupBox):
 
     def load_preset(self, path: str | Path | None = None) -> bool:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load effects preset", str(Path.home()), "Effects chain (*.json)")
+            path, _ = QFileDialog.getOpenFileName(self, "Load effects preset", str(Path.home()),
+                                                  "Effects chain (*.json)")
             if not path:
                 return False
         try:

@@ -407,7 +407,8 @@ class MainWindow(QMainWindow):
         workers.wait_all(120000)  # a take still compiling finishes that first; Stop ends it at once after
         QCoreApplication.sendPostedEvents()  # the workers' last signals (takeSaved refreshes the browser)
         self.controls.save()
-        self.settings.set("effects/chain", self.effects_panel.spec.to_json() if self.effects_panel.spec.slots else "")
+        chain = self.effects_panel.current_spec()  # with the plugins' own states
+        self.settings.set("effects/chain", chain.to_json() if chain.slots else "")
         self.settings.set("window/geometry", self.saveGeometry())
         self.settings.sync()
         self.library.close()

@@ -290,8 +290,15 @@ window.transport.generate_button.click()
 wait(lambda: window.last_take is not None or window.transport.state == "error", 300, "the take")
 take = window.last_take
 np.save(os.path.join(out, "played.npy"), window.session.program.latest(take.frames))
-json.dump({"messages": window.messages, "underruns": window.session.stats()["underruns"], "take": take.id,
-           "seconds": window.session.stats()["seconds"], "heard": window.session.heard_samples,
+stats = window.session.stats()
+window.browser.select_ids([take.id])
+window.browser.play_button.click()  # played again from the library, through its stored chain
+wait(lambda: window.playback.player is not None and window.playback.player.state in ("finished", "error", "stopped"),
+     60, "playback")
+np.save(os.path.join(out, "played_back.npy"), window.playback.program.latest(take.frames))
+json.dump({"messages": window.messages, "underruns": stats["underruns"], "take": take.id,
+           "seconds": stats["seconds"], "heard": window.session.heard_samples,
+           "playback_underruns": window.playback.player.underruns,
            "frames": take.frames, "effects": take.effects, "latency": panel.chain.latency_samples,
            "drawn": window.monitor.position, "cost": panel.cost_label.text()},
           open(os.path.join(out, "result.json"), "w"))
@@ -339,6 +346,10 @@ def test_the_live_stream_plays_through_the_chain_on_the_sound_card(pulse_server,
         processed = take.processed()  # re-rendered from the dry take and the stored chain, latency removed
     assert np.abs(played - dry).max() > 0.05
     np.testing.assert_allclose(processed[: take.frames - latency], played[latency:], atol=3e-4)
+    # Play in the library sends the dry take through its stored chain again
+    played_back = np.load(tmp_path / "played_back.npy")
+    np.testing.assert_allclose(played_back, played, atol=3e-4)
+    assert out["playback_underruns"] == 0
     recorded = np.fromfile(raw, dtype="<f4")
     block = 4000
     for start in range(2000, played.size - block + 1, block):

@@ -7,6 +7,7 @@ updates every readout: transport, effects cost and latency, recording."""
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from engine.effects import ChainSpec, EffectsChain, load_catalog
+from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
 from engine.errors import UserError
 from engine.library import Library, LibraryError
 from app import workers
@@ -67,9 +68,8 @@ class ErrorBanner(QWidget):
 
 class MainWindow(QMainWindow):
     def __init__(self, library: Library | None = None, settings: Settings | None = None, checkpoint: str | None = None,
-                 load_default: bool = True, plugin_catalog=load_catalog):
-        """plugin_catalog: () -> engine.effects.Catalog, the plugins the effects panel offers
-        (called in a worker)."""
+                 load_default: bool = True, plugin_catalog: Callable[[], Catalog] = load_catalog):
+        """plugin_catalog: the plugins the effects panel offers (called in a worker)."""
         super().__init__()
         self.setWindowTitle("HarmonicRNN Studio")
         self.settings = settings or Settings()

@@ -24,6 +24,7 @@ block, its share of the real-time budget, the latency and slots muted by the NaN
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
@@ -34,7 +35,10 @@ from PyQt6.QtWidgets import (
 
 from app import workers
 from app.views import theme
-from engine.effects import ChainSpec, EffectsChain, ParameterInfo, ParameterKind, PluginInfo, PluginSlot, describe
+from engine.effects import (
+    Catalog, ChainSpec, EffectsChain, ParameterInfo, ParameterKind, PluginInfo, PluginSlot, ScanFailure, describe,
+)
+from engine.effects.spec import ParameterValue
 from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE as RATE
 
@@ -197,13 +201,15 @@ class EffectsPanel(QGroupBox):
     error = pyqtSignal(str)
     notice = pyqtSignal(str)
 
-    def __init__(self, catalog_loader=None, parent=None):
+    def __init__(self, catalog_loader: Callable[[], Catalog] | None = None, parent=None):
+        """catalog_loader: lists the plugins to offer (e.g. `engine.effects.load_catalog`);
+        called in a worker."""
         super().__init__("Effects", parent)
         self.spec = ChainSpec()
         self.infos: list[PluginInfo] = []  # per slot
         self.chain: EffectsChain | None = None  # built from spec; None when empty
         self.catalog: list[PluginInfo] = []
-        self.failures = []
+        self.failures: list[ScanFailure] = []
         self.slot_widgets: list[SlotWidget] = []
 
         self.plugin_box = QComboBox()
@@ -250,14 +256,14 @@ class EffectsPanel(QGroupBox):
 
     # ---- the catalog ---------------------------------------------------------------
 
-    def load_catalog(self, loader) -> workers.Task:
+    def load_catalog(self, loader: Callable[[], Catalog]) -> workers.Task:
         """Lists the plugins `loader()` returns (an `engine.effects.Catalog`), in a worker."""
         self.plugin_box.clear()
         self.plugin_box.addItem("Scanning plugins…")
         self.plugin_box.setEnabled(False)
         self.add_button.setEnabled(False)
 
-        def done(catalog) -> None:
+        def done(catalog: Catalog) -> None:
             self.set_catalog(catalog.plugins, catalog.failures)
 
         def failed(text: str) -> None:
@@ -266,7 +272,7 @@ class EffectsPanel(QGroupBox):
 
         return workers.run_task(lambda task: loader(), done=done, failed=failed, name="scan plugins")
 
-    def set_catalog(self, plugins: list[PluginInfo], failures=()) -> None:
+    def set_catalog(self, plugins: list[PluginInfo], failures: list[ScanFailure] = ()) -> None:
         self.catalog = list(plugins)
         self.failures = list(failures)
         self.plugin_box.clear()
@@ -305,23 +311,23 @@ class EffectsPanel(QGroupBox):
             items[index], items[target] = items[target], items[index]
         self._structure_changed()
 
-    def set_parameter(self, index: int, name: str, value) -> None:
-        self._live("set_parameter", index, name, value)
+    def set_parameter(self, index: int, name: str, value: ParameterValue) -> None:
+        self._live(lambda chain: chain.set_parameter(index, name, value))
         self.spec.slots[index].parameters[name] = value
 
     def set_bypass(self, index: int, bypass: bool) -> None:
-        self._live("set_bypass", index, bypass)
+        self._live(lambda chain: chain.set_bypass(index, bypass))
         self.spec.slots[index].bypass = bypass
 
     def set_mix(self, index: int, mix: float) -> None:
-        self._live("set_mix", index, mix)
+        self._live(lambda chain: chain.set_mix(index, mix))
         self.spec.slots[index].mix = mix
 
-    def _live(self, setter: str, *args) -> None:
-        chain = self.chain
-        if chain is not None:
+    def _live(self, change: Callable[[EffectsChain], None]) -> None:
+        """Applies `change` to the running chain (its setters are thread-safe)."""
+        if self.chain is not None:
             try:
-                getattr(chain, setter)(*args)
+                change(self.chain)
             except UserError as error:
                 self.error.emit(str(error))
 

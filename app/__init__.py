@@ -2,5 +2,5 @@
 
 Threads: widgets are touched only from the GUI thread. Loading, compiling, generating
 and exporting run in worker threads (`app.workers`) that report through Qt signals; the
-live views read thread-safe view buffers (`app.view_buffer`) from QTimers.
+live views are fed by one display timer (`app.monitor`) from the pipeline's program tap.
 """

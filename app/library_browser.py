@@ -1,5 +1,7 @@
 """The sample library browser: a sortable, filterable table of takes with waveform
-thumbnails; play, rename, star, delete with undo, export (also by drag and drop)."""
+thumbnails; play, rename, star, delete with undo, export dry or processed (also by drag
+and drop), and each take's effects chain: load it into the effects panel, or re-render
+the take through the panel's chain."""
 
 from __future__ import annotations
 
@@ -16,14 +18,32 @@ from PyQt6.QtWidgets import (
     QProgressBar, QPushButton, QStyledItemDelegate, QTableView, QVBoxLayout, QWidget,
 )
 
-from engine.library import EXPORT_RATES, Library, LibraryError, Take
+from engine.effects import ChainSpec, EffectsChain
+from engine.errors import UserError
+from engine.library import EXPORT_RATES, ExportAudio, Library, LibraryError, Take
 from app import workers
 from app.views import theme
 
-COLUMNS = ["★", "Waveform", "Name", "Checkpoint", "Date", "Length", "Settings"]
-STAR, WAVE, NAME, CHECKPOINT, DATE, LENGTH, SETTINGS = range(len(COLUMNS))
+COLUMNS = ["★", "Waveform", "Name", "Checkpoint", "Date", "Length", "Settings", "Effects"]
+STAR, WAVE, NAME, CHECKPOINT, DATE, LENGTH, SETTINGS, EFFECTS = range(len(COLUMNS))
 TakeRole = Qt.ItemDataRole.UserRole + 1
 SortRole = Qt.ItemDataRole.UserRole + 2
+
+
+def chain_of(take: Take) -> ChainSpec | None:
+    """The take's stored effects chain, None when it has none."""
+    return ChainSpec.from_json(take.effects) if take.effects else None
+
+
+def _chain_summary(take: Take) -> str:
+    try:
+        chain = chain_of(take)
+    except ValueError:
+        return "(unreadable)"
+    if chain is None:
+        return ""
+    names = [slot.ref.name + (" (bypassed)" if slot.bypass else "") for slot in chain.slots]
+    return " → ".join(names) + (" @ 48 kHz" if chain.rate != 16000 else "")
 
 
 def _local_date(iso: str) -> str:
@@ -89,9 +109,12 @@ class TakesModel(QAbstractTableModel):
                          f"{take.voices} voices" if take.voices > 1 else "",
                          "seeded" if take.seed_audio else ""]
                 return ", ".join(p for p in parts if p)
+            if column == EFFECTS:
+                return _chain_summary(take)
         if role == SortRole:
             return {STAR: int(take.starred), WAVE: take.frames, NAME: take.name.lower(), CHECKPOINT: take.checkpoint,
-                    DATE: take.created, LENGTH: take.frames, SETTINGS: take.temperature or 0}[column]
+                    DATE: take.created, LENGTH: take.frames, SETTINGS: take.temperature or 0,
+                    EFFECTS: _chain_summary(take)}[column]
         if role == Qt.ItemDataRole.ForegroundRole and column == STAR and take.starred:
             return QColor(theme.SEED)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -204,7 +227,7 @@ class TakesView(QTableView):
             return
         try:
             mime = self.mimeData_for_selection()
-        except LibraryError as error:
+        except (LibraryError, UserError, ValueError) as error:
             self.browser.show_error(str(error))
             return
         drag = QDrag(self)
@@ -216,13 +239,16 @@ class LibraryBrowser(QWidget):
     playRequested = pyqtSignal(object)  # Take
     stopRequested = pyqtSignal()
     useAsSeedRequested = pyqtSignal(object)  # Take
+    loadChainRequested = pyqtSignal(object)  # ChainSpec: into the effects panel
     error = pyqtSignal(str)
     status = pyqtSignal(str)
 
-    def __init__(self, library: Library, settings=None, parent=None):
+    def __init__(self, library: Library, settings=None, current_chain=None, parent=None):
+        """current_chain: () -> ChainSpec, the effects panel's chain (for re-rendering)."""
         super().__init__(parent)
         self.library = library
         self.settings = settings
+        self.current_chain = current_chain
         self.undo_stack: list[list[str]] = []
         self.export_task = None
         self.model = TakesModel(library, self)
@@ -267,6 +293,7 @@ class LibraryBrowser(QWidget):
         header.resizeSection(DATE, 125)
         header.resizeSection(LENGTH, 60)
         header.resizeSection(SETTINGS, 170)
+        header.resizeSection(EFFECTS, 140)
         self.table.doubleClicked.connect(self._double_clicked)
         self.table.clicked.connect(self._clicked)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -290,6 +317,20 @@ class LibraryBrowser(QWidget):
             self.rate_box.addItem(f"{rate / 1000:g} kHz", rate)
         self.mono_box = QCheckBox("mono")
         self.mono_box.setToolTip("Mix the voices of a multi-voice take into one channel\n(otherwise each voice is a channel)")
+        self.audio_box = QComboBox()
+        self.audio_box.addItem("dry", ExportAudio.DRY)
+        self.audio_box.addItem("processed", ExportAudio.PROCESSED)
+        self.audio_box.setToolTip("dry: what the model generated\n"
+                                  "processed: re-rendered through the take's effects chain, "
+                                  "with its tail (mono)")
+        self.chain_button = QPushButton("Load its effects")
+        self.chain_button.setToolTip("Put the selected take's effects chain into the Effects panel")
+        self.chain_button.clicked.connect(self.load_chain_of_selected)
+        self.rerender_button = QPushButton("Re-render with current effects")
+        self.rerender_button.setToolTip("Store the Effects panel's chain with the selected takes: "
+                                        "their processed audio "
+                                        "is re-rendered from the dry audio through it")
+        self.rerender_button.clicked.connect(self.apply_current_chain)
         self.export_button = QPushButton("Export…")
         self.export_button.clicked.connect(lambda: self.export_selected())
         self.progress = QProgressBar()
@@ -301,14 +342,20 @@ class LibraryBrowser(QWidget):
             bottom.addWidget(widget)
         bottom.addStretch(1)
         bottom.addWidget(self.progress)
-        for widget in (QLabel("Export as"), self.format_box, self.rate_box, self.mono_box, self.export_button):
+        export_widgets = (QLabel("Export"), self.audio_box, self.format_box, self.rate_box, self.mono_box, self.export_button)
+        for widget in export_widgets:
             bottom.addWidget(widget)
+        effects_row = QHBoxLayout()
+        effects_row.addStretch(1)
+        effects_row.addWidget(self.chain_button)
+        effects_row.addWidget(self.rerender_button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)
         layout.addLayout(bottom)
+        layout.addLayout(effects_row)
 
         QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo_delete)
         QShortcut(QKeySequence.StandardKey.Delete, self.table, activated=self.delete_selected)
@@ -316,6 +363,7 @@ class LibraryBrowser(QWidget):
             self.format_box.setCurrentText(settings.get("export/format"))
             self.rate_box.setCurrentIndex(max(0, self.rate_box.findData(settings.get("export/rate"))))
             self.mono_box.setChecked(settings.get("export/mono"))
+            self.audio_box.setCurrentIndex(max(0, self.audio_box.findData(ExportAudio(settings.get("export/audio")))))
         self.refresh()
 
     # ---- data ----------------------------------------------------------------------
@@ -400,8 +448,41 @@ class LibraryBrowser(QWidget):
         self.select_ids(ids)
         self.status.emit(f"Restored {len(ids)} take(s).")
 
-    def export_options(self) -> tuple[str, int, bool]:
-        return self.format_box.currentText(), int(self.rate_box.currentData()), self.mono_box.isChecked()
+    def export_options(self) -> tuple[str, int, bool, ExportAudio]:
+        return (self.format_box.currentText(), int(self.rate_box.currentData()), self.mono_box.isChecked(),
+                self.audio_box.currentData())
+
+    def load_chain_of_selected(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            self.show_error("Select a take whose effects to load.")
+            return
+        take = self.library.get(ids[0])
+        try:
+            chain = chain_of(take)
+        except ValueError as error:
+            self.show_error(f"The effects stored with “{take.name}” cannot be read: {error}")
+            return
+        if chain is None:
+            self.show_error(f"“{take.name}” was played without effects.")
+            return
+        self.loadChainRequested.emit(chain)
+
+    def apply_current_chain(self) -> None:
+        """Stores the effects panel's chain with the selected takes (their dry audio stays)."""
+        ids = self.selected_ids()
+        if not ids or self.current_chain is None:
+            self.show_error("Select the takes to re-render with the current effects.")
+            return
+        chain = self.current_chain()
+        effects = chain.to_json() if chain.slots else ""
+        try:
+            for take_id in ids:
+                self.library.set_effects(take_id, effects)
+        except LibraryError as error:
+            self.show_error(str(error))
+        self.refresh()
+        self.status.emit(f"{len(ids)} take(s) now render through the current effects")
 
     def export_selected(self, folder: str | Path | None = None, ids: list[str] | None = None):
         """Exports in a worker thread; asks for a folder when none is given. Returns the task."""
@@ -414,19 +495,26 @@ class LibraryBrowser(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Export takes to", start or str(Path.home()))
             if not folder:
                 return None
-        fmt, rate, mono = self.export_options()
+        fmt, rate, mono, audio = self.export_options()
+        try:
+            chains = self.chains_for(ids, audio)
+        except (LibraryError, UserError, ValueError) as error:
+            self.show_error(f"Cannot export the processed audio: {error}")
+            return None
         if self.settings is not None:
             self.settings.set("export/folder", str(folder))
             self.settings.set("export/format", fmt)
             self.settings.set("export/rate", rate)
             self.settings.set("export/mono", mono)
+            self.settings.set("export/audio", str(audio))
         self.progress.setRange(0, len(ids))
         self.progress.setValue(0)
         self.progress.show()
         self.export_button.setEnabled(False)
 
         def work(task):
-            return self.library.export(ids, folder, fmt, rate, mono=mono, progress=task.progress, cancelled=lambda: task.cancelled)
+            return self.library.export(ids, folder, fmt, rate, mono=mono, audio=audio, chains=chains,
+                                       progress=task.progress, cancelled=lambda: task.cancelled)
 
         def finished(paths):
             self.progress.hide()
@@ -444,8 +532,17 @@ class LibraryBrowser(QWidget):
 
     def export_for_drag(self, ids: list[str]) -> list[Path]:
         folder = Path(tempfile.mkdtemp(prefix="harmonic-drag-"))
-        fmt, rate, mono = self.export_options()
-        return self.library.export(ids, folder, fmt, rate, mono=mono)
+        fmt, rate, mono, audio = self.export_options()
+        return self.library.export(ids, folder, fmt, rate, mono=mono, audio=audio, chains=self.chains_for(ids, audio))
+
+    def chains_for(self, ids: list[str], audio: ExportAudio) -> dict[str, EffectsChain]:
+        """The takes' effects chains for a processed export, built here on the GUI thread
+        (pedalboard loads VST3 plugins on the main thread only); the export renders them in
+        its worker."""
+        if audio is not ExportAudio.PROCESSED:
+            return {}
+        takes = [self.library.get(take_id) for take_id in ids]
+        return {take.id: EffectsChain(ChainSpec.from_json(take.effects)) for take in takes if take.effects}
 
     def _clicked(self, index):
         if index.column() == STAR:
@@ -464,6 +561,8 @@ class LibraryBrowser(QWidget):
         menu.addAction("Rename", lambda: self.table.edit(self.proxy.index(index.row(), NAME)))
         menu.addAction("Star / unstar", self.star_selected)
         menu.addAction("Use as seed", lambda: self.useAsSeedRequested.emit(index.data(TakeRole)))
+        menu.addAction("Load its effects", self.load_chain_of_selected)
+        menu.addAction("Re-render with current effects", self.apply_current_chain)
         menu.addSeparator()
         menu.addAction("Export…", lambda: self.export_selected())
         menu.addAction("Delete", self.delete_selected)

@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--library", help="the sample library folder (default: $HARMONIC_LIBRARY or the user data folder)")
     parser.add_argument("--settings", help="an INI file for the settings (default: the user's settings store)")
     parser.add_argument("--seed", metavar="AUDIO", help="an audio file to use as the seed")
+    parser.add_argument("--effects", metavar="CHAIN",
+                        help="an effects chain preset (.json) to play the live stream through")
     parser.add_argument("--generate", action="store_true", help="start generating as soon as the model is loaded")
     parser.add_argument("--screenshot", metavar="PNG", help="generate for a few seconds, save a screenshot of the window, quit")
     parser.add_argument("--screenshot-after", type=float, default=6.0, metavar="SECONDS")
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     wakeup = _close_on_signals(window)  # noqa: F841 - kept alive while the loop runs
     window.show()
     seed_task = window.seed_panel.open_file(args.seed) if args.seed else None
+    if args.effects:
+        window.effects_panel.load_preset(args.effects)
+        window.tabs.setCurrentWidget(window.effects_scroll)
     if args.screenshot:
         _schedule_screenshot(window, args.screenshot, args.screenshot_after, seed_task)
     elif args.generate:

@@ -1,9 +1,12 @@
-"""Generation, clip playback and microphone recording, off the GUI thread.
+"""Generation and clip playback, off the GUI thread.
 
 `GenerationSession` runs one take in a worker thread: it builds the generator (compiling
-its programs), primes it with the seed, opens the sound card, and writes every chunk to
-the library as it is made. Its state and errors come back as Qt signals; the views read
-`ViewBuffer`s that the worker and audio threads fill. No thread here touches a widget.
+its programs), primes it with the seed, opens the sound card, and runs the pipeline
+(engine.audio.pipeline: generator -> effects chain -> player -> sound card, the take tap
+writing every dry chunk to the library). Its state and errors come back as Qt signals.
+Both classes here are *sources* for the window's one display timer: `program` (the
+processed audio tap), `heard_samples` (how far the sound card has played it) and
+`seed_frames`. No thread here touches a widget.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app import workers
-from app.view_buffer import ViewBuffer
+from engine.audio import RingBuffer, Stage
 from engine.mulaw import SAMPLE_RATE as RATE
 
 
@@ -34,33 +37,68 @@ def start_player(player, report) -> bool:
         return False
     return True
 
+
 class GenerationSession(QObject):
     """One take. States: compiling -> buffering -> playing (or rendering, without an
-    audio device) -> stopping -> idle; or error."""
+    audio device) -> stopping -> idle; or error. `stateChanged` carries the worker's
+    transitions; the player's own (buffering, playing) are read by the display timer
+    through `player_state`.
+
+    Args:
+      effects: the effects chain for the live stream (`engine.effects.EffectsChain`) or
+        None; `set_effects` swaps it while playing. Its snapshot is stored with the take.
+    """
 
     stateChanged = pyqtSignal(str)
     error = pyqtSignal(str)
     notice = pyqtSignal(str)
     takeSaved = pyqtSignal(object)  # engine.library.Take or None
 
-    def __init__(self, checkpoint, values: dict, seed, library, buffer: ViewBuffer, parent=None):
+    def __init__(self, checkpoint, values: dict, seed, library, effects=None, parent=None):
         super().__init__(parent)
         self.checkpoint = checkpoint
         self.values = dict(values)
         self.seed = seed  # (audio float32 [n] at 16 kHz, source) or None
         self.library = library
-        self.buffer = buffer
+        self.stage = Stage(effects, on_chunk=self._on_chunk)
         self.generator = None
-        self.output = None
+        self.output = None  # the engine.audio.Player while it plays
         self.task = None
-        self.samples = 0  # per voice, seed included: played (or rendered) so far
+        self.rendered = 0  # per voice, seed included: rendered without a sound card so far
         self.generated = 0  # per voice, seed included: generated so far
         self.writer = None
         self._write_error = None
         self.prime_samples = 0
         self._stop = threading.Event()
+        self._ended = threading.Event()  # Stop, or the player reached the end
         self._done = threading.Event()
         self.active = False
+
+    # ---- the display timer's source -------------------------------------------------
+
+    @property
+    def program(self) -> RingBuffer:
+        return self.stage.program
+
+    @property
+    def heard_samples(self) -> int:
+        """Program samples played by the sound card (or rendered, without one)."""
+        output = self.output
+        return output.heard_samples if output is not None else self.rendered
+
+    @property
+    def seed_frames(self) -> int:
+        """Leading program samples that are seed audio (delayed by the effects chain)."""
+        return self.prime_samples + self.stage.latency_samples if self.prime_samples else 0
+
+    @property
+    def player_state(self) -> str | None:
+        """The state to show while the player runs ("buffering", "playing"), else None."""
+        output = self.output
+        if output is None or self._stop.is_set():
+            return None
+        shown = {"draining": "playing", "paused": "playing"}.get(output.state, output.state)
+        return shown if shown in ("compiling", "buffering", "playing") else None
 
     # ---- control (GUI thread) ------------------------------------------------------
 
@@ -73,6 +111,7 @@ class GenerationSession(QObject):
         if not self.active:
             return
         self._stop.set()
+        self._ended.set()
         self.stateChanged.emit("stopping")
         if self.generator is not None:
             self.generator.stop()
@@ -84,14 +123,20 @@ class GenerationSession(QObject):
             except ValueError as error:
                 self.error.emit(str(error))
 
+    def set_effects(self, effects) -> None:
+        """Swaps the effects chain (from the next block on)."""
+        self.stage.effects = effects
+
     def wait(self, seconds: float) -> bool:
         return self._done.wait(seconds) if self.task is not None else True
 
     def stats(self) -> dict:
+        """seconds: the position heard, in the generated audio (the chain's latency
+        taken off); fill, rtf, underruns: the player's."""
         output = self.output
         generator = self.generator
         return {
-            "seconds": self.samples / RATE,
+            "seconds": max(0, self.heard_samples - self.stage.latency_samples) / RATE,
             "fill": output.fill_fraction if output is not None else None,
             "rtf": (output.realtime_factor if output is not None else None) or (generator.realtime_factor if generator is not None else None),
             "underruns": getattr(output, "underruns", 0) if output is not None else 0,
@@ -146,19 +191,20 @@ class GenerationSession(QObject):
         generator.warmup()
         if self._stop.is_set():
             return None
-        writer = self.writer = self.library.begin_take(meta)  # before the player calls on_chunk
+        writer = self.writer = self.library.begin_take(meta)  # before the stage's take tap writes
         player = None
         if device_error is None:
             player = self._open_player(generator, total)
         else:
             self.notice.emit(device_error)
         if player is not None:
-            error = self._play(player, writer)
+            error = self._play(player)
         else:
-            error = self._render(generator, writer, total)
+            error = self._render(generator, total)
         if writer.closed:  # the library gave up on the take (e.g. the disk is full)
             raise error
-        take = writer.finish()
+        effects = self.stage.effects
+        take = writer.finish(effects=effects.snapshot().to_json() if effects is not None else "")
         if error is not None:
             raise RuntimeError(f"Generation stopped: {error}" + (f" (the first {take.duration:.1f} s were saved)" if take else ""))
         return take
@@ -177,14 +223,15 @@ class GenerationSession(QObject):
         return None
 
     def _open_player(self, generator, total):
-        """The engine's Player on the chosen output device, started; None (and a notice)
-        when there is no usable device: the take is then rendered without sound."""
+        """The engine's Player running this session's stage on the chosen output device,
+        started; None (and a notice) when there is no usable device: the take is then
+        rendered without sound."""
         from engine.audio import Player
 
         player = Player(
             generator, device=self.values.get("output_device"), latency=self.values.get("latency") or "high",
-            keep=False, on_chunk=self._on_chunk, max_seconds=None if total is None else total / RATE,
-            buffer_seconds=1.5, start_seconds=1.0,
+            keep=False, max_seconds=None if total is None else total / RATE, buffer_seconds=1.5, start_seconds=1.0,
+            stage=self.stage, on_end=self._ended.set,
         )
         if not start_player(player, lambda why: self.notice.emit(
                 f"No sound: {why}. The take is generated into the library without playing.")):
@@ -193,55 +240,41 @@ class GenerationSession(QObject):
         return player
 
     def _on_chunk(self, chunk) -> None:
-        """Player worker thread: every generated chunk goes to the library as it is made."""
+        """The take tap (worker thread): every generated chunk goes to the library as it is made."""
         if self._write_error is None:
             try:
                 self.writer.write(chunk)
             except Exception as error:  # noqa: BLE001 - stop the take, report it
                 self._write_error = error
+                self._ended.set()
                 self._stop.set()
                 if self.generator is not None:
                     self.generator.stop()
                 return
         self.generated += chunk.shape[-1]
 
-    def _play(self, player, writer):
-        """Follows the player until the take ends or Stop; feeds the views from its tap."""
-        tap = Tap(player, self.buffer, self.prime_samples)
-        last = None
-        while not self._stop.is_set():
-            state = player.state
-            if state != last:
-                shown = {"draining": "playing", "paused": "playing"}.get(state, state)
-                if shown in ("compiling", "buffering", "playing"):
-                    self.stateChanged.emit(shown)
-                last = state
-            tap.pump()
-            self.samples = tap.position
-            if state in ("finished", "stopped", "error"):
-                break
-            self._stop.wait(0.02)
+    def _play(self, player):
+        """Waits (without polling) for Stop, the end of the take or a failure."""
+        self._ended.wait()
         player.stop()
-        tap.pump()
-        self.samples = tap.position
         if self._write_error is not None:
             return self._write_error
         return player.error
 
-    def _render(self, generator, writer, total):
-        """Without a sound card: generate at real time into the library and the views."""
+    def _render(self, generator, total):
+        """Without a sound card: the same stage, paced at real time."""
         started = time.perf_counter()
         self.stateChanged.emit("rendering")
         try:
             for chunk in generator.chunks(total):
                 if self._stop.is_set():
                     break
-                in_seed = self.samples < self.prime_samples
-                writer.write(chunk)
-                self.buffer.write(chunk, seed=in_seed)
-                self.samples += chunk.shape[1]
-                self.generated = self.samples
-                ahead = self.samples / RATE - (time.perf_counter() - started)
+                in_seed = self.rendered < self.prime_samples
+                self.stage.process(chunk)
+                if self._write_error is not None:
+                    return self._write_error
+                self.rendered += chunk.shape[-1]
+                ahead = self.rendered / RATE - (time.perf_counter() - started)
                 if ahead > 0.25 and not in_seed:
                     self._stop.wait(ahead - 0.2)
         except Exception as failure:  # noqa: BLE001 - keep what was made, then report
@@ -249,80 +282,47 @@ class GenerationSession(QObject):
         return None
 
 
-class Tap:
-    """Copies what a Player sent to the sound card into a view ViewBuffer at 16 kHz
-    (resampling when the device runs at another rate); seed samples are flagged."""
-
-    def __init__(self, player, buffer: ViewBuffer, seed_frames: int = 0):
-        self.player = player
-        self.buffer = buffer
-        self.seed_frames = seed_frames
-        self.position = 0  # samples (16 kHz) written to the buffer
-        self._seen = 0  # samples of the player's history consumed (device rate)
-        self._resampler = None
-
-    def pump(self) -> None:
-        player = self.player
-        total = player.sent_samples
-        new = total - self._seen
-        if new <= 0:
-            return
-        audio = player.recent(new)
-        self._seen = total
-        rate = getattr(player, "device_rate", RATE)
-        if rate != RATE:
-            if self._resampler is None:
-                import soxr
-
-                self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="float32")
-            audio = self._resampler.resample_chunk(audio)
-        if audio.size == 0:
-            return
-        split = max(0, min(audio.size, self.seed_frames - self.position))
-        if split:
-            self.buffer.write(audio[:split], seed=True)
-        if split < audio.size:
-            self.buffer.write(audio[split:], seed=False)
-        self.position += audio.size
-
-
 class Playback(QObject):
-    """Plays a clip (a take or the seed) with the engine's Player, copying what plays
-    into a ViewBuffer for the views (from a GUI timer). Errors come through `error`."""
+    """Plays a clip (a take or the seed) with the engine's Player, through an effects
+    chain when one is given; a source for the display timer like `GenerationSession`.
+    Errors come through `error`."""
 
     error = pyqtSignal(str)
+    _ended = pyqtSignal()  # from the player's worker thread; delivered queued
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.player = None
-        self.tap = None
-        from PyQt6.QtCore import QTimer
+        self.seed_frames = 0
+        self._ended.connect(self._report)
 
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self._pump)
-
-    def play(self, audio: np.ndarray, buffer: ViewBuffer, device=None, latency="high", seed_frames: int = 0) -> bool:
+    def play(self, audio: np.ndarray, device=None, latency="high", seed_frames: int = 0, effects=None) -> bool:
         """audio: float32 [voices, n] or [n] at 16 kHz; voices are mixed."""
         from engine.audio import Player
 
         self.stop()
         audio = np.asarray(audio, np.float32)
         pieces = [audio[..., i:i + 1600] for i in range(0, audio.shape[-1], 1600)]
-        player = Player(pieces, device=device or None, latency=latency, keep=False, start_seconds=0.1)
+        player = Player(pieces, device=device or None, latency=latency, keep=False, start_seconds=0.1,
+                        stage=Stage(effects), on_end=self._ended.emit)
         if not start_player(player, lambda why: self.error.emit(f"Cannot play: {why}")):
             return False
+        self.seed_frames = seed_frames
         self.player = player
-        self.tap = Tap(player, buffer, seed_frames)
-        self.timer.start(20)
         return True
 
-    def _pump(self) -> None:
-        if self.tap is not None:
-            self.tap.pump()
-        if self.player is not None and self.player.state in ("finished", "stopped", "error"):
-            if self.player.error is not None:
-                self.error.emit(f"Playback failed: {self.player.error}")
-            self.timer.stop()
+    def _report(self) -> None:
+        player = self.player
+        if player is not None and player.error is not None:
+            self.error.emit(f"Playback failed: {player.error}")
+
+    @property
+    def program(self) -> RingBuffer:
+        return self.player.program
+
+    @property
+    def heard_samples(self) -> int:
+        return self.player.heard_samples
 
     @property
     def playing(self) -> bool:
@@ -331,18 +331,8 @@ class Playback(QObject):
     @property
     def played(self) -> int:
         """Frames (at 16 kHz) that reached the sound card."""
-        return 0 if self.tap is None else self.tap.position
+        return 0 if self.player is None else self.player.heard_samples
 
     def stop(self) -> None:
-        self.timer.stop()
         if self.player is not None:
             self.player.stop()
-
-
-def Recorder(buffer: ViewBuffer, device=None):
-    """A microphone recorder (`engine.audio.Recorder`) whose audio thread also copies each
-    block into `buffer` for the live waveform: start(), recorded_so_far(), stop() ->
-    float32 [n] at 16 kHz."""
-    from engine.audio import Recorder as EngineRecorder
-
-    return EngineRecorder(device=device, on_block=buffer.write)

@@ -26,6 +26,8 @@ DEFAULTS = {
     "export/rate": 16000,
     "export/mono": False,
     "export/folder": "",
+    "export/audio": "dry",
+    "effects/chain": "",  # the effects panel's chain (ChainSpec JSON), restored at start
     "window/geometry": None,
     "window/state": None,
 }

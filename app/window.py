@@ -1,30 +1,37 @@
-"""The main window: transport, model, controls and seed on the left; live views, the
-seed take and the sample library on the right."""
+"""The main window: transport, model and controls on the left; live views, the seed
+take and the effects chain (tabs), and the sample library on the right.
+
+One display timer (`refresh`) drains the pipeline's program tap into the views and
+updates every readout: transport, effects cost and latency, recording."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PyQt6.QtCore import QByteArray, QCoreApplication, Qt, QTimer
 from PyQt6.QtWidgets import (
-    QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
+from engine.errors import UserError
 from engine.library import Library, LibraryError
 from app import workers
 from app.library_browser import LibraryBrowser
 from app.panels.controls import ControlsPanel
+from app.panels.effects import EffectsPanel
 from app.panels.model import ModelPanel
 from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
-from app.view_buffer import ViewBuffer
-from app.session import GenerationSession, Playback, Recorder
+from app.monitor import Monitor
+from app.session import GenerationSession, Playback
 from app.settings import Settings
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform
 from app.views import theme
-from engine.mulaw import SAMPLE_RATE as RATE
+from engine.audio import Recorder
 
 
 
@@ -61,7 +68,8 @@ class ErrorBanner(QWidget):
 
 class MainWindow(QMainWindow):
     def __init__(self, library: Library | None = None, settings: Settings | None = None, checkpoint: str | None = None,
-                 load_default: bool = True):
+                 load_default: bool = True, plugin_catalog: Callable[[], Catalog] = load_catalog):
+        """plugin_catalog: the plugins the effects panel offers (called in a worker)."""
         super().__init__()
         self.setWindowTitle("HarmonicRNN Studio")
         self.settings = settings or Settings()
@@ -73,11 +81,9 @@ class MainWindow(QMainWindow):
         self.checkpoint_path = ""
         self.model_status = "none"  # loading | loaded | failed
         self.load_task = None
-        self.output_buffer = ViewBuffer(RATE * 30)  # what is playing (or being rendered)
-        self.input_buffer = ViewBuffer(RATE * 5)  # the microphone while recording
         self.session: GenerationSession | None = None
         self.playback = Playback(self)
-        self.recorder = None  # app.session.Recorder while recording
+        self.recorder = None  # engine.audio.Recorder while recording
         self.last_take = None
         self.messages: list[str] = []  # every error shown (tests read it)
 
@@ -86,6 +92,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel()
         self.controls = ControlsPanel(self.settings)
         self.seed_panel = SeedPanel()
+        self.effects_panel = EffectsPanel(plugin_catalog)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         for panel in (self.transport, self.model_panel, self.controls):
@@ -99,9 +106,10 @@ class MainWindow(QMainWindow):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         # live views
-        self.waveform = ScrollingWaveform(self.output_buffer)
-        self.spectrogram = ScrollingSpectrogram(self.output_buffer)
-        self.meter = LevelMeter(self.output_buffer)
+        self.waveform = ScrollingWaveform()
+        self.spectrogram = ScrollingSpectrogram()
+        self.meter = LevelMeter()
+        self.monitor = Monitor(self.waveform, self.spectrogram, self.meter)
         self.waveform.setMinimumHeight(110)
         self.spectrogram.setMinimumHeight(110)
         views = QWidget()
@@ -116,18 +124,24 @@ class MainWindow(QMainWindow):
         views_layout.addLayout(stack, 1)
         views_layout.addWidget(self.meter)
 
-        self.browser = LibraryBrowser(self.library, self.settings)
-        right_split = QSplitter(Qt.Orientation.Vertical)
-        right_split.addWidget(views)
-        right_split.addWidget(self.seed_panel)
-        right_split.addWidget(self.browser)
-        right_split.setSizes([300, 170, 330])
+        self.browser = LibraryBrowser(self.library, self.settings, current_chain=self.effects_panel.current_spec)
+        self.effects_scroll = QScrollArea()
+        self.effects_scroll.setWidget(self.effects_panel)
+        self.effects_scroll.setWidgetResizable(True)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.seed_panel, "Seed")
+        self.tabs.addTab(self.effects_scroll, "Effects")
+        self.right_split = QSplitter(Qt.Orientation.Vertical)
+        self.right_split.addWidget(views)
+        self.right_split.addWidget(self.tabs)
+        self.right_split.addWidget(self.browser)
+        self.right_split.setSizes([280, 230, 310])
         self.banner = ErrorBanner()
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(self.banner)
-        right_layout.addWidget(right_split, 1)
+        right_layout.addWidget(self.right_split, 1)
 
         central = QSplitter(Qt.Orientation.Horizontal)
         central.addWidget(scroll)
@@ -148,18 +162,24 @@ class MainWindow(QMainWindow):
         self.browser.playRequested.connect(self.play_take)
         self.browser.stopRequested.connect(self.playback.stop)
         self.browser.useAsSeedRequested.connect(self.use_take_as_seed)
+        self.browser.loadChainRequested.connect(self._load_chain)
+        self.effects_panel.chainReady.connect(self._chain_ready)
+        self.effects_panel.error.connect(self.show_error)
+        self.effects_panel.notice.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.browser.error.connect(self.show_error)
         self.browser.status.connect(self.statusBar().showMessage)
         self.playback.error.connect(self.show_error)
-        self.stats_timer = QTimer(self)
-        self.stats_timer.timeout.connect(self._update_stats)
-        self.stats_timer.start(100)
+        # the one display timer: drains the program tap into the views, refreshes the readouts
+        self.display_timer = QTimer(self)
+        self.display_timer.timeout.connect(self.refresh)
+        self.display_timer.start(33)
 
         if self.library.recovered or self.library.removed:
             self.show_notice(
                 f"Recovered {len(self.library.recovered)} take(s) interrupted by a crash (marked “recovered” in the library)"
                 + (f"; removed {len(self.library.removed)} that held no audio" if self.library.removed else "") + ".")
         self._restore_window()
+        self._restore_chain()
         from engine.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoints
 
         opened = self.settings.get("model/opened")
@@ -240,8 +260,13 @@ class MainWindow(QMainWindow):
         self.playback.stop()
         values = self.controls.values()
         seed = self.seed_panel.seed()
-        self.output_buffer.clear()
-        self.session = GenerationSession(self.checkpoint, values, seed, self.library, self.output_buffer, self)
+        # a fresh chain: the take starts without the last one's tails, and re-renders to the
+        # same audio (reset() leaves the Dragonfly reverbs' modulation where it was)
+        if self.effects_panel.spec.slots and not self.effects_panel.rebuild():
+            return
+        chain = self.effects_panel.chain
+        self.session = GenerationSession(self.checkpoint, values, seed, self.library, effects=chain, parent=self)
+        self.monitor.show(self.session)
         self.session.stateChanged.connect(self.transport.set_state)
         self.session.error.connect(self.show_error)
         self.session.notice.connect(self.show_error)
@@ -258,37 +283,83 @@ class MainWindow(QMainWindow):
 
     def _take_saved(self, take) -> None:
         self.last_take = take
+        self.refresh()  # the views show the take to its end
         self.browser.refresh()
         if take is not None:
             self.browser.select_ids([take.id])
             self.statusBar().showMessage(f"Saved “{take.name}” ({take.duration:.1f} s) to the library", 8000)
 
-    def _update_stats(self) -> None:
+    def refresh(self) -> None:
+        """The display timer: every view and readout, from the threads' counters and taps."""
+        self.monitor.refresh()
         session = self.session
-        if session is None:
+        if session is not None:
+            shown = session.player_state
+            settled = self.transport.state in ("stopping", "idle", "error")  # the worker's own states
+            if shown is not None and shown != self.transport.state and not settled:
+                self.transport.set_state(shown)
+            stats = session.stats()
+            self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
+        if self.recorder is not None:
+            self.seed_panel.show_recording(self.recorder.recorded_so_far())
+        self.effects_panel.show_stats(self.sounding_chain())
+
+    def sounding_chain(self) -> EffectsChain | None:
+        """The effects chain of the stream the views follow (None: dry or nothing playing)."""
+        source = self.monitor.source
+        if source is self.session and self.session is not None and self.session.active:
+            return self.session.stage.effects
+        if source is self.playback and self.playback.playing:
+            return self.playback.player.stage.effects
+        return None
+
+    # ---- effects -------------------------------------------------------------------
+
+    def _chain_ready(self, chain) -> None:
+        """The effects panel built a new chain: the take being generated hears it from the
+        next block (its tails start afresh)."""
+        if self.session is not None and self.session.active:
+            self.session.set_effects(chain)
+
+    def _load_chain(self, spec: ChainSpec) -> None:
+        self.effects_panel.set_chain(spec)
+        self.tabs.setCurrentWidget(self.effects_scroll)
+
+    def _restore_chain(self) -> None:
+        saved = self.settings.get("effects/chain")
+        if not saved:
             return
-        stats = session.stats()
-        self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
+        try:
+            self.effects_panel.set_chain(ChainSpec.from_json(saved))
+        except ValueError as error:
+            self.show_error(f"The last effects chain could not be restored: {error}")
 
     # ---- playback and recording ----------------------------------------------------
 
     def play_take(self, take) -> None:
+        """Plays a take as it was heard: its dry audio through its stored effects chain
+        (built here: VST3 plugins load on the main thread only)."""
         try:
             audio = take.read()
+            chain = EffectsChain(ChainSpec.from_json(take.effects)) if take.effects else None
         except LibraryError as error:
             self.show_error(str(error))
             return
-        self.play_clip(audio.T, take.name, seed_frames=take.seed_frames)
+        except (UserError, ValueError) as error:
+            self.show_error(f"Cannot play “{take.name}” through its effects: {error}")
+            return
+        self.play_clip(audio.T, take.name, seed_frames=take.seed_frames, effects=chain)
 
-    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0) -> None:
+    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0,
+                  effects: EffectsChain | None = None) -> None:
         if self.session is not None and self.session.active:
             self.show_error("Stop generating before playing a clip.")
             return
-        self.output_buffer.clear()
         values = self.controls.values()
-        self.playback.play(np.asarray(audio, np.float32), self.output_buffer, device=values["output_device"],
-                           latency=values["latency"] or "high", seed_frames=seed_frames)
-        self.statusBar().showMessage(f"Playing {name}", 3000)
+        if self.playback.play(np.asarray(audio, np.float32), device=values["output_device"],
+                              latency=values["latency"] or "high", seed_frames=seed_frames, effects=effects):
+            self.monitor.show(self.playback)
+            self.statusBar().showMessage(f"Playing {name}", 3000)
 
     def use_take_as_seed(self, take) -> None:
         try:
@@ -300,8 +371,7 @@ class MainWindow(QMainWindow):
 
     def toggle_recording(self, on: bool) -> None:
         if on:
-            self.input_buffer.clear()
-            self.recorder = Recorder(self.input_buffer, device=self.controls.values()["input_device"])
+            self.recorder = Recorder(device=self.controls.values()["input_device"])
             try:
                 self.recorder.start()
             except Exception as error:  # noqa: BLE001 - no microphone, busy device, no server
@@ -309,11 +379,7 @@ class MainWindow(QMainWindow):
                 self.seed_panel.stop_recording_ui()
                 self.show_error(f"Cannot record from the microphone: {error}")
                 return
-            self.record_timer = QTimer(self)
-            self.record_timer.timeout.connect(lambda: self.seed_panel.show_recording(self.recorder.recorded_so_far()) if self.recorder else None)
-            self.record_timer.start(50)
         elif self.recorder is not None:
-            self.record_timer.stop()
             audio = self.recorder.stop()
             self.recorder = None
             if audio.size:
@@ -337,10 +403,12 @@ class MainWindow(QMainWindow):
         self.playback.stop()
         if self.recorder is not None:
             self.toggle_recording(False)
-        self.stats_timer.stop()
+        self.display_timer.stop()
         workers.wait_all(120000)  # a take still compiling finishes that first; Stop ends it at once after
         QCoreApplication.sendPostedEvents()  # the workers' last signals (takeSaved refreshes the browser)
         self.controls.save()
+        chain = self.effects_panel.current_spec()  # with the plugins' own states
+        self.settings.set("effects/chain", chain.to_json() if chain.slots else "")
         self.settings.set("window/geometry", self.saveGeometry())
         self.settings.sync()
         self.library.close()

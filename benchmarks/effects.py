@@ -12,7 +12,7 @@ import os
 import time
 
 from benchmarks.report import command_line, machine_line, write_section
-from engine.audio.player import mix_down
+from engine.audio import mix_down
 from engine.checkpoint import load_model
 from engine.compile_cache import enable_compile_cache
 from engine.effects import ChainSpec, EffectsChain, PluginFormat, PluginRef, PluginSlot

@@ -30,15 +30,24 @@ lock when its process dies, so a killed app never locks anyone out.
 A full disk (ENOSPC) while recording, finishing or exporting raises `LibraryError` with
 a clear message and leaves no half-written row or file behind.
 
+Effects: a take keeps its dry audio (what the generator made, every voice) and, in the
+`effects` column, the effects chain it was played through (`engine.effects.ChainSpec`
+JSON with each plugin's state; '' for none). `Take.processed()` re-renders the processed
+audio from the two. Libraries made before the column existed get it at open (their takes
+have no chain).
+
 Export (`export`): WAV (16-bit), FLAC (16-bit) or OGG (Vorbis) at 16 kHz or resampled
-with soxr to 44.1 or 48 kHz. A take with several voices is exported with one channel per
-voice by default; `mono=True` mixes the voices down to one channel (their mean).
+with soxr to 44.1 or 48 kHz, dry or processed (`ExportAudio`). A dry take with several
+voices is exported with one channel per voice by default; `mono=True` mixes the voices
+down to one channel (their mean). Processed audio is mono (the chain runs on the mix)
+and includes the chain's tail.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import enum
 import fcntl
 import json
 import os
@@ -79,12 +88,23 @@ CREATE TABLE IF NOT EXISTS takes (
     seed_audio TEXT NOT NULL DEFAULT '',       -- where the seed came from ('' = none)
     seed_frames INTEGER NOT NULL DEFAULT 0,    -- leading frames of the take that are the seed
     extra TEXT NOT NULL DEFAULT '{}',          -- JSON: anything else worth keeping
-    thumbnail BLOB                             -- float32 [2, THUMBNAIL_BUCKETS]: min, max
+    thumbnail BLOB,                            -- float32 [2, THUMBNAIL_BUCKETS]: min, max
+    effects TEXT NOT NULL DEFAULT ''           -- the effects chain played (ChainSpec JSON); '' = none
 );
 CREATE INDEX IF NOT EXISTS takes_created ON takes(created);
 """
+# Columns added since the first schema, with their definitions: added at open when missing.
+_ADDED_COLUMNS = {"effects": "TEXT NOT NULL DEFAULT ''"}
 
-_META_FIELDS = ("name", "checkpoint", "checkpoint_path", "temperature", "top_p", "seed", "seed_audio", "seed_frames")
+_META_FIELDS = ("name", "checkpoint", "checkpoint_path", "temperature", "top_p", "seed", "seed_audio", "seed_frames",
+                "effects")
+# Seconds of the effects chain's ring-out kept after a processed take.
+PROCESSED_TAIL_SECONDS = 2.0
+
+
+class ExportAudio(enum.StrEnum):
+    DRY = "dry"  # what the generator made, every voice
+    PROCESSED = "processed"  # the voices' mix through the take's effects chain, with its tail
 
 
 class LibraryError(Exception):
@@ -149,6 +169,7 @@ class Take:
     extra: dict
     thumbnail: np.ndarray
     path: Path
+    effects: str = ""  # the chain it was played through: engine.effects.ChainSpec JSON; '' = none
 
     @property
     def duration(self) -> float:
@@ -162,6 +183,30 @@ class Take:
         except (OSError, RuntimeError, sf.LibsndfileError) as error:
             raise LibraryError(f"Could not read take {self.name!r} ({self.path}): {error}") from error
         return audio
+
+    def processed(self, tail_seconds: float = PROCESSED_TAIL_SECONDS, chain=None) -> np.ndarray:
+        """The voices' mix re-rendered through the take's effects chain, float32
+        [frames + tail], aligned with the dry audio (the chain's delay removed); the dry
+        mix when the take has no chain. LibraryError if a plugin is missing or fails.
+
+        chain: the take's chain already built (`engine.effects.EffectsChain` of its
+          `effects`, fresh): pedalboard loads VST3 plugins on the main thread only, so a
+          GUI builds the chain there and renders in a worker. None: built here.
+        """
+        # imported here: pedalboard and the plugin hosts load only when a chain is rendered
+        from engine.effects import ChainSpec, render_chain
+        from engine.effects.chain import aligned
+        from engine.errors import UserError
+
+        mix = self.read().mean(axis=1)
+        if not self.effects:
+            return mix
+        try:
+            if chain is None:
+                return render_chain(ChainSpec.from_json(self.effects), mix, tail_seconds)
+            return np.concatenate(list(aligned(chain, [mix], tail_seconds)))
+        except (UserError, ValueError) as error:
+            raise LibraryError(f"Could not re-render take {self.name!r} through its effects: {error}") from error
 
 
 class TakeWriter:
@@ -240,12 +285,20 @@ class Library:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as error:
             raise LibraryError(f"Cannot open the sample library at {self.root}: {error}") from error
         self.purge_trash()
         self._recover()
 
     # ---- lifetime ------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Adds the columns that a library made by an older version lacks."""
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(takes)")}
+        for column, definition in _ADDED_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE takes ADD COLUMN {column} {definition}")
 
     def _hold_lock(self) -> IO[str]:
         """Locks the library for this process, or raises LibraryError naming the process
@@ -442,7 +495,7 @@ class Library:
             checkpoint=row["checkpoint"], checkpoint_path=row["checkpoint_path"], temperature=row["temperature"],
             top_p=row["top_p"], seed=row["seed"], seed_audio=row["seed_audio"], seed_frames=row["seed_frames"],
             starred=bool(row["starred"]), recovered=bool(row["recovered"]), extra=json.loads(row["extra"] or "{}"),
-            thumbnail=thumb, path=folder / f"{row['id']}.flac",
+            thumbnail=thumb, path=folder / f"{row['id']}.flac", effects=row["effects"],
         )
 
     def get(self, take_id: str) -> Take:
@@ -504,6 +557,11 @@ class Library:
             raise LibraryError("a take needs a name")
         self._update(take_id, name=name)
 
+    def set_effects(self, take_id: str, effects: str) -> None:
+        """Stores another effects chain (ChainSpec JSON; '' for none) with a take: its
+        processed audio is re-rendered from its dry audio through this chain."""
+        self._update(take_id, effects=effects)
+
     def set_starred(self, take_id: str, starred: bool = True) -> None:
         self._update(take_id, starred=int(bool(starred)))
 
@@ -559,11 +617,15 @@ class Library:
         rate: int = RATE,
         *,
         mono: bool = False,
+        audio: ExportAudio = ExportAudio.DRY,
+        chains: dict | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> list[Path]:
-        """Writes each take to `folder` as NAME.FMT (made unique), resampled to `rate`.
-        Returns the files written. A failed file is removed before the error is raised."""
+        """Writes each take's dry or processed audio to `folder` as NAME.FMT (made unique),
+        resampled to `rate`. Returns the files written. A failed file is removed before
+        the error is raised. chains: prebuilt effects chains by take id (see
+        `Take.processed`)."""
         fmt = fmt.lower()
         if fmt not in EXPORT_FORMATS:
             raise LibraryError(f"unknown export format {fmt!r}; choose wav, flac or ogg")
@@ -579,18 +641,21 @@ class Library:
             if cancelled is not None and cancelled():
                 break
             take = self.get(take_id)
-            audio = take.read()
-            if mono and audio.shape[1] > 1:
-                audio = audio.mean(axis=1, keepdims=True)
+            if audio is ExportAudio.PROCESSED:
+                samples = take.processed(chain=(chains or {}).get(take_id))[:, None]
+            else:
+                samples = take.read()
+            if mono and samples.shape[1] > 1:
+                samples = samples.mean(axis=1, keepdims=True)
             if rate != RATE:
                 import soxr
 
-                audio = soxr.resample(audio, RATE, rate, quality="HQ").astype(np.float32)
-                audio = np.clip(audio, -1.0, 1.0)
+                samples = soxr.resample(samples, RATE, rate, quality="HQ").astype(np.float32)
+            samples = np.clip(samples, -1.0, 1.0)  # a chain may go over full scale
             target = _unique(folder / f"{_safe_name(take.name)}.{fmt}")
             major, subtype = EXPORT_FORMATS[fmt]
             try:
-                sf.write(str(target), audio, rate, format=major, subtype=subtype)
+                sf.write(str(target), samples, rate, format=major, subtype=subtype)
             except (OSError, RuntimeError, sf.LibsndfileError) as error:
                 target.unlink(missing_ok=True)
                 raise _io_error(f"export {take.name!r} to {target}", error) from error

@@ -21,7 +21,6 @@ from PyQt6.QtCore import Qt  # noqa: E402
 from engine.library import Library  # noqa: E402
 from app import workers  # noqa: E402
 from app.library_browser import NAME, STAR  # noqa: E402
-from app.view_buffer import ViewBuffer  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
 
@@ -56,20 +55,6 @@ def generate(qtbot, window, seconds=1.0, timeout=120000):
     return blocker.args[0]
 
 
-def test_ring_buffer_wraps_and_flags_seed():
-    buffer = ViewBuffer(10)
-    buffer.write(np.arange(4, dtype=np.float32), seed=True)
-    buffer.write(np.arange(4, 12, dtype=np.float32)[None].repeat(2, axis=0))  # two voices, mixed
-    data, seed = buffer.latest(10)
-    np.testing.assert_array_equal(data, np.arange(2, 12))
-    np.testing.assert_array_equal(seed, [True, True] + [False] * 8)
-    new, position = buffer.read_since(9)
-    np.testing.assert_array_equal(new, [9, 10, 11])
-    assert position == 12
-    data, _ = ViewBuffer(8).latest(4)
-    assert data.tolist() == [0, 0, 0, 0]
-
-
 def test_window_opens_with_the_card_and_one_click_generates_into_the_library(qtbot, window):
     card = window.model_panel.card.text()
     assert "tiny-test" in card and "34,160" in card and "random weights" in card and "8.000" in card
@@ -85,7 +70,7 @@ def test_window_opens_with_the_card_and_one_click_generates_into_the_library(qtb
     assert take.path.exists() and sf.info(str(take.path)).frames == 24000
     # the live views received data while generating
     assert window.waveform.frames_drawn > drawn and window.spectrogram.columns_added > columns
-    assert window.output_buffer.total == 24000
+    assert window.monitor.position == 24000  # the views followed the program tap to the end
     assert window.transport.state == "idle" and window.transport.generate_button.isEnabled()
     # listed in the browser and selected
     assert [t.id for t in window.browser.visible_takes()] == [take.id]
@@ -167,7 +152,9 @@ def test_seed_from_a_file_then_generate(qtbot, window, tmp_path):
     assert take.seed_audio == "seed.wav" and take.seed_frames == 6400 and take.frames == 6400 + 8000
     data = take.read()[:, 0]
     assert np.corrcoef(data[:6400], audio)[0, 1] > 0.9  # the take starts with the seed
-    _, seed_flags = window.output_buffer.latest(14400)
+    assert window.monitor.position == 14400
+    np.testing.assert_allclose(window.waveform.data[-14400:], take.read()[:, 0], atol=1e-4)  # the views drew the take
+    seed_flags = window.waveform.seed[-14400:]
     assert seed_flags[:6400].all() and not seed_flags[6400:].any()  # drawn in the seed colour
 
 
@@ -219,7 +206,7 @@ def test_settings_persist(qtbot, tmp_path, tiny_checkpoint):
 def test_stop_ends_an_endless_take_and_keeps_it(qtbot, window):
     window.controls.endless.setChecked(True)
     window.transport.generate_button.click()
-    qtbot.waitUntil(lambda: window.output_buffer.total >= 8000, timeout=120000)
+    qtbot.waitUntil(lambda: window.monitor.position >= 8000, timeout=120000)
     assert window.transport.stop_button.isEnabled()
     window.controls.temperature.setValue(0.5)  # applied live, from the next chunk
     window.controls.top_p.setValue(0.9)

@@ -74,7 +74,7 @@ drawn = (window.waveform.frames_drawn, window.spectrogram.columns_added)
 window.browser.select_ids([take.id])
 window.browser.play_button.click()
 wait(lambda: window.playback.player is not None and window.playback.player.state in ("finished", "error", "stopped"), 60, "playback")
-window.playback._pump()
+window.refresh()
 json.dump({
     "states": states, "messages": window.messages, "source": source, "live_points": live_points,
     "take": str(take.path), "seed_frames": take.seed_frames, "frames": take.frames, "seed_audio": take.seed_audio,

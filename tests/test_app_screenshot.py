@@ -1,6 +1,7 @@
-"""A screenshot of the real window under Xvfb (the xcb platform, as on a desktop),
-taken while it generates. It stays in the test's temporary folder; set
-HARMONIC_SCREENSHOT_OUT=docs/screenshot.png to refresh the README's picture."""
+"""Screenshots of the real window under Xvfb (the xcb platform, as on a desktop), taken
+while it generates: the window, and its effects panel playing a chain. They stay in the
+test's temporary folder; set HARMONIC_SCREENSHOT_OUT=docs/screenshot.png
+(HARMONIC_EFFECTS_SCREENSHOT_OUT=docs/screenshot-effects.png) to refresh the README's."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require
+from effects_plugins import BUILTIN_REVERB, LV2_REVERB, VST3_REVERB, require_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,15 +43,29 @@ def xvfb():
     server.wait(10)
 
 
-def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
+def shipped_or_tiny(tmp_path, preset_params) -> Path:
     from engine.checkpoint import DEFAULT_CHECKPOINT, save_model
 
     if DEFAULT_CHECKPOINT.is_dir():
-        checkpoint = DEFAULT_CHECKPOINT
-    else:  # until the shipped model exists: random tiny weights
-        config, params = preset_params("tiny")
-        checkpoint = tmp_path / "tiny-random"
-        save_model(checkpoint, config, params, {"name": "tiny (random weights)", "data": "none: untrained"})
+        return DEFAULT_CHECKPOINT
+    config, params = preset_params("tiny")  # until the shipped model exists: random tiny weights
+    checkpoint = tmp_path / "tiny-random"
+    save_model(checkpoint, config, params, {"name": "tiny (random weights)", "data": "none: untrained"})
+    return checkpoint
+
+
+def not_blank(path: Path, width: int, height: int) -> None:
+    from PyQt6.QtGui import QImage
+
+    image = QImage(str(path)).convertToFormat(QImage.Format.Format_RGB32)  # kept: its bits are read below
+    assert image.width() >= width and image.height() >= height
+    # many distinct colours (panels, text, waveform, spectrogram)
+    pixels = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint32)
+    assert np.unique(pixels).size > 200
+
+
+def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
+    checkpoint = shipped_or_tiny(tmp_path, preset_params)
     # a library with a few takes, and a seed (a plucked tone) that the take continues
     from engine.library import Library
 
@@ -81,12 +97,70 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.exists(), result.stderr[-3000:]
-    from PyQt6.QtGui import QImage
-
-    image = QImage(str(out))
-    assert image.width() >= 1000 and image.height() >= 700
-    # not blank: many distinct colours (panels, text, waveform, spectrogram)
-    pixels = np.frombuffer(image.convertToFormat(QImage.Format.Format_RGB32).constBits().asstring(image.sizeInBytes()), np.uint32)
-    assert np.unique(pixels).size > 200
+    not_blank(out, 1000, 700)
     if os.environ.get("HARMONIC_SCREENSHOT_OUT"):  # to refresh docs/screenshot.png on purpose
         shutil.copyfile(out, os.environ["HARMONIC_SCREENSHOT_OUT"])
+
+
+EFFECTS_DRIVER = r'''
+import json, sys
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication
+app = QApplication(sys.argv[:1])
+from app.main import main
+from app.window import MainWindow
+
+library, settings, checkpoint, chain, out = sys.argv[1:6]
+
+def shoot():
+    window = next((w for w in app.topLevelWidgets() if isinstance(w, MainWindow)), None)
+    if window is None or window.transport.state != "playing" or window.sounding_chain() is None:
+        QTimer.singleShot(200, shoot)
+        return
+    QTimer.singleShot(3000, lambda: finish(window))
+
+def finish(window):
+    panel = window.effects_panel
+    panel.grab().save(out)  # the whole chain, also what the tab's scroll area hides
+    slots = [(slot.ref.name, widget.bypass.isChecked()) for slot, widget in zip(panel.spec.slots, panel.slot_widgets)]
+    json.dump({"slots": slots,
+               "cost": panel.cost_label.text(), "messages": window.messages}, open(out + ".json", "w"))
+    window.close()
+    app.quit()
+
+QTimer.singleShot(500, shoot)
+sys.exit(main(["--checkpoint", checkpoint, "--library", library, "--settings", settings, "--effects", chain,
+               "--generate"]))
+'''
+
+
+def test_screenshot_of_the_effects_chain_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
+    require_plugins()
+    from engine.effects import ChainSpec, PluginSlot
+
+    checkpoint = shipped_or_tiny(tmp_path, preset_params)
+    chain = tmp_path / "chain.json"
+    ChainSpec([PluginSlot(BUILTIN_REVERB, {"room_size": 0.7, "wet_level": 0.25}),
+               PluginSlot(LV2_REVERB, {}, mix=0.6),
+               PluginSlot(VST3_REVERB, {"decay_s": 2.5}, bypass=True)]).save(chain)
+    driver = tmp_path / "driver.py"
+    driver.write_text(EFFECTS_DRIVER)
+    out = tmp_path / "screenshot-effects.png"
+    try:
+        base = request.getfixturevalue("pulse_server").env
+    except pytest.skip.Exception:
+        base = os.environ
+    env = dict(base, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"))
+    result = subprocess.run([sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"),
+                             str(checkpoint), str(chain), str(out)],
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    shown = json.loads(Path(str(out) + ".json").read_text())
+    assert shown["messages"] == [] and "% of real time" in shown["cost"]
+    assert shown["slots"] == [["Reverb", False], ["Dragonfly Hall Reverb", False], ["Dragonfly Hall Reverb", True]]
+    not_blank(out, 700, 900)
+    if os.environ.get("HARMONIC_EFFECTS_SCREENSHOT_OUT"):  # to refresh docs/screenshot-effects.png on purpose
+        shutil.copyfile(out, os.environ["HARMONIC_EFFECTS_SCREENSHOT_OUT"])

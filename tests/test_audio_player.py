@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 import pulse
-from engine.audio import AudioUnavailable, DeviceInfo, HistoryBuffer, RingBuffer, resolve
+from engine.audio import AudioUnavailable, DeviceInfo, RingBuffer, resolve
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -57,31 +57,46 @@ def test_ring_buffer_wraps_and_never_overwrites():
     out = np.zeros(12, np.float32)
     assert ring.read_into(out) == 10
     np.testing.assert_array_equal(out[:10], [5, 6, 7, 8, 9, 10, 11, 12, 13, 14])
-    history = HistoryBuffer(4)
-    history.append(np.arange(3, dtype=np.float32))
-    history.append(np.arange(3, 6, dtype=np.float32))
-    np.testing.assert_array_equal(history.latest(10), [2, 3, 4, 5])
+
+
+def test_tap_ring_overwrites_and_reads_by_position():
+    tap = RingBuffer(4, overwrite=True)
+    assert tap.write(np.arange(3, dtype=np.float32)) == 3
+    assert tap.write(np.arange(3, 9, dtype=np.float32)) == 6  # never waits: the oldest go
+    np.testing.assert_array_equal(tap.latest(6), [0, 0, 5, 6, 7, 8])  # gone or never written: zeros
+    np.testing.assert_array_equal(tap.latest(2, end=7), [5, 6])
+    new, position = tap.read_since(2)  # a reader that fell behind gets the newest capacity
+    np.testing.assert_array_equal(new, [5, 6, 7, 8])
+    assert position == 9
+    new, position = tap.read_since(position)
+    assert new.size == 0 and position == 9
+    tap.write(np.array([9, 10], np.float32))
+    new, position = tap.read_since(position, end=10)  # up to what was heard
+    np.testing.assert_array_equal(new, [9])
+    assert position == 10
 
 
 def test_player_plays_every_sample_in_order(pulse_server, env, tmp_path):
     code = """
         import json, numpy as np
-        from engine.audio import Player
+        from engine.audio import Player, Stage
         rng = np.random.default_rng(0)
         chunks = [rng.uniform(-1, 1, (2, 800)).astype(np.float32) for _ in range(30)]
         seen = []
-        player = Player(iter(chunks), buffer_seconds=0.5, start_seconds=0.4, on_chunk=seen.append)
+        player = Player(iter(chunks), buffer_seconds=0.5, start_seconds=0.4, stage=Stage(on_chunk=seen.append))
         player.start()
         assert player.wait(30)
-        print(json.dumps({"state": player.state, "underruns": player.underruns, "seen": len(seen), "sent": player.sent_samples,
-                          "generated": list(player.generated().shape), "recent": float(np.abs(player.recent(256)).sum())}))
+        print(json.dumps({"state": player.state, "underruns": player.underruns, "seen": len(seen),
+                          "heard": player.heard_samples, "generated": list(player.generated().shape),
+                          "program": player.program.latest(24000).tolist()}))
     """
     report, recorded = recorded_while(pulse_server, tmp_path, lambda: run_scenario(code, env))
     assert report["state"] == "finished" and report["underruns"] == 0
-    assert report["seen"] == 30 and report["generated"] == [2, 24000] and report["recent"] >= 0
-    assert report["sent"] >= 24000  # handed to the card: every sample, plus any trailing silence
+    assert report["seen"] == 30 and report["generated"] == [2, 24000]
+    assert report["heard"] == 24000  # taken by the card: every sample
     rng = np.random.default_rng(0)
     expected = np.concatenate([rng.uniform(-1, 1, (2, 800)).astype(np.float32).mean(axis=0) for _ in range(30)])
+    np.testing.assert_array_equal(report["program"], expected)  # the program tap: what went to the card
     head = 1600  # a null sink's monitor misses the first ~20-70 ms of a new stream
     lag, correlation = pulse.align(expected[head:], recorded)
     assert correlation > 0.99, (lag, correlation)

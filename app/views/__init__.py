@@ -1,4 +1,4 @@
-"""Live views, each redrawn from a QTimer in the GUI thread from a `ViewBuffer`."""
+"""Live views, passive widgets fed by the window's one display timer (`app.monitor`)."""
 
 from app.views.meter import LevelMeter
 from app.views.spectrogram import ScrollingSpectrogram

@@ -1,49 +1,38 @@
-"""A level meter: RMS bar and peak hold, in dBFS, painted from a QTimer."""
+"""A level meter: RMS bar and peak hold, in dBFS, fed by the window's display timer."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from PyQt6.QtCore import QRectF, QTimer
+from PyQt6.QtCore import QRectF
 from PyQt6.QtGui import QColor, QPainter
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from app.view_buffer import ViewBuffer
 from app.views import theme
 
 FLOOR_DB = -60.0
 
 
 class LevelMeter(QWidget):
-    def __init__(self, buffer: ViewBuffer | None = None, fps: int = 30, parent=None):
+    def __init__(self, parent=None):
         super().__init__(parent)
-        self.buffer = buffer
         self.rms_db = FLOOR_DB
         self.peak_db = FLOOR_DB
         self._hold = FLOOR_DB
-        self._last_total = 0
         self.setMinimumSize(18, 80)
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
         self.setToolTip("Output level (dBFS): RMS bar, peak line")
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self.update_level)
-        self.timer.start(int(1000 / fps))
 
-    def set_buffer(self, buffer: ViewBuffer) -> None:
-        self.buffer = buffer
-
-    def update_level(self) -> None:
-        if self.buffer is None:
-            return
-        if self.buffer.total == self._last_total:
-            self.rms_db = max(FLOOR_DB, self.rms_db - 3)  # decay when silent
+    def push(self, data: np.ndarray) -> None:
+        """data: float32 [n], the audio heard since the last call (empty: decay)."""
+        if data.size == 0:
+            self.rms_db = max(FLOOR_DB, self.rms_db - 3)
             self._hold = max(FLOOR_DB, self._hold - 1)
         else:
-            self._last_total = self.buffer.total
-            data, _ = self.buffer.latest(800)
-            rms = float(np.sqrt(np.mean(data**2))) if data.size else 0.0
-            peak = float(np.abs(data).max()) if data.size else 0.0
+            data = data[-800:]
+            rms = float(np.sqrt(np.mean(data**2)))
+            peak = float(np.abs(data).max())
             self.rms_db = max(FLOOR_DB, 20 * math.log10(rms + 1e-9))
             self.peak_db = max(FLOOR_DB, 20 * math.log10(peak + 1e-9))
             self._hold = max(self._hold - 1, self.peak_db)

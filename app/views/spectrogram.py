@@ -1,24 +1,20 @@
-"""A scrolling spectrogram: new audio from a ring buffer becomes new columns."""
+"""A scrolling spectrogram: the audio heard since the last display tick becomes new columns."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QTimer
 
-from app.view_buffer import ViewBuffer
 from app.views import theme
 
 
 class ScrollingSpectrogram(pg.PlotWidget):
-    def __init__(self, buffer: ViewBuffer | None = None, fft: int = 512, hop: int = 256, columns: int = 250, fps: int = 30, parent=None):
+    def __init__(self, fft: int = 512, hop: int = 256, columns: int = 250, parent=None):
         super().__init__(parent=parent, background=theme.BACKGROUND)
-        self.buffer = buffer
         self.fft, self.hop, self.columns = fft, hop, columns
         self.window = np.hanning(fft).astype(np.float32)
         self.image = np.full((columns, fft // 2 + 1), -100.0, np.float32)
         self.columns_added = 0  # tests read it
-        self._position = 0
         self._pending = np.zeros(0, np.float32)
         self.setMouseEnabled(False, False)
         self.hideButtons()
@@ -37,21 +33,13 @@ class ScrollingSpectrogram(pg.PlotWidget):
         self.item.setRect(0, 0, columns, 8.0)
         self.setXRange(0, columns, padding=0)
         self.setYRange(0, 8, padding=0)
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self.redraw)
-        self.timer.start(int(1000 / fps))
 
-    def set_buffer(self, buffer: ViewBuffer) -> None:
-        self.buffer = buffer
-        self._position = buffer.total
+    def restart(self) -> None:
+        """A new stream: drops the half frame left over from the last one."""
         self._pending = np.zeros(0, np.float32)
 
-    def redraw(self) -> None:
-        if self.buffer is None:
-            return
-        if self.buffer.total < self._position:  # the buffer was cleared
-            self._position = 0
-        new, self._position = self.buffer.read_since(self._position)
+    def push(self, new: np.ndarray) -> None:
+        """new: float32 [n] at 16 kHz, the audio heard since the last call."""
         if new.size == 0:
             return
         audio = np.concatenate([self._pending, new])

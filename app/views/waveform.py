@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QTimer, pyqtSignal
+from PyQt6.QtCore import pyqtSignal
 
-from app.view_buffer import ViewBuffer
 from app.views import theme
 from engine.mulaw import SAMPLE_RATE as RATE
 
@@ -27,15 +26,15 @@ def envelope(audio: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ScrollingWaveform(pg.PlotWidget):
-    """The last `seconds` of a ring buffer; seed samples in the seed colour."""
+    """The last `seconds` heard; seed samples in the seed colour."""
 
-    def __init__(self, buffer: ViewBuffer | None = None, seconds: float = 4.0, fps: int = 30, parent=None):
+    def __init__(self, seconds: float = 4.0, parent=None):
         super().__init__(parent=parent, background=theme.BACKGROUND)
-        self.buffer = buffer
         self.seconds = seconds
         self.points = 800
         self.frames_drawn = 0  # redraws that showed new data (tests read it)
-        self._last_total = -1
+        self.data = np.zeros(0, np.float32)  # what was drawn last, and which of it is seed
+        self.seed = np.zeros(0, bool)
         self.setMouseEnabled(False, False)
         self.hideButtons()
         self.setMenuEnabled(False)
@@ -45,19 +44,15 @@ class ScrollingWaveform(pg.PlotWidget):
         self.getPlotItem().hideAxis("left")
         self.curve = self.plot(pen=pg.mkPen(theme.ACCENT, width=1))
         self.seed_curve = self.plot(pen=pg.mkPen(theme.SEED, width=1), connect="finite")
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self.redraw)
-        self.timer.start(int(1000 / fps))
 
-    def set_buffer(self, buffer: ViewBuffer) -> None:
-        self.buffer = buffer
-        self._last_total = -1
+    @property
+    def samples(self) -> int:
+        return int(self.seconds * RATE)
 
-    def redraw(self) -> None:
-        if self.buffer is None or self.buffer.total == self._last_total:
-            return
-        self._last_total = self.buffer.total
-        data, seed = self.buffer.latest(int(self.seconds * RATE))
+    def draw(self, data: np.ndarray, seed: np.ndarray) -> None:
+        """data: float32 [samples], the newest audio heard; seed: bool [samples], which
+        of it is seed audio."""
+        self.data, self.seed = data, seed
         x, y = envelope(data, self.points)
         if x.size == 0:
             return

@@ -2,8 +2,10 @@
 load PortAudio; the first device call does (raising AudioUnavailable if it cannot)."""
 
 from engine.audio.devices import AudioUnavailable, DeviceInfo, list_devices, resolve
-from engine.audio.player import Player, mix_down
+from engine.audio.pipeline import Stage, mix_down
+from engine.audio.player import Player
 from engine.audio.recorder import Recorder, record
-from engine.audio.ring import HistoryBuffer, RingBuffer
+from engine.audio.ring import RingBuffer
 
-__all__ = ["AudioUnavailable", "DeviceInfo", "HistoryBuffer", "Player", "Recorder", "RingBuffer", "list_devices", "mix_down", "record", "resolve"]
+__all__ = ["AudioUnavailable", "DeviceInfo", "Player", "Recorder", "RingBuffer", "Stage", "list_devices", "mix_down",
+           "record", "resolve"]

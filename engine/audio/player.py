@@ -1,17 +1,19 @@
-"""Live playback: a worker thread runs the generator ahead into a ring buffer; the
-sound-card callback only copies out of it (SPEC 8).
+"""Live playback: a worker thread runs the generator and the pipeline's `Stage` (take
+tap, mix-down, effects chain, program tap; engine.audio.pipeline) ahead into a FIFO ring
+buffer; the sound-card callback only copies out of it (SPEC 8).
 
     from engine.audio import Player
-    player = Player(generator, device=None, latency="high", buffer_seconds=1.0)
+    player = Player(generator, device=None, latency="high", buffer_seconds=1.0, stage=Stage(chain))
     player.start()            # returns at once; state: compiling -> buffering -> playing
     ...                       # read player.fill_fraction, .underruns, .realtime_factor,
     player.pause(); player.resume()
     player.stop()             # or player.wait() for a source that ends
-    audio = player.generated()   # float32 [voices, n]: everything generated, all voices
+    audio = player.generated()   # float32 [voices, n]: everything generated, all voices (dry)
 
-For a GUI: poll the properties and `recent(n)` (the last n samples sent to the sound
-card) from a timer, and/or pass `on_chunk` to receive every generated chunk (called on
-the worker thread: wrap it in a Qt signal). No Qt here.
+For a GUI: read the properties and the program tap (`player.program.read_since(position,
+player.heard_samples)`: the processed audio up to what the sound card has played) from
+one timer; `Stage(on_chunk=...)` receives every generated chunk (on the worker thread).
+No Qt here.
 """
 
 from __future__ import annotations
@@ -23,19 +25,11 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from engine.audio.devices import AudioUnavailable, resolve, sounddevice, supports_rate
-from engine.audio.ring import HistoryBuffer, RingBuffer
+from engine.audio.pipeline import Stage
+from engine.audio.ring import RingBuffer
 from engine.mulaw import SAMPLE_RATE
 
 STATES = ("idle", "compiling", "buffering", "playing", "paused", "draining", "finished", "stopped", "error")
-
-
-def mix_down(chunk: np.ndarray, mix: str = "mean") -> np.ndarray:
-    """float32 [voices, n] (or [n]) -> mono float32 [n]: the mean of the voices, or the
-    first voice with mix="first"."""
-    chunk = np.asarray(chunk, np.float32)
-    if chunk.ndim == 1:
-        return chunk
-    return chunk[0] if mix == "first" or chunk.shape[0] == 1 else chunk.mean(axis=0)
 
 
 class Player:
@@ -50,11 +44,13 @@ class Player:
       blocksize: frames per callback (0: PortAudio chooses).
       buffer_seconds: how far the worker generates ahead (ring capacity).
       start_seconds: audio buffered before the stream starts (pre-fill).
-      mix: how voices are mixed to the mono output: "mean" or "first".
       keep: keep every generated chunk (all voices) for `generated()`.
-      history_seconds: how much played audio `recent()` can return.
-      on_chunk: called on the worker thread with each generated chunk, float32 [voices, n].
       max_seconds: stop the source after this much audio (None: until stopped).
+      stage: the pipeline stage each chunk goes through on the worker thread: take tap,
+        mix-down, effects chain, program tap (`engine.audio.Stage`; default: a plain
+        mean of the voices, no effects).
+      on_end: called on the worker thread once, when the source has been played to the
+        end or failed (not after `stop()`).
 
     Raises:
       AudioUnavailable: at `start()`, if there is no output device or it cannot be opened.
@@ -69,11 +65,10 @@ class Player:
         blocksize: int = 0,
         buffer_seconds: float = 1.0,
         start_seconds: float = 0.5,
-        mix: str = "mean",
         keep: bool = True,
-        history_seconds: float = 10.0,
-        on_chunk: Callable[[np.ndarray], None] | None = None,
         max_seconds: float | None = None,
+        stage: Stage | None = None,
+        on_end: Callable[[], None] | None = None,
     ):
         self.source = source
         self.device = device
@@ -81,11 +76,10 @@ class Player:
         self.blocksize = blocksize
         self.buffer_seconds = buffer_seconds
         self.start_seconds = min(start_seconds, buffer_seconds)
-        self.mix = mix
         self.keep = keep
-        self.history_seconds = history_seconds
-        self.on_chunk = on_chunk
         self.max_seconds = max_seconds
+        self.on_end = on_end
+        self.stage = stage or Stage()
 
         self._state = "idle"
         self._error: BaseException | None = None
@@ -102,7 +96,6 @@ class Player:
         self._stream = None
         self.device_rate = SAMPLE_RATE
         self._ring = RingBuffer(max(1, int(buffer_seconds * SAMPLE_RATE)))
-        self._history = HistoryBuffer(max(1, int(history_seconds * SAMPLE_RATE)))
 
     # ----- control -----------------------------------------------------------------------
 
@@ -118,7 +111,6 @@ class Player:
         # own rate and resample on the worker thread.
         self.device_rate = SAMPLE_RATE if supports_rate(info, "output", SAMPLE_RATE) else int(info.default_samplerate)
         self._ring = RingBuffer(max(1, int(self.buffer_seconds * self.device_rate)))
-        self._history = HistoryBuffer(max(1, int(self.history_seconds * self.device_rate)))
         try:
             self._stream = sd.OutputStream(
                 samplerate=self.device_rate,
@@ -220,15 +212,15 @@ class Player:
         return self._generated / SAMPLE_RATE
 
     @property
-    def sent_samples(self) -> int:
-        """Samples handed to the sound card so far (at `device_rate`, underrun silence
-        included): `recent(sent_samples - n_seen)` returns what a reader has not seen."""
-        return self._history.total
+    def program(self) -> RingBuffer:
+        """The program tap: the processed mono audio at 16 kHz, written ahead of the sound
+        card by up to `buffer_seconds` (read it up to `heard_samples`)."""
+        return self.stage.program
 
-    def recent(self, samples: int) -> np.ndarray:
-        """The last `samples` samples sent to the sound card (mono, at `device_rate`,
-        silence of underruns included), float32 [m <= samples], oldest first."""
-        return self._history.latest(samples)
+    @property
+    def heard_samples(self) -> int:
+        """Program samples (16 kHz) that the sound card has taken so far."""
+        return self._ring.total_read * SAMPLE_RATE // self.device_rate
 
     def generated(self) -> np.ndarray:
         """Everything generated so far, all voices, float32 [voices, n] at 16 kHz (needs
@@ -249,7 +241,6 @@ class Player:
             if not self._source_done:
                 self._underruns += 1
                 self._underrun_frames += frames - n
-        self._history.append(out)
 
     def _chunks(self) -> Iterator[np.ndarray]:
         source = self.source
@@ -292,9 +283,7 @@ class Player:
                 self._generated += chunk.shape[-1]
                 if self.keep:
                     self._kept.append(chunk)
-                if self.on_chunk is not None:
-                    self.on_chunk(chunk)
-                mono = mix_down(chunk, self.mix)
+                mono = self.stage.process(chunk)
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono)
                 self._push(mono)
@@ -324,6 +313,8 @@ class Player:
             self._source_done = True
             if self._state in ("finished", "error"):
                 self._done.set()
+                if self.on_end is not None:
+                    self.on_end()
 
     def _push(self, mono: np.ndarray) -> None:
         """Writes all of `mono` into the ring, waiting for room (while paused, too)."""

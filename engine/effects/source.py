@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from engine.audio.player import mix_down
+from engine.audio import mix_down
 from engine.effects.chain import EffectsChain, aligned
 
 

@@ -182,6 +182,30 @@ def _expm1_negative(x):
     return series if x > EXPM1_SERIES_BOUND else _exp(x) - ONE
 
 
+# sin and cos: x = j pi/2 + y (pi/2 in three parts), |y| <= pi/4, Cephes' float32
+# polynomials on y, then the quadrant j mod 4 swaps and negates them. Plain arithmetic
+# and selects, so the recurrence loop vectorises (libm's sincosf is a call per channel).
+HALF_PI_1, HALF_PI_2, HALF_PI_3 = F32(1.5703125), F32(4.837512969970703125e-4), F32(7.54978995489188216e-8)
+TWO_OVER_PI = F32(0.6366197723675814)
+
+
+@_jit
+def _sincos(x):
+    j = np.floor(x * TWO_OVER_PI + HALF_F)
+    y = ((x - j * HALF_PI_1) - j * HALF_PI_2) - j * HALF_PI_3
+    y2 = y * y
+    sin = y + y * y2 * (F32(-1.6666654611e-1) + y2 * (F32(8.3321608736e-3) + y2 * F32(-1.9515295891e-4)))
+    cos = ONE - HALF_F * y2 + y2 * y2 * (
+        F32(4.166664568298827e-2) + y2 * (F32(-1.388731625493765e-3) + y2 * F32(2.443315711809948e-5))
+    )
+    quadrant = np.int32(j) & np.int32(3)
+    s = cos if quadrant & 1 else sin
+    c = sin if quadrant & 1 else cos
+    s = -s if quadrant & 2 else s
+    c = -c if (quadrant + 1) & 2 else c
+    return s, c
+
+
 @_jit
 def _sigmoid(x):
     return ONE / (ONE + _exp(-x))
@@ -248,9 +272,10 @@ def _pair_step(w, state, model, pair, width, half, gate_blocks, x, scratch):
             gx[n] = np.sqrt(-_expm1_negative(TWO * log_modulus)) * _sigmoid(gx[n])
             hv[n] = _exp(log_modulus)
         hstate = state[v, hs : hs + 2 * half]
-        for n in range(half):  # sincos stays a libm call
-            modulus, phase = hv[n], ga[n]
-            a_re, a_im = modulus * np.cos(phase), modulus * np.sin(phase)
+        for n in range(half):
+            modulus = hv[n]
+            sin, cos = _sincos(ga[n])
+            a_re, a_im = modulus * cos, modulus * sin
             h_re, h_im = hstate[n], hstate[half + n]
             new_re = a_re * h_re - a_im * h_im + uv[n] * gx[n]
             new_im = a_re * h_im + a_im * h_re + uv[half + n] * gx[n]
@@ -506,3 +531,23 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
         _model_step(w, model, levels, pairs, state, steps, tokens[t], logits, xs, scratch)
         if record.shape[0] > 0:
             record[t] = logits
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def run_voices_in_parallel(w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode,
+                           record, groups):
+    """`run` with the voices split into `groups` contiguous groups run on separate
+    threads. Voices are independent streams, so the groups never wait for each other
+    within a chunk; each keeps its own copy of the step counters, equal at the end."""
+    voices = logits.shape[0]
+    counters = np.empty((groups, steps.shape[0]), np.int64)
+    for g in numba.prange(groups):
+        low, high = g * voices // groups, (g + 1) * voices // groups
+        counters[g] = steps
+        group_tokens = np.ascontiguousarray(tokens[:, low:high])
+        group_record = np.ascontiguousarray(record[:, low:high])
+        run(w, model, levels, pairs, state[low:high], counters[g], logits[low:high], group_tokens,
+            np.ascontiguousarray(uniforms[:, low:high]), temperature, top_p, mode, group_record)
+        tokens[:, low:high] = group_tokens
+        record[:, low:high] = group_record
+    steps[:] = counters[0]

@@ -13,6 +13,9 @@ inverting the cumulative distribution at one uniform draw per sample
 (`engine.sampling.chunk_uniforms`) instead of Gumbel-argmax over 256 noise values: a
 seed gives one reproducible take on each path, not the same take on both.
 
+Several voices run on all cores (`fast_kernel.run_voices_in_parallel`), one voice on the
+calling thread.
+
 Layout: one float32 array holds every weight; int64 tables give each level's and each
 block pair's offsets into it (`engine.fast_kernel` names the columns), and the offsets
 of their recurrent state in a float32 [voices, S] array. Weights that the step only uses
@@ -28,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +44,14 @@ from engine.unet import LevelState
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(platformdirs.user_cache_dir("harmonicrnn")) / "numba"))
 
-from engine import fast_kernel as K  # noqa: E402  (after NUMBA_CACHE_DIR is set)
+import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
+
+from engine import fast_kernel as K  # noqa: E402
+
+
+# numba's default thread pool (workqueue) aborts if two threads enter parallel code at
+# once; generators in different threads take turns for multi-voice chunks.
+_PARALLEL_CALLS = threading.Lock()
 
 
 class Sampling(enum.IntEnum):
@@ -206,6 +217,12 @@ class PackedModel:
 
     # ----- running -----------------------------------------------------------------------
 
+    def precompile(self) -> None:
+        """Compiles (or loads from numba's cache) both kernels, one voice and several,
+        by generating a few samples from a throwaway state."""
+        for voices in (1, 2):
+            self.generate(self.start(voices), np.zeros((2, voices), np.float32), 1.0, 1.0)
+
     def feed(self, state: KernelState, tokens: np.ndarray, record: bool = True) -> np.ndarray:
         """Teacher forcing: steps through tokens int32 [T, V]; returns the logits after
         each, float32 [T, V, 256] ([0, V, 256] without `record`)."""
@@ -226,8 +243,14 @@ class PackedModel:
         return tokens
 
     def _run(self, state, tokens, uniforms, temperature, top_p, mode, record) -> None:
-        K.run(self.weights, self.model, self.levels, self.pairs, state.values, state.steps, state.logits,
-              tokens, uniforms, np.float32(temperature), np.float32(top_p), np.int64(mode), record)
+        arguments = (self.weights, self.model, self.levels, self.pairs, state.values, state.steps, state.logits,
+                     tokens, uniforms, np.float32(temperature), np.float32(top_p), np.int64(mode), record)
+        threads = min(state.voices, numba.get_num_threads())
+        if threads > 1:
+            with _PARALLEL_CALLS:
+                K.run_voices_in_parallel(*arguments, np.int64(threads))
+        else:
+            K.run(*arguments)
 
 
 def _pack_pair(pair: dict, config: ModelConfig, level: int, weights: _Builder, states: _Builder) -> np.ndarray:

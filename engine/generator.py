@@ -333,6 +333,8 @@ class Generator:
         began = time.perf_counter()
         with self._lock:
             settings = self._settings
+            if self._packed is not None:
+                self._packed.precompile()  # a later take may have another number of voices
             self._run_chunk(self._initial_state(settings.voices, None), 0, settings)
             if self._prime_tokens is not None:
                 # One chunk's worth compiles the program a seed of any length runs.

@@ -65,7 +65,9 @@ def assert_close(got, expected):
 
 @pytest.mark.parametrize(
     "name, steps, voices",
-    [("tiny", 4000, 3), ("tiny", 1500, 1), ("realtime", 2500, 2), ("realtime-2x", 1500, 1), ("paper", 400, 1)],
+    # `paper` (compiling its JAX step takes a minute) shares its code paths with these:
+    # pooling 2 (tiny), several pairs per side (realtime's levels 3-4), width 128.
+    [("tiny", 4000, 3), ("tiny", 1500, 1), ("realtime", 2500, 2), ("realtime-2x", 1500, 1)],
 )
 def test_logits_equal_the_reference_step(preset_params, name, steps, voices):
     config, params = preset_params(name)

@@ -399,7 +399,7 @@ NUCLEUS_BUCKETS = 64
 
 
 @_jit
-def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mass):
+def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mass, buckets):
     """The least scaled logit of the top-p nucleus: the smallest set of most likely
     classes whose probability reaches top_p; the kept classes are those with scaled >=
     the result (ties kept together). Exact, without sorting 256 values: a histogram of
@@ -410,7 +410,7 @@ def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mas
     Args:
       scaled: float32 [256], logits / temperature; weights: exp(scaled - max) of them,
         whose sum is `total`. values, masses: float32 [256], bucket_mass: float32
-        [NUCLEUS_BUCKETS], scratch.
+        [NUCLEUS_BUCKETS], buckets: int32 [256], scratch.
     """
     need = top_p * total
     low, high = scaled.min(), scaled.max()
@@ -419,8 +419,9 @@ def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mas
     per_unit = F32(NUCLEUS_BUCKETS) / (high - low)
     bucket_mass[:] = 0.0
     for i in range(NUM_CLASSES):
-        bucket = min(np.int64((scaled[i] - low) * per_unit), NUCLEUS_BUCKETS - 1)
-        bucket_mass[bucket] += weights[i]
+        buckets[i] = min(np.int32((scaled[i] - low) * per_unit), np.int32(NUCLEUS_BUCKETS - 1))
+    for i in range(NUM_CLASSES):
+        bucket_mass[buckets[i]] += weights[i]
     above = F32(0.0)  # mass of the classes already known to be in the nucleus
     boundary = 0
     for bucket in range(NUCLEUS_BUCKETS - 1, -1, -1):
@@ -430,7 +431,7 @@ def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mas
         above += bucket_mass[bucket]
     count = 0
     for i in range(NUM_CLASSES):
-        if min(np.int64((scaled[i] - low) * per_unit), NUCLEUS_BUCKETS - 1) == boundary:
+        if buckets[i] == boundary:
             values[count], masses[count] = scaled[i], weights[i]
             count += 1
     pivot = low
@@ -467,7 +468,7 @@ def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mas
 
 
 @_jit
-def _sample(logits, uniform, temperature, top_p, mode, scaled, weights, values, masses, bucket_mass):
+def _sample(logits, uniform, temperature, top_p, mode, scaled, weights, values, masses, bucket_mass, buckets):
     """One class for one stream: the argmax (GREEDY), or the inverse of the cumulative
     distribution of softmax(logits / temperature) (restricted to the top-p nucleus in
     NUCLEUS mode) at `uniform` in [0, 1)."""
@@ -481,7 +482,7 @@ def _sample(logits, uniform, temperature, top_p, mode, scaled, weights, values, 
         weights[i] = _exp(scaled[i] - top)
         total += weights[i]
     if mode == NUCLEUS:
-        threshold = _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mass)
+        threshold = _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mass, buckets)
         total = F32(0.0)
         for i in range(NUM_CLASSES):
             if scaled[i] < threshold:
@@ -523,11 +524,12 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
     scratch = np.empty((10, voices, max(widest, NUM_CLASSES)), F32)
     sampling = np.empty((4, NUM_CLASSES), F32)
     bucket_mass = np.empty(NUCLEUS_BUCKETS, F32)
+    buckets = np.empty(NUM_CLASSES, np.int32)
     for t in range(tokens.shape[0]):
         if mode != FORCED:
             for v in range(voices):
                 tokens[t, v] = _sample(logits[v], uniforms[t, v], temperature, top_p, mode, sampling[0], sampling[1],
-                                       sampling[2], sampling[3], bucket_mass)
+                                       sampling[2], sampling[3], bucket_mass, buckets)
         _model_step(w, model, levels, pairs, state, steps, tokens[t], logits, xs, scratch)
         if record.shape[0] > 0:
             record[t] = logits

@@ -2,14 +2,14 @@
 
 XLA's compiled `engine.model.step` runs hundreds of tiny operations per sample, each
 with its own loop and buffers, and per-operation overhead dominates on a CPU (see
-docs/benchmarks.md). This module runs the same arithmetic as straight loops over
+docs/model.md). This module runs the same arithmetic as straight loops over
 weights packed into one contiguous float32 array (`engine.fast_step.PackedModel` builds
 it and documents the layout): per sample, the down blocks of each level, its down-pool,
 the inner level only when the pool fires, the up blocks, the head, and the sampling,
 without returning to Python.
 
-Voices step in lockstep (their pooled levels fire together): each weight row read from
-the cache serves every voice. Everything is float32 like the JAX path; complex numbers
+Voices step in lockstep (their pooled levels fire together); `run_voices_in_parallel`
+splits them over threads. Everything is float32 like the JAX path; complex numbers
 are (re, im) halves of the state. Compiled functions are cached on disk (cache=True,
 in NUMBA_CACHE_DIR, which `engine.fast_step` points at the user cache folder).
 """
@@ -29,17 +29,18 @@ from engine.mulaw import NUM_CLASSES
 F32 = np.float32
 
 # Columns of the per-level table `levels` [L, LEVEL_FIELDS] (int64).
-WIDTH, HALF, GATE_BLOCKS, FACTOR, DOWN_FIRST, DOWN_COUNT, UP_FIRST, UP_COUNT = range(8)
-DOWN_POOL_W, DOWN_POOL_B, UP_POOL_W, UP_POOL_B, WINDOW_STATE, PENDING_STATE = range(8, 14)
-LEVEL_FIELDS = 14
+WIDTH, HALF, FACTOR, DOWN_FIRST, DOWN_COUNT, UP_FIRST, UP_COUNT = range(7)
+DOWN_POOL_W, DOWN_POOL_B, UP_POOL_W, UP_POOL_B, WINDOW_STATE, PENDING_STATE = range(7, 13)
+LEVEL_FIELDS = 13
 
 # Columns of the per-block-pair table `pairs` [P, PAIR_FIELDS] (int64): weight offsets
-# (kernels are [in, out] row-major as in flax; block-diagonal ones [blocks, in, out]).
-(T_NORM_SCALE, T_NORM_BIAS, CONV_W, CONV_B, IN_W, IN_B, GATE_A_W, GATE_A_B, GATE_X_W, GATE_X_B,
+# (kernels are [in, out] row-major as in flax; GATES_W is the CG-LRU's two block-diagonal
+# gate projections as one dense [D, D] matrix, gate_a's outputs first; M_IN_W the MLP's
+# gate and up projections as one [d, 4d] matrix, the gate's outputs first).
+(T_NORM_SCALE, T_NORM_BIAS, CONV_W, CONV_B, IN_W, IN_B, GATES_W, GATES_B,
  LOG_DECAY, THETA, LRU_OUT_W, LRU_OUT_B, T_GATE_W, T_GATE_B, T_OUT_W, T_OUT_B,
- M_NORM_SCALE, M_NORM_BIAS, M_UP_W, M_UP_B, M_GATE_W, M_GATE_B, M_OUT_W, M_OUT_B,
- H_STATE, CONV_STATE) = range(28)
-PAIR_FIELDS = 28
+ M_NORM_SCALE, M_NORM_BIAS, M_IN_W, M_IN_B, M_OUT_W, M_OUT_B, H_STATE, CONV_STATE) = range(24)
+PAIR_FIELDS = 24
 
 # Entries of the model-wide table `model` (int64).
 EMBED, FINAL_NORM_SCALE, FINAL_NORM_BIAS, HEAD_W, HEAD_B, RMS_NORM, CONV_KERNEL, POOL_GROUPS = range(8)
@@ -60,30 +61,34 @@ TWO = F32(2.0)
 _jit = numba.njit(cache=True, fastmath={"contract"}, nogil=True, error_model="numpy", boundscheck=False)
 
 
+U1, U2, U3, U4, U5, U6, U7, U8 = (np.uint64(i) for i in range(1, 9))
+
+
 @_jit
 def _matvec_add(matrix, n_in, n_out, x, y):
     """y[:n_out] += x[:n_in] @ matrix, matrix flat row-major [n_in, n_out].
 
     Eight rows per pass: y is loaded and stored once per eight rows, so the loop is
     bound by the FMAs rather than by y's store-to-load latency (2x faster at d = 32).
-    Slices keep every index provably non-negative, so the inner loops vectorise.
+    Indices are unsigned: numba guards every signed index against negative values, and
+    that guard kept LLVM from vectorising (20-45% slower even with slices).
     """
-    full = n_in - n_in % 8
-    for i in range(0, full, 8):
-        x0, x1, x2, x3, x4, x5, x6, x7 = x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]
-        r0, r1 = matrix[i * n_out : (i + 1) * n_out], matrix[(i + 1) * n_out : (i + 2) * n_out]
-        r2, r3 = matrix[(i + 2) * n_out : (i + 3) * n_out], matrix[(i + 3) * n_out : (i + 4) * n_out]
-        r4, r5 = matrix[(i + 4) * n_out : (i + 5) * n_out], matrix[(i + 5) * n_out : (i + 6) * n_out]
-        r6, r7 = matrix[(i + 6) * n_out : (i + 7) * n_out], matrix[(i + 7) * n_out : (i + 8) * n_out]
+    n_out = np.uint64(n_out)
+    full = np.uint64(n_in - n_in % 8)
+    for i in range(np.uint64(0), full, U8):
+        x0, x1, x2, x3 = x[i], x[i + U1], x[i + U2], x[i + U3]
+        x4, x5, x6, x7 = x[i + U4], x[i + U5], x[i + U6], x[i + U7]
+        r0 = i * n_out
+        r1, r2, r3, r4 = r0 + n_out, r0 + U2 * n_out, r0 + U3 * n_out, r0 + U4 * n_out
+        r5, r6, r7 = r0 + U5 * n_out, r0 + U6 * n_out, r0 + U7 * n_out
         for o in range(n_out):
-            y[o] += (x0 * r0[o] + x1 * r1[o] + x2 * r2[o] + x3 * r3[o]) + (
-                x4 * r4[o] + x5 * r5[o] + x6 * r6[o] + x7 * r7[o]
+            y[o] += (x0 * matrix[r0 + o] + x1 * matrix[r1 + o] + x2 * matrix[r2 + o] + x3 * matrix[r3 + o]) + (
+                x4 * matrix[r4 + o] + x5 * matrix[r5 + o] + x6 * matrix[r6 + o] + x7 * matrix[r7 + o]
             )
-    for i in range(full, n_in):
-        xi = x[i]
-        row = matrix[i * n_out : (i + 1) * n_out]
+    for i in range(full, np.uint64(n_in)):
+        xi, row = x[i], i * n_out
         for o in range(n_out):
-            y[o] += xi * row[o]
+            y[o] += xi * matrix[row + o]
 
 
 @_jit
@@ -98,40 +103,27 @@ def _dense(w, kernel, bias, n_in, n_out, x, y):
 
 
 @_jit
-def _block_diagonal(w, kernel, bias, n_in, n_out, blocks, x, y):
-    """y = block-diagonal(x) + b: blocks of [n_in / blocks, n_out / blocks]."""
-    size_in, size_out = n_in // blocks, n_out // blocks
-    b = w[bias : bias + n_out]
-    for v in range(x.shape[0]):
-        yv = y[v]
-        for o in range(n_out):
-            yv[o] = b[o]
-        for blk in range(blocks):
-            start = kernel + blk * size_in * size_out
-            _matvec_add(w[start : start + size_in * size_out], size_in, size_out,
-                        x[v, blk * size_in : (blk + 1) * size_in], yv[blk * size_out : (blk + 1) * size_out])
-
-
-@_jit
 def _norm(w, scale, bias, rms, width, x, z):
     """z = LayerNorm(x) (flax's mean(x^2) - mean^2 variance) or RMSNorm(x), per voice."""
+    gamma, beta = w[scale : scale + width], w[bias : bias + width]
     for v in range(x.shape[0]):
+        xv, zv = x[v], z[v]
         total = F32(0.0)
         squares = F32(0.0)
         for i in range(width):
-            total += x[v, i]
-            squares += x[v, i] * x[v, i]
+            total += xv[i]
+            squares += xv[i] * xv[i]
         mean_square = squares / F32(width)
         if rms:
             inv = ONE / np.sqrt(mean_square + NORM_EPS)
             for i in range(width):
-                z[v, i] = x[v, i] * inv * w[scale + i]
+                zv[i] = xv[i] * inv * gamma[i]
         else:
             mean = total / F32(width)
             var = max(mean_square - mean * mean, F32(0.0))
             inv = ONE / np.sqrt(var + NORM_EPS)
             for i in range(width):
-                z[v, i] = (x[v, i] - mean) * inv * w[scale + i] + w[bias + i]
+                zv[i] = (xv[i] - mean) * inv * gamma[i] + beta[i]
 
 
 @intrinsic
@@ -227,12 +219,12 @@ def _add(x, y, width):
 
 
 @_jit
-def _pair_step(w, state, model, pair, width, half, gate_blocks, x, scratch):
+def _pair_step(w, state, model, pair, width, half, x, scratch):
     """One block pair (temporal block, then MLP block) on x [V, width], in place."""
     rms = model[RMS_NORM] != 0
     lru_width = 2 * half
-    z, lru_in, u, gate_a, gate_x, h = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
-    branch, y, hidden, up = scratch[6], scratch[7], scratch[8], scratch[9]
+    z, lru_in, u, gates, h = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
+    branch, y, hidden = scratch[5], scratch[6], scratch[7]
     voices = x.shape[0]
     _norm(w, pair[T_NORM_SCALE], pair[T_NORM_BIAS], rms, width, x, z)
     kernel = model[CONV_KERNEL]
@@ -257,13 +249,12 @@ def _pair_step(w, state, model, pair, width, half, gate_blocks, x, scratch):
                 lru_in[v, c] = z[v, c]
     # CG-LRU (engine.cglru): u = W_in x + b; gates; h = a h + sqrt(1 - |a|^2) i_t u.
     _dense(w, pair[IN_W], pair[IN_B], width, lru_width, lru_in, u)
-    _block_diagonal(w, pair[GATE_A_W], pair[GATE_A_B], lru_width, half, gate_blocks, u, gate_a)
-    _block_diagonal(w, pair[GATE_X_W], pair[GATE_X_B], lru_width, half, gate_blocks, u, gate_x)
+    _dense(w, pair[GATES_W], pair[GATES_B], lru_width, lru_width, u, gates)
     hs = pair[H_STATE]
     log_decay = w[pair[LOG_DECAY] : pair[LOG_DECAY] + half]  # -8 softplus(lam)
     theta = w[pair[THETA] : pair[THETA] + half]
     for v in range(voices):
-        ga, gx, uv, hv = gate_a[v], gate_x[v], u[v], h[v]
+        ga, gx, uv, hv = gates[v, :half], gates[v, half:lru_width], u[v], h[v]
         # Vectorised: gate_a becomes the phase, gate_x the input's scale.
         for n in range(half):
             r = _sigmoid(ga[n])
@@ -291,12 +282,11 @@ def _pair_step(w, state, model, pair, width, half, gate_blocks, x, scratch):
     _add(x, y, width)
     # MLP block: x + W_out(gelu(W_gate z) * W_up z).
     _norm(w, pair[M_NORM_SCALE], pair[M_NORM_BIAS], rms, width, x, z)
-    _dense(w, pair[M_GATE_W], pair[M_GATE_B], width, 2 * width, z, hidden)
-    _dense(w, pair[M_UP_W], pair[M_UP_B], width, 2 * width, z, up)
+    _dense(w, pair[M_IN_W], pair[M_IN_B], width, 4 * width, z, hidden)
     for v in range(voices):
-        hv, upv = hidden[v], up[v]
+        gate, up = hidden[v, : 2 * width], hidden[v, 2 * width : 4 * width]
         for c in range(2 * width):
-            hv[c] = _gelu(hv[c]) * upv[c]
+            gate[c] = _gelu(gate[c]) * up[c]
     _dense(w, pair[M_OUT_W], pair[M_OUT_B], 2 * width, width, hidden, y)
     _add(x, y, width)
 
@@ -366,8 +356,7 @@ def _model_step(w, model, levels, pairs, state, steps, tokens, logits, xs, scrat
     for k in range(num_levels):
         level = levels[k]
         for p in range(level[DOWN_COUNT]):
-            _pair_step(w, state, model, pairs[level[DOWN_FIRST] + p], level[WIDTH], level[HALF],
-                       level[GATE_BLOCKS], xs[k], scratch)
+            _pair_step(w, state, model, pairs[level[DOWN_FIRST] + p], level[WIDTH], level[HALF], xs[k], scratch)
         if k == num_levels - 1:
             break
         _down_pool(w, state, model, level, levels[k + 1, WIDTH], xs[k], xs[k + 1])
@@ -387,8 +376,7 @@ def _model_step(w, model, levels, pairs, state, steps, tokens, logits, xs, scrat
                 for c in range(width):
                     x[v, c] += state[v, pending + c]
             for p in range(level[UP_COUNT]):
-                _pair_step(w, state, model, pairs[level[UP_FIRST] + p], width, level[HALF],
-                           level[GATE_BLOCKS], x, scratch)
+                _pair_step(w, state, model, pairs[level[UP_FIRST] + p], width, level[HALF], x, scratch)
         steps[k] += 1
     z = scratch[0]
     _norm(w, model[FINAL_NORM_SCALE], model[FINAL_NORM_BIAS], model[RMS_NORM] != 0, width0, xs[0], z)
@@ -519,9 +507,9 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
     voices = logits.shape[0]
     widest = 0
     for k in range(levels.shape[0]):
-        widest = max(widest, 2 * levels[k, WIDTH], 2 * levels[k, HALF])
+        widest = max(widest, 4 * levels[k, WIDTH], 2 * levels[k, HALF])
     xs = [np.empty((voices, levels[k, WIDTH]), F32) for k in range(levels.shape[0])]
-    scratch = np.empty((10, voices, max(widest, NUM_CLASSES)), F32)
+    scratch = np.empty((8, voices, max(widest, NUM_CLASSES)), F32)
     sampling = np.empty((4, NUM_CLASSES), F32)
     bucket_mass = np.empty(NUCLEUS_BUCKETS, F32)
     buckets = np.empty(NUM_CLASSES, np.int32)

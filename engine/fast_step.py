@@ -20,7 +20,8 @@ Layout: one float32 array holds every weight; int64 tables give each level's and
 block pair's offsets into it (`engine.fast_kernel` names the columns), and the offsets
 of their recurrent state in a float32 [voices, S] array. Weights that the step only uses
 through a fixed function are stored as that function: -8 softplus(lam) for each CG-LRU,
-the sinusoidal embedding as its table.
+the sinusoidal embedding as its table, the two block-diagonal gate projections as one
+dense matrix, the MLP's gate and up projections as one.
 
 numba caches the compiled kernel in the user cache folder (NUMBA_CACHE_DIR, set here
 before numba is imported unless the environment sets it); `harmonic warmup` fills it.
@@ -151,7 +152,7 @@ class PackedModel:
         for k in range(config.num_levels):
             row = levels[k]
             width = config.widths[k]
-            row[K.WIDTH], row[K.HALF], row[K.GATE_BLOCKS] = width, config.lru_width(k) // 2, config.gate_blocks
+            row[K.WIDTH], row[K.HALF] = width, config.lru_width(k) // 2
             row[K.DOWN_FIRST], row[K.DOWN_COUNT] = len(pairs), config.blocks[k]
             pairs += [_pack_pair(level_params["down_blocks"][f"pair_{i}"], config, k, weights, states)
                       for i in range(config.blocks[k])]
@@ -271,8 +272,9 @@ def _pack_pair(pair: dict, config: ModelConfig, level: int, weights: _Builder, s
     if config.conv_kernel:
         dense({"kernel": temporal["conv"]["weight"], "bias": temporal["conv"]["bias"]}, K.CONV_W, K.CONV_B)
     dense(lru["in_proj"], K.IN_W, K.IN_B)
-    dense(lru["gate_a"], K.GATE_A_W, K.GATE_A_B)
-    dense(lru["gate_x"], K.GATE_X_W, K.GATE_X_B)
+    gates = [_dense_block_diagonal(np.asarray(lru[name]["kernel"], np.float32)) for name in ("gate_a", "gate_x")]
+    row[K.GATES_W] = weights.add(np.concatenate(gates, axis=1))
+    row[K.GATES_B] = weights.add(np.concatenate([lru["gate_a"]["bias"], lru["gate_x"]["bias"]]))
     lam = np.asarray(lru["lam"], np.float32)
     softplus = np.logaddexp(np.float32(0), lam)  # float32, as jax.nn.softplus
     row[K.LOG_DECAY] = weights.add(-np.float32(K.GATE_POWER) * softplus)
@@ -281,12 +283,23 @@ def _pack_pair(pair: dict, config: ModelConfig, level: int, weights: _Builder, s
     dense(temporal["gate_proj"], K.T_GATE_W, K.T_GATE_B)
     dense(temporal["out_proj"], K.T_OUT_W, K.T_OUT_B)
     norm(mlp["norm"], K.M_NORM_SCALE, K.M_NORM_BIAS)
-    dense(mlp["up_proj"], K.M_UP_W, K.M_UP_B)
-    dense(mlp["gate_proj"], K.M_GATE_W, K.M_GATE_B)
+    row[K.M_IN_W] = weights.add(np.concatenate([mlp["gate_proj"]["kernel"], mlp["up_proj"]["kernel"]], axis=1))
+    row[K.M_IN_B] = weights.add(np.concatenate([mlp["gate_proj"]["bias"], mlp["up_proj"]["bias"]]))
     dense(mlp["out_proj"], K.M_OUT_W, K.M_OUT_B)
     row[K.H_STATE] = states.reserve(config.lru_width(level))
     row[K.CONV_STATE] = states.reserve(max(config.conv_kernel - 1, 0) * width)
     return row
+
+
+def _dense_block_diagonal(kernel: np.ndarray) -> np.ndarray:
+    """[blocks, in, out] block-diagonal kernel -> the dense [blocks * in, blocks * out]
+    matrix, zero off the blocks. One product with the zeros costs less than many small
+    ones: at level 0 of `realtime` the blocks are 8 x 4."""
+    blocks, size_in, size_out = kernel.shape
+    dense = np.zeros((blocks * size_in, blocks * size_out), np.float32)
+    for block in range(blocks):
+        dense[block * size_in : (block + 1) * size_in, block * size_out : (block + 1) * size_out] = kernel[block]
+    return dense
 
 
 def _to_numpy(tree):

@@ -97,7 +97,8 @@ def main() -> None:
         "`lax.scan` of `engine.model.step` per 50 ms chunk (`HARMONIC_STEP_BACKEND=jax`). *kernel*: "
         "`engine.fast_step`, the fused numba loop (the default). Median of "
         f"{args.rounds} rounds alternating the two paths, {seconds:g} s each; x real time is per voice. *busy*: "
-        "another process spins at 100% of a core during the measurement.",
+        "another process spins at 100% of a core during the measurement; *idle*: the benchmark starts none (the load "
+        "average shows what else ran).",
         markdown_table(header, rows),
         f"Time to first audio of a new process: Python start, imports, loading {startup_name}, compiling or loading "
         "the programs from the caches (JAX's and numba's, both emptied for the cold start), and the first 50 ms "

@@ -40,6 +40,7 @@ import platformdirs
 
 from engine.config import ModelConfig
 from engine.embedding import sinusoidal_table
+from engine.model import START_TOKEN
 from engine.mulaw import NUM_CLASSES
 from engine.unet import LevelState
 
@@ -184,8 +185,6 @@ class PackedModel:
 
     def start(self, voices: int) -> KernelState:
         """The state after START_TOKEN, with the first sample's logits."""
-        from engine.model import START_TOKEN  # engine.model imports flax; kept out of import time
-
         state = self.zero_state(voices)
         self.feed(state, np.full((1, voices), START_TOKEN, np.int32), record=False)
         return state

@@ -13,7 +13,8 @@ overrides the default):
 
 - KERNEL (the default wherever numba imports): `engine.fast_step`, one fused numba loop
   per chunk over weights packed once, sampling inside it at one uniform draw per
-  sample (`sampling.chunk_uniforms`); 3-4x faster than the JAX path on a 2-core CPU.
+  sample (`sampling.chunk_uniforms`); 1.3-2x the JAX path's speed on a 2-core CPU,
+  about 5x real time for `realtime` (docs/benchmarks.md).
 - JAX (the reference and fallback): one compiled `lax.scan` of `engine.model.step`
   per chunk, with the chunk's Gumbel noise drawn inside the same program.
 
@@ -23,8 +24,9 @@ bounded size, for any length (the kernel then continues from the converted state
 Both sample from the same distribution; a seed gives one reproducible take per backend.
 
 Thread use: one thread (a player's worker) calls `next_chunk`/`chunks`; any thread may
-call `stop`, `update` and read the statistics properties. JAX releases the GIL while a
-chunk computes, so a sound-card callback in the same process keeps running.
+call `stop`, `update` and read the statistics properties. The kernel (nogil) and JAX
+release the GIL while a chunk computes, so a sound-card callback in the same process
+keeps running.
 """
 
 from __future__ import annotations

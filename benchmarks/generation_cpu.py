@@ -1,5 +1,6 @@
-"""Stepwise generation speed on the CPU: the chunked generator (one compiled lax.scan
-per chunk, engine.generator) side by side with the naive loop (Python calls one jitted
+"""Stepwise generation speed on the CPU: the chunked JAX generator (one compiled lax.scan
+per chunk, engine.generator's JAX backend; benchmarks/fast_step.py compares it with the
+default, the fused kernel) side by side with the naive loop (Python calls one jitted
 sample+step function per sample), in the same run, alternating rounds; plus the time to
 first audio of a new process with an empty and with a warm compile cache.
 
@@ -22,6 +23,7 @@ from benchmarks.report import command_line, machine_line, write_section
 from engine import model, sampling
 from engine.commands.bench import measure_generator, random_checkpoint, startup_times
 from engine.compile_cache import enable_compile_cache
+from engine.generator import Backend
 from engine.mulaw import SAMPLE_RATE
 from training.doc_sections import markdown_table
 
@@ -71,7 +73,7 @@ def main() -> None:
         checkpoint = random_checkpoint(name)
         scan_rates, naive_rates = [], []
         for _ in range(args.rounds):
-            scan_rates.append(measure_generator(checkpoint, batch, seconds)["rtf"] * SAMPLE_RATE)
+            scan_rates.append(measure_generator(checkpoint, batch, seconds, backend=Backend.JAX)["rtf"] * SAMPLE_RATE)
             naive_rates.append(naive_loop_rate(checkpoint, batch, naive_steps))
         scan, naive = statistics.median(scan_rates), statistics.median(naive_rates)
         rows.append([name, batch, f"{scan * batch:,.0f}", f"{scan / SAMPLE_RATE:.2f}x", f"{naive * batch:,.0f}",
@@ -82,16 +84,16 @@ def main() -> None:
     extra = []
     if not args.quick:
         realtime = random_checkpoint("realtime")
-        m = measure_generator(realtime, 1, seconds, top_p=0.95)
+        m = measure_generator(realtime, 1, seconds, top_p=0.95, backend=Backend.JAX)
         extra.append(["realtime", 1, "top-p 0.95", f"{m['samples_per_s']:,.0f}", f"{m['rtf']:.2f}x"])
         paper = random_checkpoint("paper")
         for batch in (1, 8):
-            m = measure_generator(paper, batch, seconds / 2)
+            m = measure_generator(paper, batch, seconds / 2, backend=Backend.JAX)
             extra.append(["paper", batch, "plain", f"{m['samples_per_s']:,.0f}", f"{m['rtf']:.2f}x"])
         for row in extra:
             print(markdown_table(extra_header, [row]).splitlines()[-1], flush=True)
     target = "tiny" if args.quick else "realtime"
-    first, cached = startup_times(target)
+    first, cached = startup_times(target, Backend.JAX.value)
     startup = (f"Time to first audio of a new process (`{target}`, batch 1: Python start, imports, weights, "
                f"compiling or loading the programs, first 50 ms chunk): **{first:.1f} s** with an empty compile cache, "
                f"**{cached:.1f} s** with the cache the first start filled.")

@@ -149,6 +149,17 @@ PRESETS: dict[str, ModelConfig] = {
         gate_blocks=8,
         dropout=0.1,
     ),
+    # Twice realtime's full-rate-equivalent size (230k vs 115k weights read per sample),
+    # for the sound-quality work: every level wider, level 0 least (its cost is paid at
+    # every sample), and a second block pair at the 1 kHz level. Runs faster than real
+    # time on the fused CPU kernel (engine.fast_step; docs/model.md, docs/benchmarks.md).
+    "realtime-2x": ModelConfig(
+        widths=(40, 96, 144, 192, 256),
+        pooling=(4, 4, 4, 5),
+        blocks=(1, 1, 2, 2, 2),
+        gate_blocks=8,
+        dropout=0.1,
+    ),
     # For fast tests: three levels, 8x pooling.
     "tiny": ModelConfig(
         widths=(16, 16, 32),
@@ -162,7 +173,7 @@ DEFAULT_PRESET = "realtime"
 
 
 def preset(name: str) -> ModelConfig:
-    """Returns the named preset config ("paper", "realtime" or "tiny")."""
+    """Returns the named preset config ("paper", "realtime", "realtime-2x" or "tiny")."""
     try:
         return PRESETS[name]
     except KeyError:

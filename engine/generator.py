@@ -8,21 +8,33 @@
     for chunk in gen.chunks():                 # float32 [voices, chunk_samples] each
         ...                                    # until gen.stop() (from any thread)
 
-Every chunk is one compiled `lax.scan` of `engine.model.step` over `chunk_samples`
-samples (tens of milliseconds), with the chunk's sampling noise drawn inside the same
-program (`engine.sampling`); no Python runs per sample. Pooled levels step only when
-their down-pool fires (inside `model.step`). A seed is consumed by `model.prefill`,
-parallel over time in chunks of bounded size, for any length.
+Two backends run the samples of a chunk (`Backend`; HARMONIC_STEP_BACKEND=kernel|jax
+overrides the default):
+
+- KERNEL (the default wherever numba imports): `engine.fast_step`, one fused numba loop
+  per chunk over weights packed once, sampling inside it at one uniform draw per
+  sample (`sampling.chunk_uniforms`); 1.3-2x the JAX path's speed on a 2-core CPU,
+  about 5x real time for `realtime` (docs/benchmarks.md).
+- JAX (the reference and fallback): one compiled `lax.scan` of `engine.model.step`
+  per chunk, with the chunk's Gumbel noise drawn inside the same program.
+
+Either way no Python runs per sample, pooled levels step only when their down-pool
+fires, and a seed is consumed by `model.prefill`, parallel over time in chunks of
+bounded size, for any length (the kernel then continues from the converted state).
+Both sample from the same distribution; a seed gives one reproducible take per backend.
 
 Thread use: one thread (a player's worker) calls `next_chunk`/`chunks`; any thread may
-call `stop`, `update` and read the statistics properties. JAX releases the GIL while a
-chunk computes, so a sound-card callback in the same process keeps running.
+call `stop`, `update` and read the statistics properties. The kernel (nogil) and JAX
+release the GIL while a chunk computes, so a sound-card callback in the same process
+keeps running.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +48,31 @@ from engine import model, mulaw, sampling
 from engine.checkpoint import ModelCheckpoint, load_model
 from engine.mulaw import SAMPLE_RATE
 from engine.sampling import NOISE_BLOCK
+
+try:
+    from engine import fast_step
+except ImportError:  # numba missing or unusable on this platform: the JAX path serves
+    fast_step = None
+
+BACKEND_VARIABLE = "HARMONIC_STEP_BACKEND"
+
+
+class Backend(enum.Enum):
+    """What runs the samples of a chunk (see the module docstring)."""
+
+    KERNEL = "kernel"
+    JAX = "jax"
+
+    @classmethod
+    def default(cls) -> "Backend":
+        """HARMONIC_STEP_BACKEND if set, else KERNEL where numba is available, else JAX."""
+        choice = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
+        if choice:
+            try:
+                return cls(choice)
+            except ValueError:
+                raise ValueError(f"{BACKEND_VARIABLE} must be 'kernel' or 'jax', got {choice!r}") from None
+        return cls.KERNEL if fast_step is not None else cls.JAX
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +164,7 @@ class Generator:
         default (raises `engine.checkpoint.CheckpointError` with a clear message if it
         is missing or damaged).
       settings: `GenerationSettings`; change later with `update`.
+      backend: `Backend` (None: `Backend.default()`); KERNEL without numba raises.
 
     Attributes:
       sample_rate: 16000.
@@ -135,10 +173,19 @@ class Generator:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, checkpoint: ModelCheckpoint | str | Path | None = None, settings: GenerationSettings | None = None):
+    def __init__(
+        self,
+        checkpoint: ModelCheckpoint | str | Path | None = None,
+        settings: GenerationSettings | None = None,
+        backend: Backend | None = None,
+    ):
         self.model = checkpoint if isinstance(checkpoint, ModelCheckpoint) else load_model(checkpoint)
         self.config = self.model.config
+        self.backend = Backend.default() if backend is None else backend
+        if self.backend is Backend.KERNEL and fast_step is None:
+            raise ValueError("the kernel backend needs numba, which did not import; use Backend.JAX")
         self.params = jax.device_put(self.model.params)
+        self._packed = fast_step.PackedModel.pack(self.model.params, self.config) if self.backend is Backend.KERNEL else None
         self._settings = settings or GenerationSettings()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -192,8 +239,7 @@ class Generator:
                     self._prime_tokens = prime_tokens(audio, rate, settings.voices, settings.prime_scale) if audio.ndim == 1 else None
                     self._prime = self._prime if audio.ndim == 1 else None
             self._stop.clear()
-            self._state = None
-            self._logits = None
+            self._state = None  # KERNEL: a fast_step.KernelState; JAX: (model state, next logits)
             self.samples_generated = 0  # per voice, excluding the prime
             self._prime_out = 0  # prime samples already returned (include_prime)
             self.compute_seconds = 0.0
@@ -245,29 +291,43 @@ class Generator:
         with self._lock:
             if self._state is not None:
                 return
-            voices = self.voices
-            if self._prime_tokens is None:
-                state = model.init_state(self.params, self.config, voices)
-                start = jnp.full((voices,), model.START_TOKEN, jnp.int32)
-                self._logits, self._state = model.step(self.params, self.config, state, start)
-            else:
-                self._logits, self._state = model.prefill(self.params, self.config, self._prime_tokens, progress)
+            self._state = self._initial_state(self.voices, self._prime_tokens, progress)
 
-    def _run_chunk(self, state, logits, first_block: int, settings: GenerationSettings):
+    def _initial_state(self, voices: int, prime: np.ndarray | None, progress=None):
+        """The state at the start of a take, in the backend's form."""
+        if prime is None:
+            if self._packed is not None:
+                return self._packed.start(voices)
+            state = model.init_state(self.params, self.config, voices)
+            logits, state = model.step(self.params, self.config, state, jnp.full((voices,), model.START_TOKEN, jnp.int32))
+        else:
+            logits, state = model.prefill(self.params, self.config, prime, progress)
+            if self._packed is not None:
+                return self._packed.from_model_state(state, logits)
+        return state, logits
+
+    def _run_chunk(self, state, first_block: int, settings: GenerationSettings) -> tuple[np.ndarray, object]:
+        """One chunk from `state`: (tokens int32 [voices, chunk_samples], next state)."""
+        n_blocks = settings.chunk_samples // NOISE_BLOCK
+        if self._packed is not None:
+            uniforms = sampling.chunk_uniforms(settings.seed, first_block, n_blocks, state.voices)
+            return self._packed.generate(state, uniforms, settings.temperature, settings.top_p).T, state
         greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
-        return generate_chunk(
+        model_state, logits = state
+        tokens, model_state, logits = generate_chunk(
             self.params,
             self.config,
-            state,
+            model_state,
             logits,
             np.uint32(settings.seed),
             np.int32(first_block),
             np.float32(max(settings.temperature, 1e-6)),
             np.float32(settings.top_p),
-            n_blocks=settings.chunk_samples // NOISE_BLOCK,
+            n_blocks=n_blocks,
             greedy=greedy,
             nucleus=nucleus,
         )
+        return np.asarray(tokens).T, (model_state, logits)  # asarray waits for the result
 
     def warmup(self) -> float:
         """Compiles (or loads from the compile cache) the programs of the current settings
@@ -275,10 +335,9 @@ class Generator:
         began = time.perf_counter()
         with self._lock:
             settings = self._settings
-            state = model.init_state(self.params, self.config, settings.voices)
-            start = jnp.full((settings.voices,), model.START_TOKEN, jnp.int32)
-            logits, state = model.step(self.params, self.config, state, start)
-            jax.block_until_ready(self._run_chunk(state, logits, 0, settings))
+            if self._packed is not None:
+                self._packed.precompile()  # a later take may have another number of voices
+            self._run_chunk(self._initial_state(settings.voices, None), 0, settings)
             if self._prime_tokens is not None:
                 # One chunk's worth compiles the program a seed of any length runs.
                 seed = self._prime_tokens[:, : model.PREFILL_CHUNK]
@@ -297,8 +356,7 @@ class Generator:
             began = time.perf_counter()
             self.start()
             first_block = self.samples_generated // NOISE_BLOCK
-            tokens, self._state, self._logits = self._run_chunk(self._state, self._logits, first_block, settings)
-            tokens = np.asarray(tokens).T  # [voices, n]; waits for the result
+            tokens, self._state = self._run_chunk(self._state, first_block, settings)
             elapsed = time.perf_counter() - began
             if self._untimed:  # the take's first chunk: starting, maybe compiling
                 self._untimed = False

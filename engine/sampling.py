@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from engine.mulaw import NUM_CLASSES
 
@@ -44,6 +45,26 @@ def chunk_noise(seed: jax.Array, first_block: jax.Array, n_blocks: int, voices: 
     per_voice = lambda block: jax.vmap(lambda v: one(v, block))(jnp.arange(voices, dtype=jnp.int32))
     noise = jax.vmap(per_voice)(blocks)  # [n_blocks, voices, NOISE_BLOCK, 256]
     return noise.transpose(0, 2, 1, 3).reshape(n_blocks * NOISE_BLOCK, voices, NUM_CLASSES)
+
+
+def chunk_uniforms(seed: int, first_block: int, n_blocks: int, voices: int) -> np.ndarray:
+    """Uniform draws in [0, 1), one per sample, for the fast CPU path (`engine.fast_step`).
+
+    It samples by inverting the cumulative distribution at one uniform per sample rather
+    than by Gumbel-argmax over 256 noise values: 256 times less noise to draw (drawing it
+    cost a third of a step). Like `chunk_noise`, block b of voice v depends only on
+    (seed, voice, block): numpy's counter-based Philox with key `seed` and counter
+    (0, b, v, 0); a block uses the first 40 counter values, so blocks never overlap.
+
+    Returns:
+      float32 [n_blocks * NOISE_BLOCK, voices], time first.
+    """
+    out = np.empty((n_blocks, NOISE_BLOCK, voices), np.float32)
+    for block in range(n_blocks):
+        for voice in range(voices):
+            bits = np.random.Philox(key=seed, counter=[0, first_block + block, voice, 0])
+            out[block, :, voice] = np.random.Generator(bits).random(NOISE_BLOCK, np.float32)
+    return out.reshape(n_blocks * NOISE_BLOCK, voices)
 
 
 def sample(

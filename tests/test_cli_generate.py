@@ -74,5 +74,5 @@ def test_warmup_compiles_the_default_programs(checkpoint, tmp_path, capsys, monk
 
     monkeypatch.setattr(engine.compile_cache, "enable_compile_cache", lambda: tmp_path)  # leave JAX's config alone
     assert cli.main(["warmup", "--checkpoint", checkpoint]) == 0
-    assert "compiled the programs of tiny-test" in capsys.readouterr().out
+    assert "compiled the kernel programs of tiny-test" in capsys.readouterr().out
     assert cli.main(["warmup", "--checkpoint", str(tmp_path / "missing")]) == 2

@@ -10,7 +10,7 @@ import pytest
 
 from engine import model, mulaw, sampling
 from engine.checkpoint import CheckpointError, ModelCheckpoint, save_model
-from engine.generator import GenerationSettings, Generator, prime_tokens
+from engine.generator import Backend, GenerationSettings, Generator, prime_tokens
 from engine.sampling import NOISE_BLOCK
 
 
@@ -43,8 +43,10 @@ def loop_tokens(ckpt, settings, n, prime=None):
     return np.stack(out, axis=1)  # [voices, n]
 
 
-def take_tokens(ckpt, settings, n, prime_audio=None):
-    gen = Generator(ckpt, settings)
+def take_tokens(ckpt, settings, n, prime_audio=None, backend=Backend.JAX):
+    """The generator's tokens; the JAX backend by default, which draws the same Gumbel
+    noise as `loop_tokens` (tests/test_fast_step.py covers the kernel backend)."""
+    gen = Generator(ckpt, settings, backend)
     if prime_audio is not None:
         gen.prime(prime_audio)
     pieces, done = [], 0
@@ -79,11 +81,12 @@ def test_primed_chunked_equals_stepwise_loop(tiny):
     np.testing.assert_array_equal(got, expected)
 
 
-def test_take_is_reproducible_across_chunk_sizes_and_voice_counts(tiny):
-    a = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=10), 480)
-    b = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=30), 480)
-    c = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=20, voices=3), 480)
-    d = take_tokens(tiny, GenerationSettings(seed=12, chunk_ms=10), 480)
+@pytest.mark.parametrize("backend", list(Backend))
+def test_take_is_reproducible_across_chunk_sizes_and_voice_counts(tiny, backend):
+    a = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=10), 480, backend=backend)
+    b = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=30), 480, backend=backend)
+    c = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=20, voices=3), 480, backend=backend)
+    d = take_tokens(tiny, GenerationSettings(seed=12, chunk_ms=10), 480, backend=backend)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a[0], c[0])
     assert not np.array_equal(c[0], c[1]), "voices must be independent streams"

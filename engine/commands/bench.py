@@ -28,8 +28,11 @@ def random_checkpoint(preset: str, seed: int = 0):
     return ModelCheckpoint(config, model.init_params(config, jax.random.key(seed)), {"name": preset}, Path(preset))
 
 
-def measure_generator(checkpoint, voices: int, seconds: float, chunk_ms: float = 50.0, top_p: float = 1.0) -> dict:
-    """Runs the chunked generator for about `seconds` of wall time after its first chunk.
+def measure_generator(
+    checkpoint, voices: int, seconds: float, chunk_ms: float = 50.0, top_p: float = 1.0, backend=None
+) -> dict:
+    """Runs the chunked generator for about `seconds` of wall time after its first chunk,
+    on `backend` (an `engine.generator.Backend`; None for the default).
 
     Returns:
       {"first_chunk_s": compile (or cache load) + first chunk, "samples_per_s": samples of
@@ -37,7 +40,7 @@ def measure_generator(checkpoint, voices: int, seconds: float, chunk_ms: float =
     """
     from engine.generator import GenerationSettings, Generator
 
-    gen = Generator(checkpoint, GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, seed=1))
+    gen = Generator(checkpoint, GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, seed=1), backend)
     began = time.perf_counter()
     gen.next_tokens()
     first = time.perf_counter() - began
@@ -52,11 +55,14 @@ def measure_generator(checkpoint, voices: int, seconds: float, chunk_ms: float =
     return {"first_chunk_s": first, "samples_per_s": rate * voices, "rtf": rate / SAMPLE_RATE, "samples": samples}
 
 
-def probe_startup(target: str, cache_dir: str) -> float:
+def probe_startup(target: str, cache_dir: str, backend: str | None = None) -> float:
     """Seconds from spawning a fresh Python process to its first generated chunk
-    (imports, model load, compile or cache load, first chunk), with `cache_dir` as the
-    persistent compile cache."""
-    env = dict(os.environ, HARMONIC_COMPILE_CACHE=cache_dir)
+    (imports, model load, compile or cache load, first chunk), with `cache_dir` holding
+    the persistent compile caches (JAX's and numba's); `backend` sets
+    HARMONIC_STEP_BACKEND ("kernel" or "jax"; None: the default)."""
+    env = dict(os.environ, HARMONIC_COMPILE_CACHE=cache_dir, NUMBA_CACHE_DIR=str(Path(cache_dir) / "numba"))
+    if backend is not None:
+        env["HARMONIC_STEP_BACKEND"] = backend
     began = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "engine.commands.bench", "--probe", target], env=env, capture_output=True, text=True, check=False
@@ -67,10 +73,10 @@ def probe_startup(target: str, cache_dir: str) -> float:
     return elapsed
 
 
-def startup_times(target: str = "realtime") -> tuple[float, float]:
-    """(first start with an empty compile cache, second start with the cache it filled)."""
+def startup_times(target: str = "realtime", backend: str | None = None) -> tuple[float, float]:
+    """(first start with empty compile caches, second start with the caches it filled)."""
     with tempfile.TemporaryDirectory(prefix="harmonic-cache-") as cache:
-        return probe_startup(target, cache), probe_startup(target, cache)
+        return probe_startup(target, cache, backend), probe_startup(target, cache, backend)
 
 
 def _probe_main(target: str) -> None:

@@ -1,14 +1,18 @@
 """`harmonic warmup`: compile the default generation programs into the persistent compile
-cache, so that the first `harmonic play` (or the app) starts in seconds.
+caches, so that the first `harmonic play` (or the app) starts in seconds.
 
-`scripts/setup` runs it (skip with HARMONIC_SKIP_WARMUP=1). The cache is keyed by the
-programs, not the weights: warming with the `realtime` preset also serves any checkpoint
-of that shape, such as the shipped default.
+`scripts/setup` runs it (skip with HARMONIC_SKIP_WARMUP=1). The generator's default
+backend is the numba kernel (`engine.fast_step`), cached in the user cache folder's
+`numba`; the JAX programs (a seed's prefill, the fallback backend) go to JAX's cache. The
+caches are keyed by the programs, not the weights: warming with the `realtime` preset also
+serves any checkpoint of that shape, such as the shipped default (the kernel serves any
+shape).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,12 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.checkpoint import CheckpointError, load_model
     from engine.compile_cache import enable_compile_cache
-    from engine.generator import GenerationSettings, Generator
+    from engine.generator import Backend, GenerationSettings, Generator
 
     cache = enable_compile_cache()
-    if cache is None:
-        print("warmup: the compile cache is disabled (HARMONIC_COMPILE_CACHE); nothing to do")
-        return 0
     try:
         checkpoint = load_model(args.checkpoint)
     except CheckpointError as error:
@@ -35,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
 
             raise UserError(str(error)) from None
         checkpoint = shaped_checkpoint("realtime")
-    seconds = Generator(checkpoint, GenerationSettings(voices=args.voices)).warmup()
-    print(f"warmup: compiled the programs of {checkpoint.name} in {seconds:.1f} s into {cache}")
+    generator = Generator(checkpoint, GenerationSettings(voices=args.voices))
+    if cache is None and generator.backend is Backend.JAX:
+        print("warmup: the compile cache is disabled (HARMONIC_COMPILE_CACHE); nothing to do")
+        return 0
+    seconds = generator.warmup()
+    where = f"numba: {os.environ['NUMBA_CACHE_DIR']}" if generator.backend is Backend.KERNEL else f"jax: {cache}"
+    print(f"warmup: compiled the {generator.backend.value} programs of {checkpoint.name} in {seconds:.1f} s ({where})")
     return 0
 
 

@@ -10,19 +10,38 @@ import tempfile
 from pathlib import Path
 
 from PyQt6.QtCore import (
-    QAbstractTableModel, QMimeData, QModelIndex, QSortFilterProxyModel, Qt, QUrl, pyqtSignal,
+    QAbstractTableModel,
+    QMimeData,
+    QModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QUrl,
+    pyqtSignal,
 )
 from PyQt6.QtGui import QColor, QDrag, QKeySequence, QPainter, QPen, QShortcut
 from PyQt6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
-    QProgressBar, QPushButton, QStyledItemDelegate, QTableView, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QStyledItemDelegate,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
 )
 
+from app import workers
+from app.views import theme
 from engine.effects import ChainSpec, EffectsChain
 from engine.errors import UserError
 from engine.library import EXPORT_RATES, ExportAudio, Library, LibraryError, Take
-from app import workers
-from app.views import theme
 
 COLUMNS = ["★", "Waveform", "Name", "Checkpoint", "Date", "Length", "Settings", "Effects"]
 STAR, WAVE, NAME, CHECKPOINT, DATE, LENGTH, SETTINGS, EFFECTS = range(len(COLUMNS))
@@ -67,10 +86,10 @@ class TakesModel(QAbstractTableModel):
         self.rows = self.library.takes()
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.rows)
+    def rowCount(self, parent: QModelIndex | None = None):
+        return 0 if parent is not None and parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent=QModelIndex()):
+    def columnCount(self, parent: QModelIndex | None = None):
         return len(COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
@@ -103,18 +122,27 @@ class TakesModel(QAbstractTableModel):
             if column == LENGTH:
                 return f"{take.duration:.1f} s"
             if column == SETTINGS:
-                parts = [f"T {take.temperature:g}" if take.temperature is not None else "",
-                         f"p {take.top_p:g}" if take.top_p is not None else "",
-                         f"seed {take.seed}" if take.seed is not None else "",
-                         f"{take.voices} voices" if take.voices > 1 else "",
-                         "seeded" if take.seed_audio else ""]
+                parts = [
+                    f"T {take.temperature:g}" if take.temperature is not None else "",
+                    f"p {take.top_p:g}" if take.top_p is not None else "",
+                    f"seed {take.seed}" if take.seed is not None else "",
+                    f"{take.voices} voices" if take.voices > 1 else "",
+                    "seeded" if take.seed_audio else "",
+                ]
                 return ", ".join(p for p in parts if p)
             if column == EFFECTS:
                 return _chain_summary(take)
         if role == SortRole:
-            return {STAR: int(take.starred), WAVE: take.frames, NAME: take.name.lower(), CHECKPOINT: take.checkpoint,
-                    DATE: take.created, LENGTH: take.frames, SETTINGS: take.temperature or 0,
-                    EFFECTS: _chain_summary(take)}[column]
+            return {
+                STAR: int(take.starred),
+                WAVE: take.frames,
+                NAME: take.name.lower(),
+                CHECKPOINT: take.checkpoint,
+                DATE: take.created,
+                LENGTH: take.frames,
+                SETTINGS: take.temperature or 0,
+                EFFECTS: _chain_summary(take),
+            }[column]
         if role == Qt.ItemDataRole.ForegroundRole and column == STAR and take.starred:
             return QColor(theme.SEED)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -170,7 +198,7 @@ class TakesFilter(QSortFilterProxyModel):
             return False
         if self.days is not None:
             created = dt.datetime.fromisoformat(take.created)
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             if self.days == 1:
                 if created.astimezone().date() != now.astimezone().date():
                     return False
@@ -210,7 +238,7 @@ class TakesView(QTableView):
     """A table whose rows can be dragged out to a file manager: the dragged takes are
     exported to a temporary folder in the browser's export format first."""
 
-    def __init__(self, browser: "LibraryBrowser"):
+    def __init__(self, browser: LibraryBrowser):
         super().__init__(browser)
         self.browser = browser
         self.setDragEnabled(True)
@@ -280,7 +308,9 @@ class LibraryBrowser(QWidget):
         self.table.sortByColumn(DATE, Qt.SortOrder.DescendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.SelectedClicked)
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.SelectedClicked
+        )
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(30)
         self.table.setShowGrid(False)
@@ -316,20 +346,26 @@ class LibraryBrowser(QWidget):
         for rate in EXPORT_RATES:
             self.rate_box.addItem(f"{rate / 1000:g} kHz", rate)
         self.mono_box = QCheckBox("mono")
-        self.mono_box.setToolTip("Mix the voices of a multi-voice take into one channel\n(otherwise each voice is a channel)")
+        self.mono_box.setToolTip(
+            "Mix the voices of a multi-voice take into one channel\n(otherwise each voice is a channel)"
+        )
         self.audio_box = QComboBox()
         self.audio_box.addItem("dry", ExportAudio.DRY)
         self.audio_box.addItem("processed", ExportAudio.PROCESSED)
-        self.audio_box.setToolTip("dry: what the model generated\n"
-                                  "processed: re-rendered through the take's effects chain, "
-                                  "with its tail (mono)")
+        self.audio_box.setToolTip(
+            "dry: what the model generated\n"
+            "processed: re-rendered through the take's effects chain, "
+            "with its tail (mono)"
+        )
         self.chain_button = QPushButton("Load its effects")
         self.chain_button.setToolTip("Put the selected take's effects chain into the Effects panel")
         self.chain_button.clicked.connect(self.load_chain_of_selected)
         self.rerender_button = QPushButton("Re-render with current effects")
-        self.rerender_button.setToolTip("Store the Effects panel's chain with the selected takes: "
-                                        "their processed audio "
-                                        "is re-rendered from the dry audio through it")
+        self.rerender_button.setToolTip(
+            "Store the Effects panel's chain with the selected takes: "
+            "their processed audio "
+            "is re-rendered from the dry audio through it"
+        )
         self.rerender_button.clicked.connect(self.apply_current_chain)
         self.export_button = QPushButton("Export…")
         self.export_button.clicked.connect(lambda: self.export_selected())
@@ -342,7 +378,14 @@ class LibraryBrowser(QWidget):
             bottom.addWidget(widget)
         bottom.addStretch(1)
         bottom.addWidget(self.progress)
-        export_widgets = (QLabel("Export"), self.audio_box, self.format_box, self.rate_box, self.mono_box, self.export_button)
+        export_widgets = (
+            QLabel("Export"),
+            self.audio_box,
+            self.format_box,
+            self.rate_box,
+            self.mono_box,
+            self.export_button,
+        )
         for widget in export_widgets:
             bottom.addWidget(widget)
         effects_row = QHBoxLayout()
@@ -449,8 +492,12 @@ class LibraryBrowser(QWidget):
         self.status.emit(f"Restored {len(ids)} take(s).")
 
     def export_options(self) -> tuple[str, int, bool, ExportAudio]:
-        return (self.format_box.currentText(), int(self.rate_box.currentData()), self.mono_box.isChecked(),
-                self.audio_box.currentData())
+        return (
+            self.format_box.currentText(),
+            int(self.rate_box.currentData()),
+            self.mono_box.isChecked(),
+            self.audio_box.currentData(),
+        )
 
     def load_chain_of_selected(self) -> None:
         ids = self.selected_ids()
@@ -513,8 +560,17 @@ class LibraryBrowser(QWidget):
         self.export_button.setEnabled(False)
 
         def work(task):
-            return self.library.export(ids, folder, fmt, rate, mono=mono, audio=audio, chains=chains,
-                                       progress=task.progress, cancelled=lambda: task.cancelled)
+            return self.library.export(
+                ids,
+                folder,
+                fmt,
+                rate,
+                mono=mono,
+                audio=audio,
+                chains=chains,
+                progress=task.progress,
+                cancelled=lambda: task.cancelled,
+            )
 
         def finished(paths):
             self.progress.hide()
@@ -527,7 +583,9 @@ class LibraryBrowser(QWidget):
             self.export_button.setEnabled(True)
             self.show_error(text)
 
-        self.export_task = workers.run_task(work, done=finished, failed=failed, progress=lambda i, n: self.progress.setValue(i), name="export")
+        self.export_task = workers.run_task(
+            work, done=finished, failed=failed, progress=lambda i, n: self.progress.setValue(i), name="export"
+        )
         return self.export_task
 
     def export_for_drag(self, ids: list[str]) -> list[Path]:

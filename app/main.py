@@ -10,32 +10,42 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harmonic-studio", description="HarmonicRNN Studio: generate audio live, seed it, keep a library of takes.")
+    parser = argparse.ArgumentParser(
+        prog="harmonic-studio", description="HarmonicRNN Studio: generate audio live, seed it, keep a library of takes."
+    )
     parser.add_argument("--checkpoint", help="a checkpoint folder to load instead of the last used / shipped default")
-    parser.add_argument("--library", help="the sample library folder (default: $HARMONIC_LIBRARY or the user data folder)")
+    parser.add_argument(
+        "--library", help="the sample library folder (default: $HARMONIC_LIBRARY or the user data folder)"
+    )
     parser.add_argument("--settings", help="an INI file for the settings (default: the user's settings store)")
     parser.add_argument("--seed", metavar="AUDIO", help="an audio file to use as the seed")
-    parser.add_argument("--effects", metavar="CHAIN",
-                        help="an effects chain preset (.json) to play the live stream through")
+    parser.add_argument(
+        "--effects", metavar="CHAIN", help="an effects chain preset (.json) to play the live stream through"
+    )
     parser.add_argument("--generate", action="store_true", help="start generating as soon as the model is loaded")
-    parser.add_argument("--screenshot", metavar="PNG", help="generate for a few seconds, save a screenshot of the window, quit")
+    parser.add_argument(
+        "--screenshot", metavar="PNG", help="generate for a few seconds, save a screenshot of the window, quit"
+    )
     parser.add_argument("--screenshot-after", type=float, default=6.0, metavar="SECONDS")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if sys.platform.startswith("linux") and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
-        print("harmonic-studio: no display to open the window on (set DISPLAY, or run it under xvfb-run)", file=sys.stderr)
+    if sys.platform.startswith("linux") and not any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    ):
+        print(
+            "harmonic-studio: no display to open the window on (set DISPLAY, or run it under xvfb-run)", file=sys.stderr
+        )
         return 1
     from PyQt6.QtWidgets import QApplication, QMessageBox
 
-    from engine.library import Library, LibraryError
     from app import errors, style
     from app.settings import Settings
     from app.window import MainWindow
-
     from engine.compile_cache import enable_compile_cache
+    from engine.library import Library, LibraryError
 
     reporter = errors.install()
     enable_compile_cache()  # a second start loads the generator's programs from disk
@@ -88,7 +98,9 @@ def _when_ready(window, seed_task, action) -> None:
     from PyQt6.QtCore import QTimer
 
     def check():
-        seed_pending = seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
+        seed_pending = (
+            seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
+        )
         if window.model_status == "loading" or seed_pending:
             QTimer.singleShot(200, check)
         else:
@@ -102,8 +114,9 @@ def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> N
     from PyQt6.QtWidgets import QApplication
 
     def start():
-        if window.model_status == "loading" or (seed_task is not None and (seed_task.running or not window.seed_panel.source)
-                                                 and not window.messages):
+        if window.model_status == "loading" or (
+            seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
+        ):
             QTimer.singleShot(200, start)
             return
         window.generate()

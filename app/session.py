@@ -138,7 +138,8 @@ class GenerationSession(QObject):
         return {
             "seconds": max(0, self.heard_samples - self.stage.latency_samples) / RATE,
             "fill": output.fill_fraction if output is not None else None,
-            "rtf": (output.realtime_factor if output is not None else None) or (generator.realtime_factor if generator is not None else None),
+            "rtf": (output.realtime_factor if output is not None else None)
+            or (generator.realtime_factor if generator is not None else None),
             "underruns": getattr(output, "underruns", 0) if output is not None else 0,
         }
 
@@ -166,7 +167,10 @@ class GenerationSession(QObject):
 
         v = self.values
         settings = GenerationSettings(
-            temperature=float(v["temperature"]), top_p=float(v["top_p"]), seed=int(v["seed"]), voices=int(v["voices"]),
+            temperature=float(v["temperature"]),
+            top_p=float(v["top_p"]),
+            seed=int(v["seed"]),
+            voices=int(v["voices"]),
             include_prime=self.seed is not None,
         )
         generator = Generator(self.checkpoint, settings)
@@ -181,9 +185,14 @@ class GenerationSession(QObject):
         seconds = v.get("seconds")
         total = None if seconds is None else self.prime_samples + int(round(seconds * RATE))
         meta = {
-            "checkpoint": self.checkpoint.name, "checkpoint_path": str(self.checkpoint.path or ""),
-            "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
-            "voices": settings.voices, "seed_audio": source, "seed_frames": self.prime_samples,
+            "checkpoint": self.checkpoint.name,
+            "checkpoint_path": str(self.checkpoint.path or ""),
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "seed": settings.seed,
+            "voices": settings.voices,
+            "seed_audio": source,
+            "seed_frames": self.prime_samples,
         }
         device_error = self._check_output()
         # compile (or load from the compile cache) before the sound card starts: with a
@@ -206,7 +215,9 @@ class GenerationSession(QObject):
         effects = self.stage.effects
         take = writer.finish(effects=effects.snapshot().to_json() if effects is not None else "")
         if error is not None:
-            raise RuntimeError(f"Generation stopped: {error}" + (f" (the first {take.duration:.1f} s were saved)" if take else ""))
+            raise RuntimeError(
+                f"Generation stopped: {error}" + (f" (the first {take.duration:.1f} s were saved)" if take else "")
+            )
         return take
 
     def _check_output(self) -> str | None:
@@ -219,7 +230,9 @@ class GenerationSession(QObject):
             reason = str(error).split("; render")[0]  # drop the command-line hint
             return f"No sound: {reason}. The take is generated into the library without playing."
         except Exception as error:  # noqa: BLE001 - PortAudio raises several types
-            return f"No sound: the audio system failed ({error}). The take is generated into the library without playing."
+            return (
+                f"No sound: the audio system failed ({error}). The take is generated into the library without playing."
+            )
         return None
 
     def _open_player(self, generator, total):
@@ -229,12 +242,20 @@ class GenerationSession(QObject):
         from engine.audio import Player
 
         player = Player(
-            generator, device=self.values.get("output_device"), latency=self.values.get("latency") or "high",
-            keep=False, max_seconds=None if total is None else total / RATE, buffer_seconds=1.5, start_seconds=1.0,
-            stage=self.stage, on_end=self._ended.set,
+            generator,
+            device=self.values.get("output_device"),
+            latency=self.values.get("latency") or "high",
+            keep=False,
+            max_seconds=None if total is None else total / RATE,
+            buffer_seconds=1.5,
+            start_seconds=1.0,
+            stage=self.stage,
+            on_end=self._ended.set,
         )
-        if not start_player(player, lambda why: self.notice.emit(
-                f"No sound: {why}. The take is generated into the library without playing.")):
+        if not start_player(
+            player,
+            lambda why: self.notice.emit(f"No sound: {why}. The take is generated into the library without playing."),
+        ):
             return None
         self.output = player
         return player
@@ -302,9 +323,16 @@ class Playback(QObject):
 
         self.stop()
         audio = np.asarray(audio, np.float32)
-        pieces = [audio[..., i:i + 1600] for i in range(0, audio.shape[-1], 1600)]
-        player = Player(pieces, device=device or None, latency=latency, keep=False, start_seconds=0.1,
-                        stage=Stage(effects), on_end=self._ended.emit)
+        pieces = [audio[..., i : i + 1600] for i in range(0, audio.shape[-1], 1600)]
+        player = Player(
+            pieces,
+            device=device or None,
+            latency=latency,
+            keep=False,
+            start_seconds=0.1,
+            stage=Stage(effects),
+            on_end=self._ended.emit,
+        )
         if not start_player(player, lambda why: self.error.emit(f"Cannot play: {why}")):
             return False
         self.seed_frames = seed_frames

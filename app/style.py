@@ -35,10 +35,16 @@ QStatusBar {{ color: {theme.MUTED}; }}
 def apply(app) -> None:
     app.setStyle("Fusion")
     palette = QPalette()
-    for role, colour in ((QPalette.ColorRole.Window, theme.BACKGROUND), (QPalette.ColorRole.Base, theme.PANEL),
-                         (QPalette.ColorRole.Text, theme.TEXT), (QPalette.ColorRole.WindowText, theme.TEXT),
-                         (QPalette.ColorRole.Button, "#2a2f38"), (QPalette.ColorRole.ButtonText, theme.TEXT),
-                         (QPalette.ColorRole.Highlight, "#2f4a55"), (QPalette.ColorRole.HighlightedText, theme.TEXT)):
+    for role, colour in (
+        (QPalette.ColorRole.Window, theme.BACKGROUND),
+        (QPalette.ColorRole.Base, theme.PANEL),
+        (QPalette.ColorRole.Text, theme.TEXT),
+        (QPalette.ColorRole.WindowText, theme.TEXT),
+        (QPalette.ColorRole.Button, "#2a2f38"),
+        (QPalette.ColorRole.ButtonText, theme.TEXT),
+        (QPalette.ColorRole.Highlight, "#2f4a55"),
+        (QPalette.ColorRole.HighlightedText, theme.TEXT),
+    ):
         palette.setColor(role, QColor(colour))
     app.setPalette(palette)
     app.setStyleSheet(STYLESHEET)

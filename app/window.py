@@ -13,26 +13,33 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QByteArray, QCoreApplication, Qt, QTimer
 from PyQt6.QtWidgets import (
-    QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout, QWidget,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStatusBar,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
-from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
-from engine.errors import UserError
-from engine.library import Library, LibraryError
 from app import workers
 from app.library_browser import LibraryBrowser
+from app.monitor import Monitor
 from app.panels.controls import ControlsPanel
 from app.panels.effects import EffectsPanel
 from app.panels.model import ModelPanel
 from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
-from app.monitor import Monitor
 from app.session import GenerationSession, Playback
 from app.settings import Settings
-from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform
-from app.views import theme
+from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform, theme
 from engine.audio import Recorder
-
+from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
+from engine.errors import UserError
+from engine.library import Library, LibraryError
 
 
 class ErrorBanner(QWidget):
@@ -59,7 +66,9 @@ class ErrorBanner(QWidget):
         self.label.setText(text)
         colour = theme.RECORD if error else theme.ACCENT
         background = "#4a2327" if error else "#1d3a3a"
-        self.setStyleSheet(f"QWidget#banner {{ background: {background}; border: 1px solid {colour}; border-radius: 5px; }}")
+        self.setStyleSheet(
+            f"QWidget#banner {{ background: {background}; border: 1px solid {colour}; border-radius: 5px; }}"
+        )
         self.show()
 
     def text(self) -> str:
@@ -67,8 +76,14 @@ class ErrorBanner(QWidget):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, library: Library | None = None, settings: Settings | None = None, checkpoint: str | None = None,
-                 load_default: bool = True, plugin_catalog: Callable[[], Catalog] = load_catalog):
+    def __init__(
+        self,
+        library: Library | None = None,
+        settings: Settings | None = None,
+        checkpoint: str | None = None,
+        load_default: bool = True,
+        plugin_catalog: Callable[[], Catalog] = load_catalog,
+    ):
         """plugin_catalog: the plugins the effects panel offers (called in a worker)."""
         super().__init__()
         self.setWindowTitle("HarmonicRNN Studio")
@@ -76,7 +91,7 @@ class MainWindow(QMainWindow):
         try:
             self.library = library or Library()
         except LibraryError as error:
-            raise SystemExit(str(error))
+            raise SystemExit(str(error)) from None
         self.checkpoint = None  # the loaded engine.checkpoint.ModelCheckpoint
         self.checkpoint_path = ""
         self.model_status = "none"  # loading | loaded | failed
@@ -116,7 +131,10 @@ class MainWindow(QMainWindow):
         views_layout = QHBoxLayout(views)
         views_layout.setContentsMargins(0, 0, 0, 0)
         stack = QVBoxLayout()
-        legend = QLabel(f"<span style='color:{theme.ACCENT}'>■</span> generated &nbsp; <span style='color:{theme.SEED}'>■</span> seed")
+        legend = QLabel(
+            f"<span style='color:{theme.ACCENT}'>■</span> generated &nbsp; "
+            f"<span style='color:{theme.SEED}'>■</span> seed"
+        )
         legend.setObjectName("muted")
         stack.addWidget(legend)
         stack.addWidget(self.waveform, 1)
@@ -176,8 +194,11 @@ class MainWindow(QMainWindow):
 
         if self.library.recovered or self.library.removed:
             self.show_notice(
-                f"Recovered {len(self.library.recovered)} take(s) interrupted by a crash (marked “recovered” in the library)"
-                + (f"; removed {len(self.library.removed)} that held no audio" if self.library.removed else "") + ".")
+                f"Recovered {len(self.library.recovered)} take(s) interrupted by a crash "
+                "(marked “recovered” in the library)"
+                + (f"; removed {len(self.library.removed)} that held no audio" if self.library.removed else "")
+                + "."
+            )
         self._restore_window()
         self._restore_chain()
         from engine.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoints
@@ -254,7 +275,9 @@ class MainWindow(QMainWindow):
             if self.model_status == "loading":
                 self.show_error("The model is still loading; press Generate again in a moment.")
             else:
-                self.show_error("No model is loaded. Choose a checkpoint in the Model panel (or open a checkpoint folder).")
+                self.show_error(
+                    "No model is loaded. Choose a checkpoint in the Model panel (or open a checkpoint folder)."
+                )
             return
         self.banner.hide()
         self.playback.stop()
@@ -350,14 +373,20 @@ class MainWindow(QMainWindow):
             return
         self.play_clip(audio.T, take.name, seed_frames=take.seed_frames, effects=chain)
 
-    def play_clip(self, audio: np.ndarray, name: str, seed_frames: int = 0,
-                  effects: EffectsChain | None = None) -> None:
+    def play_clip(
+        self, audio: np.ndarray, name: str, seed_frames: int = 0, effects: EffectsChain | None = None
+    ) -> None:
         if self.session is not None and self.session.active:
             self.show_error("Stop generating before playing a clip.")
             return
         values = self.controls.values()
-        if self.playback.play(np.asarray(audio, np.float32), device=values["output_device"],
-                              latency=values["latency"] or "high", seed_frames=seed_frames, effects=effects):
+        if self.playback.play(
+            np.asarray(audio, np.float32),
+            device=values["output_device"],
+            latency=values["latency"] or "high",
+            seed_frames=seed_frames,
+            effects=effects,
+        ):
             self.monitor.show(self.playback)
             self.statusBar().showMessage(f"Playing {name}", 3000)
 

@@ -9,7 +9,7 @@ failure arrives as one line (`app.errors.describe`: unexpected ones are logged i
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal
 
@@ -25,7 +25,7 @@ class TaskSignals(QObject):
 
 
 class Task(QRunnable):
-    def __init__(self, fn: Callable[["Task"], object], name: str = "task"):
+    def __init__(self, fn: Callable[[Task], object], name: str = "task"):
         super().__init__()
         self.setAutoDelete(False)
         self.fn = fn

@@ -22,16 +22,25 @@ from engine.mulaw import SAMPLE_RATE
 from training.doc_sections import markdown_table
 
 REVERB = PluginSlot(PluginRef(PluginFormat.BUILTIN, "Reverb", "Reverb"), {"room_size": 0.8})
-COMPRESSOR = PluginSlot(PluginRef(PluginFormat.BUILTIN, "Compressor", "Compressor"),
-                        {"threshold_db": -18.0, "ratio": 4.0})
+COMPRESSOR = PluginSlot(
+    PluginRef(PluginFormat.BUILTIN, "Compressor", "Compressor"), {"threshold_db": -18.0, "ratio": 4.0}
+)
 
 
 def chains() -> dict[str, ChainSpec]:
     """The chains measured, by the name the table gives them."""
-    found = {"reverb + compressor (built-in, 16 kHz)": ChainSpec([REVERB, COMPRESSOR]),
-             "reverb + compressor (built-in, 48 kHz mode)": ChainSpec([REVERB, COMPRESSOR], rate=48000)}
-    dragonfly = next((folder / "DragonflyHallReverb.vst3" for folder in vst3_folders()
-                      if (folder / "DragonflyHallReverb.vst3").exists()), None)
+    found = {
+        "reverb + compressor (built-in, 16 kHz)": ChainSpec([REVERB, COMPRESSOR]),
+        "reverb + compressor (built-in, 48 kHz mode)": ChainSpec([REVERB, COMPRESSOR], rate=48000),
+    }
+    dragonfly = next(
+        (
+            folder / "DragonflyHallReverb.vst3"
+            for folder in vst3_folders()
+            if (folder / "DragonflyHallReverb.vst3").exists()
+        ),
+        None,
+    )
     if dragonfly is not None:
         hall = PluginSlot(PluginRef(PluginFormat.VST3, str(dragonfly), "Dragonfly Hall Reverb"))
         found["Dragonfly Hall (VST3) + compressor, 16 kHz"] = ChainSpec([hall, COMPRESSOR])
@@ -65,25 +74,40 @@ def main() -> None:
         chunks += 1
     load_after = os.getloadavg()
     audio = samples / SAMPLE_RATE
-    header = ["chain", "effects ms per 50 ms chunk", "share of real time", "model + effects x real time",
-              "vs no effects"]
+    header = [
+        "chain",
+        "effects ms per 50 ms chunk",
+        "share of real time",
+        "model + effects x real time",
+        "vs no effects",
+    ]
     rows = [["none", "0", "0%", f"{audio / generating:.2f}x", "1.00"]]
     for name, spent in processing.items():
-        rows.append([name, f"{1000 * spent / chunks:.2f}", f"{spent / audio:.1%}",
-                     f"{audio / (generating + spent):.2f}x", f"{generating / (generating + spent):.2f}"])
+        rows.append(
+            [
+                name,
+                f"{1000 * spent / chunks:.2f}",
+                f"{spent / audio:.1%}",
+                f"{audio / (generating + spent):.2f}x",
+                f"{generating / (generating + spent):.2f}",
+            ]
+        )
     table = markdown_table(header, rows)
     print(table)
     if args.quick:
         return
-    body = "\n\n".join([
-        machine_line(f"a {os.cpu_count()}-core CPU VM") + " Load average before/after: "
-        + " / ".join("/".join(f"{x:.1f}" for x in load) for load in (load_before, load_after))
-        + " (other engineers' jobs shared the cores: read the ratios, not the absolute speeds).",
-        f"The default model (`{checkpoint.name}`), 1 voice, {audio:.0f} s of audio in 50 ms chunks; each chain "
-        "processes every chunk right after it is generated (`engine.effects.EffectsChain`, as `harmonic play --fx` "
-        "does), so all rows time the same audio. *vs no effects*: the real-time factor kept.",
-        table,
-    ])
+    body = "\n\n".join(
+        [
+            machine_line(f"a {os.cpu_count()}-core CPU VM")
+            + " Load average before/after: "
+            + " / ".join("/".join(f"{x:.1f}" for x in load) for load in (load_before, load_after))
+            + " (other engineers' jobs shared the cores: read the ratios, not the absolute speeds).",
+            f"The default model (`{checkpoint.name}`), 1 voice, {audio:.0f} s of audio in 50 ms chunks; each chain "
+            "processes every chunk right after it is generated (`engine.effects.EffectsChain`, as `harmonic play --fx` "
+            "does), so all rows time the same audio. *vs no effects*: the real-time factor kept.",
+            table,
+        ]
+    )
     write_section("effects", "Effects chains on the live stream", command_line(), body)
     print("wrote docs/benchmarks.md section effects")
 

@@ -74,9 +74,17 @@ def main() -> None:
             for backend in (Backend.JAX, Backend.KERNEL):
                 per_round[backend].append(rtf(checkpoint, backend, voices, seconds, top_p, busy))
         measured = {backend: statistics.median(values) for backend, values in per_round.items()}
-        rows.append([name, voices, "plain" if top_p == 1.0 else f"top-p {top_p}", "busy" if busy else "idle",
-                     f"{measured[Backend.JAX]:.2f}x", f"{measured[Backend.KERNEL]:.2f}x",
-                     f"{measured[Backend.KERNEL] / measured[Backend.JAX]:.1f}x"])
+        rows.append(
+            [
+                name,
+                voices,
+                "plain" if top_p == 1.0 else f"top-p {top_p}",
+                "busy" if busy else "idle",
+                f"{measured[Backend.JAX]:.2f}x",
+                f"{measured[Backend.KERNEL]:.2f}x",
+                f"{measured[Backend.KERNEL] / measured[Backend.JAX]:.1f}x",
+            ]
+        )
         print(markdown_table(header, rows[-1:]).splitlines()[-1], flush=True)
 
     try:
@@ -90,22 +98,25 @@ def main() -> None:
         startup_rows.append([backend.value, f"{cold:.1f}", f"{warm:.1f}"])
         print(markdown_table(startup_header, startup_rows[-1:]).splitlines()[-1], flush=True)
     load_after = load_average()
-    body = "\n\n".join([
-        machine_line(f"a {os.cpu_count()}-core CPU VM") + f" Load average before/after: {load_before} / {load_after}.",
-        "Random weights of each preset (speed does not depend on the values, except top-p's, which does less work "
-        "on a trained model's peaked distributions). *JAX step*: `engine.generator.generate_chunk`, one compiled "
-        "`lax.scan` of `engine.model.step` per 50 ms chunk (`HARMONIC_STEP_BACKEND=jax`). *kernel*: "
-        "`engine.fast_step`, the fused numba loop (the default). Median of "
-        f"{args.rounds} rounds alternating the two paths, {seconds:g} s each; x real time is per voice. *busy*: "
-        "another process spins at 100% of a core during the measurement; *idle*: the benchmark starts none (the load "
-        "average shows what else ran).",
-        markdown_table(header, rows),
-        f"Time to first audio of a new process: Python start, imports, loading {startup_name}, compiling or loading "
-        "the programs from the caches (JAX's and numba's, both emptied for the cold start), and the first 50 ms "
-        "chunk of the generator, the path `harmonic play` and the app take before the sound card starts "
-        "(`engine.commands.bench.probe_startup`).",
-        markdown_table(startup_header, startup_rows),
-    ])
+    body = "\n\n".join(
+        [
+            machine_line(f"a {os.cpu_count()}-core CPU VM")
+            + f" Load average before/after: {load_before} / {load_after}.",
+            "Random weights of each preset (speed does not depend on the values, except top-p's, which does less work "
+            "on a trained model's peaked distributions). *JAX step*: `engine.generator.generate_chunk`, one compiled "
+            "`lax.scan` of `engine.model.step` per 50 ms chunk (`HARMONIC_STEP_BACKEND=jax`). *kernel*: "
+            "`engine.fast_step`, the fused numba loop (the default). Median of "
+            f"{args.rounds} rounds alternating the two paths, {seconds:g} s each; x real time is per voice. *busy*: "
+            "another process spins at 100% of a core during the measurement; *idle*: the benchmark starts none "
+            "(the load average shows what else ran).",
+            markdown_table(header, rows),
+            f"Time to first audio of a new process: Python start, imports, loading {startup_name}, compiling or "
+            "loading the programs from the caches (JAX's and numba's, both emptied for the cold start), and the first "
+            "50 ms chunk of the generator, the path `harmonic play` and the app take before the sound card starts "
+            "(`engine.commands.bench.probe_startup`).",
+            markdown_table(startup_header, startup_rows),
+        ]
+    )
     if not args.quick:
         write_section("fast_step", "Stepwise generation on the CPU: fused kernel vs JAX step", command_line(), body)
         print("wrote docs/benchmarks.md section fast_step")

@@ -64,10 +64,20 @@ def main() -> None:
     enable_compile_cache()
     seconds = 0.5 if args.quick else 2.0
     naive_steps = 200 if args.quick else 800
-    rows_spec = [("tiny", 1), ("tiny", 8)] if args.quick else [("realtime", 1), ("realtime", 8), ("tiny", 1), ("tiny", 8)]
+    rows_spec = (
+        [("tiny", 1), ("tiny", 8)] if args.quick else [("realtime", 1), ("realtime", 8), ("tiny", 1), ("tiny", 8)]
+    )
     load_before = load_average()
 
-    header = ["model", "batch", "scan samples/s", "scan x real time", "naive samples/s", "naive x real time", "scan / naive"]
+    header = [
+        "model",
+        "batch",
+        "scan samples/s",
+        "scan x real time",
+        "naive samples/s",
+        "naive x real time",
+        "scan / naive",
+    ]
     rows = []
     for name, batch in rows_spec:
         checkpoint = random_checkpoint(name)
@@ -76,8 +86,17 @@ def main() -> None:
             scan_rates.append(measure_generator(checkpoint, batch, seconds, backend=Backend.JAX)["rtf"] * SAMPLE_RATE)
             naive_rates.append(naive_loop_rate(checkpoint, batch, naive_steps))
         scan, naive = statistics.median(scan_rates), statistics.median(naive_rates)
-        rows.append([name, batch, f"{scan * batch:,.0f}", f"{scan / SAMPLE_RATE:.2f}x", f"{naive * batch:,.0f}",
-                     f"{naive / SAMPLE_RATE:.3f}x", f"{scan / naive:.1f}x"])
+        rows.append(
+            [
+                name,
+                batch,
+                f"{scan * batch:,.0f}",
+                f"{scan / SAMPLE_RATE:.2f}x",
+                f"{naive * batch:,.0f}",
+                f"{naive / SAMPLE_RATE:.3f}x",
+                f"{scan / naive:.1f}x",
+            ]
+        )
         print(markdown_table(header, rows[-1:]).splitlines()[-1], flush=True)
 
     extra_header = ["model", "batch", "sampling", "samples/s", "x real time"]
@@ -94,24 +113,33 @@ def main() -> None:
             print(markdown_table(extra_header, [row]).splitlines()[-1], flush=True)
     target = "tiny" if args.quick else "realtime"
     first, cached = startup_times(target, Backend.JAX.value)
-    startup = (f"Time to first audio of a new process (`{target}`, batch 1: Python start, imports, weights, "
-               f"compiling or loading the programs, first 50 ms chunk): **{first:.1f} s** with an empty compile cache, "
-               f"**{cached:.1f} s** with the cache the first start filled.")
+    startup = (
+        f"Time to first audio of a new process (`{target}`, batch 1: Python start, imports, weights, "
+        f"compiling or loading the programs, first 50 ms chunk): **{first:.1f} s** with an empty compile cache, "
+        f"**{cached:.1f} s** with the cache the first start filled."
+    )
     print(startup)
     load_after = load_average()
-    body = "\n\n".join([
-        machine_line(f"a {os.cpu_count()}-core CPU VM") + f" Load average before/after: {load_before} / {load_after}"
-        " (other engineers' jobs shared the 2 cores; absolute numbers move with that, the side-by-side ratios less).",
-        "Random weights of each preset (speed does not depend on the values). *scan*: `engine.generator`, one compiled "
-        "`lax.scan` per 50 ms chunk with the Gumbel noise drawn inside it. *naive*: a Python loop calling one jitted "
-        "sample+step function per sample, with the same noise. Median of "
-        f"{args.rounds} alternating rounds; samples/s counts all voices, x real time is per voice.",
-        markdown_table(header, rows),
-        markdown_table(extra_header, extra) if extra else "",
-        startup,
-    ])
+    body = "\n\n".join(
+        [
+            machine_line(f"a {os.cpu_count()}-core CPU VM")
+            + f" Load average before/after: {load_before} / {load_after}"
+            " (other engineers' jobs shared the 2 cores; absolute numbers move with that, the side-by-side ratios "
+            "less).",
+            "Random weights of each preset (speed does not depend on the values). *scan*: `engine.generator`, one "
+            "compiled `lax.scan` per 50 ms chunk with the Gumbel noise drawn inside it. *naive*: a Python loop calling "
+            "one jitted "
+            "sample+step function per sample, with the same noise. Median of "
+            f"{args.rounds} alternating rounds; samples/s counts all voices, x real time is per voice.",
+            markdown_table(header, rows),
+            markdown_table(extra_header, extra) if extra else "",
+            startup,
+        ]
+    )
     if not args.quick:
-        write_section("generation_cpu", "Stepwise generation on the CPU: chunked scan vs naive loop", command_line(), body)
+        write_section(
+            "generation_cpu", "Stepwise generation on the CPU: chunked scan vs naive loop", command_line(), body
+        )
         print("wrote docs/benchmarks.md section generation_cpu")
 
 

@@ -13,6 +13,7 @@ than a tenth of its speed on a CPU. States are a tuple of per-pair `TemporalBloc
 
 from __future__ import annotations
 
+import operator
 from typing import cast
 
 import flax.linen as nn
@@ -79,7 +80,7 @@ class BlockStack(nn.Module):
         stacked = jax.tree.map(lambda *weights: jnp.stack(weights), *self.pair_params)
         initial = None if states is None else jax.tree.map(lambda *s: jnp.stack(s), *states)
         x, states = jax.lax.scan(body, x, (stacked, keys, initial))
-        return x, tuple(jax.tree.map(lambda s: s[i], states) for i in range(self.pairs))
+        return x, tuple(jax.tree.map(operator.itemgetter(i), states) for i in range(self.pairs))
 
     def step(
         self, x: jax.Array, states: tuple[TemporalBlockState, ...]
@@ -93,7 +94,8 @@ class BlockStack(nn.Module):
         new_states = []
         for params, state in zip(self.pair_params, states, strict=True):
             # flax's apply is typed as returning its mutable collections too: say what it is.
-            x, new_state = cast(tuple[jax.Array, TemporalBlockState],
-                                pair.apply({"params": params}, x, state, method=BlockPair.step))
+            x, new_state = cast(
+                tuple[jax.Array, TemporalBlockState], pair.apply({"params": params}, x, state, method=BlockPair.step)
+            )
             new_states.append(new_state)
         return x, tuple(new_states)

@@ -1,4 +1,4 @@
-"""Pre-norm residual blocks (SPEC 4).
+"""Pre-norm residual blocks (docs/spec.md §4).
 
 Temporal block: z = norm(x); y = Dense(CGLRU(conv?(z)) * gelu(Dense(z))); x + dropout(y).
 MLP block:      z = norm(x); x + dropout(Dense(gelu(Dense_2d(z)) * Dense_2d(z))).
@@ -72,7 +72,7 @@ class TemporalBlockState(NamedTuple):
     conv: CausalConvState | None
 
     @classmethod
-    def zeros(cls, config: ModelConfig, level: int, batch: int) -> "TemporalBlockState":
+    def zeros(cls, config: ModelConfig, level: int, batch: int) -> TemporalBlockState:
         width = config.widths[level]
         conv = None
         if config.conv_kernel:
@@ -91,14 +91,8 @@ class TemporalBlock(nn.Module):
     def setup(self):
         cfg, width = self.config, self.config.widths[self.level]
         self.norm = make_norm(cfg.norm, "norm")
-        self.conv = (
-            CausalConv(width, cfg.conv_kernel, self.sequence_axis, name="conv")
-            if cfg.conv_kernel
-            else None
-        )
-        self.lru = CGLRU(
-            width, cfg.lru_width(self.level), cfg.gate_blocks, cfg.scan, self.sequence_axis, name="lru"
-        )
+        self.conv = CausalConv(width, cfg.conv_kernel, self.sequence_axis, name="conv") if cfg.conv_kernel else None
+        self.lru = CGLRU(width, cfg.lru_width(self.level), cfg.gate_blocks, cfg.scan, self.sequence_axis, name="lru")
         self.gate_proj = nn.Dense(width, name="gate_proj")
         self.out_proj = nn.Dense(width, kernel_init=residual_init(self.blocks_in_level), name="out_proj")
         self.dropout = nn.Dropout(cfg.dropout)

@@ -1,4 +1,4 @@
-"""The complex gated linear recurrent unit, CG-LRU (SPEC 3).
+"""The complex gated linear recurrent unit, CG-LRU (docs/spec.md §3).
 
     u_t = W_in x_t + b_in                       (d -> D)
     r_t = sigmoid(BD_a(u_t)),  i_t = sigmoid(BD_x(u_t))     (block-diagonal D -> D/2)
@@ -55,7 +55,7 @@ class CGLRUState(NamedTuple):
     h: Complex
 
     @classmethod
-    def zeros(cls, batch: int, lru_width: int) -> "CGLRUState":
+    def zeros(cls, batch: int, lru_width: int) -> CGLRUState:
         return cls(Complex.zeros((batch, lru_width // 2)))
 
 

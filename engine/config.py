@@ -1,4 +1,4 @@
-"""Typed model configuration and its named presets (SPEC sections 2-5, 8).
+"""Typed model configuration and its named presets (docs/spec.md §2-5, §8).
 
 A `ModelConfig` fully determines the network's shapes; it is saved as JSON with every
 checkpoint so that a checkpoint can always be rebuilt.
@@ -32,10 +32,10 @@ class ModelConfig:
       gate_blocks: blocks of the block-diagonal gate projections; must divide D / 2.
       pool_groups: feature groups of the pooling convolutions.
       conv_kernel: kernel of the optional causal depthwise conv before each CG-LRU;
-        0 turns it off (the default, SPEC 4).
+        0 turns it off (the default, docs/spec.md §4).
       dropout: dropout rate on each block's residual branch (training only).
       norm: "layer" (LayerNorm) or "rms" (RMSNorm).
-      embedding: "sinusoidal" (fixed, SPEC 2) or "learned" (a 256 x d table).
+      embedding: "sinusoidal" (fixed, docs/spec.md §2) or "learned" (a 256 x d table).
       scan: parallel-over-time CG-LRU implementation: "associative" (log-depth
         associative scan) or "sequential" (blocked `lax.scan`).
     """
@@ -107,14 +107,14 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"config: dropout must be in [0, 1), got {self.dropout}")
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -125,12 +125,12 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # The paper's ~7.3M-parameter model as we reconstruct it (SPEC 5): width 128 at every
+    # The paper's ~7.3M-parameter model as we reconstruct it (docs/spec.md §5): width 128 at every
     # level, 160x pooling, 4 block pairs per side. Several times slower than real time on
     # a CPU; renders offline or batched on an accelerator.
     "paper": ModelConfig(
@@ -141,7 +141,7 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # The default: the 16 kHz level is thin (one block pair each side) and the pooled
     # levels carry the capacity, so that single-stream stepwise generation runs faster
-    # than real time on a 2-core CPU (SPEC 8; see `harmonic info` and docs/benchmarks.md).
+    # than real time on a 2-core CPU (docs/spec.md §8; see `harmonic info` and docs/benchmarks.md).
     "realtime": ModelConfig(
         widths=(32, 64, 128, 128, 192),
         pooling=(4, 4, 4, 5),

@@ -1,4 +1,4 @@
-"""Input embeddings of mu-law tokens (SPEC 2)."""
+"""Input embeddings of mu-law tokens (docs/spec.md §2)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,7 @@ class TokenEmbedding(nn.Module):
 
     def setup(self):
         if self.kind == "learned":
-            self.table = self.param(
-                "table", nn.initializers.normal(stddev=1.0), (NUM_CLASSES, self.width)
-            )
+            self.table = self.param("table", nn.initializers.normal(stddev=1.0), (NUM_CLASSES, self.width))
         else:
             self.table = jnp.asarray(sinusoidal_table(self.width))
 

@@ -41,15 +41,17 @@ def log_unexpected(error: BaseException, context: str) -> str:
       context: what was running, e.g. "harmonic generate".
     """
     text = "".join(traceback.format_exception(error))
-    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     path = log_dir() / LOG_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as log:
             log.write(f"--- {stamp} {context}\n{text}\n")
     except OSError as log_error:  # the log itself cannot be written: say so, still in one line
-        return (f"{context}: unexpected error {type(error).__name__}: {one_line(error)} "
-                f"(and the log {path} failed: {log_error})")
+        return (
+            f"{context}: unexpected error {type(error).__name__}: {one_line(error)} "
+            f"(and the log {path} failed: {log_error})"
+        )
     return f"{context}: unexpected error {type(error).__name__}: {one_line(error)}; details in {path}"
 
 

@@ -37,9 +37,32 @@ LEVEL_FIELDS = 13
 # (kernels are [in, out] row-major as in flax; GATES_W is the CG-LRU's two block-diagonal
 # gate projections as one dense [D, D] matrix, gate_a's outputs first; M_IN_W the MLP's
 # gate and up projections as one [d, 4d] matrix, the gate's outputs first).
-(T_NORM_SCALE, T_NORM_BIAS, CONV_W, CONV_B, IN_W, IN_B, GATES_W, GATES_B,
- LOG_DECAY, THETA, LRU_OUT_W, LRU_OUT_B, T_GATE_W, T_GATE_B, T_OUT_W, T_OUT_B,
- M_NORM_SCALE, M_NORM_BIAS, M_IN_W, M_IN_B, M_OUT_W, M_OUT_B, H_STATE, CONV_STATE) = range(24)
+(
+    T_NORM_SCALE,
+    T_NORM_BIAS,
+    CONV_W,
+    CONV_B,
+    IN_W,
+    IN_B,
+    GATES_W,
+    GATES_B,
+    LOG_DECAY,
+    THETA,
+    LRU_OUT_W,
+    LRU_OUT_B,
+    T_GATE_W,
+    T_GATE_B,
+    T_OUT_W,
+    T_OUT_B,
+    M_NORM_SCALE,
+    M_NORM_BIAS,
+    M_IN_W,
+    M_IN_B,
+    M_OUT_W,
+    M_OUT_B,
+    H_STATE,
+    CONV_STATE,
+) = range(24)
 PAIR_FIELDS = 24
 
 # Entries of the model-wide table `model` (int64).
@@ -129,6 +152,7 @@ def _norm(w, scale, bias, rms, width, x, z):
 @intrinsic
 def _float_from_bits(typingctx, bits):
     """The float32 whose IEEE bits are the int32 `bits` (a bitcast, vectorisable)."""
+
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
 
@@ -187,8 +211,10 @@ def _sincos(x):
     y = ((x - j * HALF_PI_1) - j * HALF_PI_2) - j * HALF_PI_3
     y2 = y * y
     sin = y + y * y2 * (F32(-1.6666654611e-1) + y2 * (F32(8.3321608736e-3) + y2 * F32(-1.9515295891e-4)))
-    cos = ONE - HALF_F * y2 + y2 * y2 * (
-        F32(4.166664568298827e-2) + y2 * (F32(-1.388731625493765e-3) + y2 * F32(2.443315711809948e-5))
+    cos = (
+        ONE
+        - HALF_F * y2
+        + y2 * y2 * (F32(4.166664568298827e-2) + y2 * (F32(-1.388731625493765e-3) + y2 * F32(2.443315711809948e-5)))
     )
     quadrant = np.int32(j) & np.int32(3)
     s = cos if quadrant & 1 else sin
@@ -309,8 +335,13 @@ def _down_pool(w, state, model, level, inner_width, x, pooled):
             inputs = buffer[k * width : (k + 1) * width] if k < factor - 1 else x[v]
             for g in range(groups):
                 start = kernel + (k * groups + g) * block
-                _matvec_add(w[start : start + block], size_in, size_out,
-                            inputs[g * size_in : (g + 1) * size_in], out[g * size_out : (g + 1) * size_out])
+                _matvec_add(
+                    w[start : start + block],
+                    size_in,
+                    size_out,
+                    inputs[g * size_in : (g + 1) * size_in],
+                    out[g * size_out : (g + 1) * size_out],
+                )
         for i in range((factor - 2) * width):
             buffer[i] = buffer[width + i]
         if factor > 1:
@@ -336,8 +367,13 @@ def _up_pool(w, state, model, level, inner_width, inner_y):
         for k in range(factor):
             for g in range(groups):
                 start = kernel + (k * groups + g) * block
-                _matvec_add(w[start : start + block], size_in, size_out, inner_y[v, g * size_in : (g + 1) * size_in],
-                            out[k * width + g * size_out : k * width + (g + 1) * size_out])
+                _matvec_add(
+                    w[start : start + block],
+                    size_in,
+                    size_out,
+                    inner_y[v, g * size_in : (g + 1) * size_in],
+                    out[k * width + g * size_out : k * width + (g + 1) * size_out],
+                )
 
 
 @_jit
@@ -516,16 +552,28 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
     for t in range(tokens.shape[0]):
         if mode != FORCED:
             for v in range(voices):
-                tokens[t, v] = _sample(logits[v], uniforms[t, v], temperature, top_p, mode, sampling[0], sampling[1],
-                                       sampling[2], sampling[3], bucket_mass, buckets)
+                tokens[t, v] = _sample(
+                    logits[v],
+                    uniforms[t, v],
+                    temperature,
+                    top_p,
+                    mode,
+                    sampling[0],
+                    sampling[1],
+                    sampling[2],
+                    sampling[3],
+                    bucket_mass,
+                    buckets,
+                )
         _model_step(w, model, levels, pairs, state, steps, tokens[t], logits, xs, scratch)
         if record.shape[0] > 0:
             record[t] = logits
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def run_voices_in_parallel(w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode,
-                           record, groups):
+def run_voices_in_parallel(
+    w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record, groups
+):
     """`run` with the voices split into `groups` contiguous groups run on separate
     threads. Voices are independent streams, so the groups never wait for each other
     within a chunk; each keeps its own copy of the step counters, equal at the end."""
@@ -536,8 +584,21 @@ def run_voices_in_parallel(w, model, levels, pairs, state, steps, logits, tokens
         counters[g] = steps
         group_tokens = np.ascontiguousarray(tokens[:, low:high])
         group_record = np.ascontiguousarray(record[:, low:high])
-        run(w, model, levels, pairs, state[low:high], counters[g], logits[low:high], group_tokens,
-            np.ascontiguousarray(uniforms[:, low:high]), temperature, top_p, mode, group_record)
+        run(
+            w,
+            model,
+            levels,
+            pairs,
+            state[low:high],
+            counters[g],
+            logits[low:high],
+            group_tokens,
+            np.ascontiguousarray(uniforms[:, low:high]),
+            temperature,
+            top_p,
+            mode,
+            group_record,
+        )
         tokens[:, low:high] = group_tokens
         record[:, low:high] = group_record
     steps[:] = counters[0]

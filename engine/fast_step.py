@@ -50,7 +50,6 @@ import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
 
 from engine import fast_kernel as K  # noqa: E402
 
-
 # numba's default thread pool (workqueue) aborts if two threads enter parallel code at
 # once; generators in different threads take turns for multi-voice chunks.
 _PARALLEL_CALLS = threading.Lock()
@@ -64,7 +63,7 @@ class Sampling(enum.IntEnum):
     NUCLEUS = K.NUCLEUS
 
     @classmethod
-    def of(cls, temperature: float, top_p: float) -> "Sampling":
+    def of(cls, temperature: float, top_p: float) -> Sampling:
         if temperature == 0.0:
             return cls.GREEDY
         return cls.NUCLEUS if top_p < 1.0 else cls.SAMPLE
@@ -133,7 +132,7 @@ class PackedModel:
     state_size: int
 
     @classmethod
-    def pack(cls, params: dict, config: ModelConfig) -> "PackedModel":
+    def pack(cls, params: dict, config: ModelConfig) -> PackedModel:
         """Copies `params` (a params pytree of `config`) into the kernel's layout."""
         params = _to_numpy(params)
         weights, states = _Builder(), _Builder()
@@ -155,8 +154,10 @@ class PackedModel:
             width = config.widths[k]
             row[K.WIDTH], row[K.HALF] = width, config.lru_width(k) // 2
             row[K.DOWN_FIRST], row[K.DOWN_COUNT] = len(pairs), config.blocks[k]
-            pairs += [_pack_pair(level_params["down_blocks"][f"pair_{i}"], config, k, weights, states)
-                      for i in range(config.blocks[k])]
+            pairs += [
+                _pack_pair(level_params["down_blocks"][f"pair_{i}"], config, k, weights, states)
+                for i in range(config.blocks[k])
+            ]
             if k < config.num_levels - 1:
                 factor = config.pooling[k]
                 row[K.FACTOR] = factor
@@ -167,8 +168,10 @@ class PackedModel:
                 row[K.WINDOW_STATE] = states.reserve((factor - 1) * width)
                 row[K.PENDING_STATE] = states.reserve(factor * width)
                 row[K.UP_FIRST], row[K.UP_COUNT] = len(pairs), config.blocks[k]
-                pairs += [_pack_pair(level_params["up_blocks"][f"pair_{i}"], config, k, weights, states)
-                          for i in range(config.blocks[k])]
+                pairs += [
+                    _pack_pair(level_params["up_blocks"][f"pair_{i}"], config, k, weights, states)
+                    for i in range(config.blocks[k])
+                ]
                 level_params = level_params["inner"]
         pair_table = np.stack(pairs) if pairs else np.zeros((0, K.PAIR_FIELDS), np.int64)
         return cls(config, weights.array(), model, levels, pair_table, states.size)
@@ -243,8 +246,21 @@ class PackedModel:
         return tokens
 
     def _run(self, state, tokens, uniforms, temperature, top_p, mode, record) -> None:
-        arguments = (self.weights, self.model, self.levels, self.pairs, state.values, state.steps, state.logits,
-                     tokens, uniforms, np.float32(temperature), np.float32(top_p), np.int64(mode), record)
+        arguments = (
+            self.weights,
+            self.model,
+            self.levels,
+            self.pairs,
+            state.values,
+            state.steps,
+            state.logits,
+            tokens,
+            uniforms,
+            np.float32(temperature),
+            np.float32(top_p),
+            np.int64(mode),
+            record,
+        )
         threads = min(state.voices, numba.get_num_threads())
         if threads > 1:
             with _PARALLEL_CALLS:

@@ -64,7 +64,7 @@ class Backend(enum.Enum):
     JAX = "jax"
 
     @classmethod
-    def default(cls) -> "Backend":
+    def default(cls) -> Backend:
         """HARMONIC_STEP_BACKEND if set, else KERNEL where numba is available, else JAX."""
         choice = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
         if choice:
@@ -185,7 +185,9 @@ class Generator:
         if self.backend is Backend.KERNEL and fast_step is None:
             raise ValueError("the kernel backend needs numba, which did not import; use Backend.JAX")
         self.params = jax.device_put(self.model.params)
-        self._packed = fast_step.PackedModel.pack(self.model.params, self.config) if self.backend is Backend.KERNEL else None
+        self._packed = (
+            fast_step.PackedModel.pack(self.model.params, self.config) if self.backend is Backend.KERNEL else None
+        )
         self._settings = settings or GenerationSettings()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -218,7 +220,9 @@ class Generator:
         """
         allowed = {"temperature", "top_p"}
         if set(changes) - allowed:
-            raise ValueError(f"update() changes only {sorted(allowed)}; use reset() for {sorted(set(changes) - allowed)}")
+            raise ValueError(
+                f"update() changes only {sorted(allowed)}; use reset() for {sorted(set(changes) - allowed)}"
+            )
         with self._lock:
             self._settings = dataclasses.replace(self._settings, **changes)
 
@@ -236,7 +240,9 @@ class Generator:
                 if self._prime is not None and (settings.voices, settings.prime_scale) != (old.voices, old.prime_scale):
                     audio, rate = self._prime
                     # A per-voice seed [voices, n] cannot follow a change of voices: dropped.
-                    self._prime_tokens = prime_tokens(audio, rate, settings.voices, settings.prime_scale) if audio.ndim == 1 else None
+                    self._prime_tokens = (
+                        prime_tokens(audio, rate, settings.voices, settings.prime_scale) if audio.ndim == 1 else None
+                    )
                     self._prime = self._prime if audio.ndim == 1 else None
             self._stop.clear()
             self._state = None  # KERNEL: a fast_step.KernelState; JAX: (model state, next logits)
@@ -299,7 +305,9 @@ class Generator:
             if self._packed is not None:
                 return self._packed.start(voices)
             state = model.init_state(self.params, self.config, voices)
-            logits, state = model.step(self.params, self.config, state, jnp.full((voices,), model.START_TOKEN, jnp.int32))
+            logits, state = model.step(
+                self.params, self.config, state, jnp.full((voices,), model.START_TOKEN, jnp.int32)
+            )
         else:
             logits, state = model.prefill(self.params, self.config, prime, progress)
             if self._packed is not None:

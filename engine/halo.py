@@ -1,6 +1,6 @@
 """Left context across sequence shards, for the causal ops that look back in time.
 
-Under context parallelism (SPEC 7) each device holds a contiguous chunk of time. A causal
+Under context parallelism (docs/spec.md §7) each device holds a contiguous chunk of time. A causal
 op that reads the `size` steps before its chunk's start (the input shift, a short conv,
 a down-pool window) gets them from the previous chunk with one `ppermute`.
 """

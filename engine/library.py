@@ -55,8 +55,9 @@ import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Callable, Iterable, Sequence
+from typing import IO
 
 import numpy as np
 import soundfile as sf
@@ -96,8 +97,17 @@ CREATE INDEX IF NOT EXISTS takes_created ON takes(created);
 # Columns added since the first schema, with their definitions: added at open when missing.
 _ADDED_COLUMNS = {"effects": "TEXT NOT NULL DEFAULT ''"}
 
-_META_FIELDS = ("name", "checkpoint", "checkpoint_path", "temperature", "top_p", "seed", "seed_audio", "seed_frames",
-                "effects")
+_META_FIELDS = (
+    "name",
+    "checkpoint",
+    "checkpoint_path",
+    "temperature",
+    "top_p",
+    "seed",
+    "seed_audio",
+    "seed_frames",
+    "effects",
+)
 # Seconds of the effects chain's ring-out kept after a processed take.
 PROCESSED_TAIL_SECONDS = 2.0
 
@@ -122,7 +132,7 @@ def default_root() -> Path:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _io_error(action: str, error: BaseException) -> LibraryError:
@@ -142,7 +152,7 @@ def thumbnail(audio: np.ndarray, buckets: int = THUMBNAIL_BUCKETS) -> np.ndarray
     edges = np.linspace(0, audio.size, buckets + 1).astype(np.int64)
     for i in range(buckets):
         a, b = edges[i], max(edges[i + 1], edges[i] + 1)
-        chunk = audio[a:min(b, audio.size)]
+        chunk = audio[a : min(b, audio.size)]
         if chunk.size:
             out[0, i], out[1, i] = chunk.min(), chunk.max()
     return out
@@ -216,7 +226,7 @@ class TakeWriter:
     finish() -> Take: makes the take permanent. abort(): discards it.
     """
 
-    def __init__(self, library: "Library", take_id: str, voices: int):
+    def __init__(self, library: Library, take_id: str, voices: int):
         self.library = library
         self.id = take_id
         self.voices = voices
@@ -312,7 +322,8 @@ class Library:
             handle.close()
             raise LibraryError(
                 f"The library {self.root} is open in another HarmonicRNN Studio (process {holder}); "
-                "close that one first, or choose another library with --library.") from None
+                "close that one first, or choose another library with --library."
+            ) from None
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
@@ -343,7 +354,7 @@ class Library:
         top_p, seed, seed_audio, seed_frames and any other JSON-able keys (kept in extra)."""
         meta = dict(meta or {})
         voices = int(meta.pop("voices", voices))
-        take_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        take_id = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         fields = {k: meta.pop(k) for k in _META_FIELDS if k in meta}
         name = fields.pop("name", None) or self._default_name(fields.get("checkpoint", ""))
         try:
@@ -408,7 +419,13 @@ class Library:
                     db.execute(f"UPDATE takes SET {key} = ? WHERE id = ?", (value, take_id))
                 db.execute(
                     "UPDATE takes SET state = 'done', frames = ?, thumbnail = ?, recovered = ?, extra = ? WHERE id = ?",
-                    (int(audio.shape[0]), thumbnail(audio).tobytes(), int(recovered), json.dumps(extra, default=str), take_id),
+                    (
+                        int(audio.shape[0]),
+                        thumbnail(audio).tobytes(),
+                        int(recovered),
+                        json.dumps(extra, default=str),
+                        take_id,
+                    ),
                 )
         except sqlite3.Error as error:
             (self.takes_dir / f"{take_id}.flac").unlink(missing_ok=True)
@@ -478,24 +495,44 @@ class Library:
                 problems.append(f"take {row['id']}: cannot read {path}: {error}")
                 continue
             if shape != (row["frames"], row["voices"]):
-                problems.append(f"take {row['id']}: {path} holds {shape[0]} frames x {shape[1]} voices, "
-                                f"the library says {row['frames']} x {row['voices']}")
+                problems.append(
+                    f"take {row['id']}: {path} holds {shape[0]} frames x {shape[1]} voices, "
+                    f"the library says {row['frames']} x {row['voices']}"
+                )
         for folder in (self.takes_dir, self.partial_dir, self.trash_dir):
-            problems += [f"{path} belongs to no take" for path in folder.iterdir()
-                         if path.is_file() and path not in expected]
+            problems += [
+                f"{path} belongs to no take" for path in folder.iterdir() if path.is_file() and path not in expected
+            ]
         return problems
 
     # ---- queries -------------------------------------------------------------------
 
     def _take(self, row: sqlite3.Row) -> Take:
-        thumb = np.frombuffer(row["thumbnail"], np.float32).reshape(2, -1) if row["thumbnail"] else np.zeros((2, 1), np.float32)
+        thumb = (
+            np.frombuffer(row["thumbnail"], np.float32).reshape(2, -1)
+            if row["thumbnail"]
+            else np.zeros((2, 1), np.float32)
+        )
         folder = self.trash_dir if row["deleted"] else self.takes_dir
         return Take(
-            id=row["id"], name=row["name"], created=row["created"], frames=row["frames"], voices=row["voices"],
-            checkpoint=row["checkpoint"], checkpoint_path=row["checkpoint_path"], temperature=row["temperature"],
-            top_p=row["top_p"], seed=row["seed"], seed_audio=row["seed_audio"], seed_frames=row["seed_frames"],
-            starred=bool(row["starred"]), recovered=bool(row["recovered"]), extra=json.loads(row["extra"] or "{}"),
-            thumbnail=thumb, path=folder / f"{row['id']}.flac", effects=row["effects"],
+            id=row["id"],
+            name=row["name"],
+            created=row["created"],
+            frames=row["frames"],
+            voices=row["voices"],
+            checkpoint=row["checkpoint"],
+            checkpoint_path=row["checkpoint_path"],
+            temperature=row["temperature"],
+            top_p=row["top_p"],
+            seed=row["seed"],
+            seed_audio=row["seed_audio"],
+            seed_frames=row["seed_frames"],
+            starred=bool(row["starred"]),
+            recovered=bool(row["recovered"]),
+            extra=json.loads(row["extra"] or "{}"),
+            thumbnail=thumb,
+            path=folder / f"{row['id']}.flac",
+            effects=row["effects"],
         )
 
     def get(self, take_id: str) -> Take:
@@ -504,7 +541,13 @@ class Library:
             raise LibraryError(f"no take {take_id!r} in the library")
         return self._take(rows[0])
 
-    _ORDER = {"created": "created", "name": "name COLLATE NOCASE", "duration": "frames", "checkpoint": "checkpoint", "starred": "starred"}
+    _ORDER = {
+        "created": "created",
+        "name": "name COLLATE NOCASE",
+        "duration": "frames",
+        "checkpoint": "checkpoint",
+        "starred": "starred",
+    }
 
     def takes(
         self,
@@ -541,7 +584,8 @@ class Library:
             args.append(until if "T" in until else until + "T99")
         if order not in self._ORDER:
             raise ValueError(f"order must be one of {sorted(self._ORDER)}")
-        sql = f"SELECT * FROM takes WHERE {' AND '.join(where)} ORDER BY {self._ORDER[order]} {'DESC' if descending else 'ASC'}, id"
+        direction = "DESC" if descending else "ASC"
+        sql = f"SELECT * FROM takes WHERE {' AND '.join(where)} ORDER BY {self._ORDER[order]} {direction}, id"
         return [self._take(r) for r in self._query(sql, args)]
 
     def checkpoints(self) -> list[str]:

@@ -92,7 +92,7 @@ def forward(
       tokens: int32 [B, T], any T >= 1.
       dropout_key: PRNG key for dropout (training); None runs in inference mode.
       sequence_axis: inside `shard_map`, the mesh axis that splits T into contiguous
-        chunks (context parallelism, SPEC 7); None for a whole sequence.
+        chunks (context parallelism, docs/spec.md §7); None for a whole sequence.
       remat: recompute each block's activations in the backward pass.
 
     Returns:
@@ -101,9 +101,7 @@ def forward(
     """
     inputs = shift_right(tokens, sequence_axis)
     rngs = None if dropout_key is None else {"dropout": dropout_key}
-    logits, _ = _network(config, sequence_axis, remat).apply(
-        {"params": params}, inputs, dropout_key is None, rngs=rngs
-    )
+    logits, _ = _network(config, sequence_axis, remat).apply({"params": params}, inputs, dropout_key is None, rngs=rngs)
     return logits
 
 
@@ -215,7 +213,7 @@ def level_param_counts(params: dict, config: ModelConfig) -> list[int]:
 
 
 def full_rate_equivalent(params: dict, config: ModelConfig) -> float:
-    """Sum over levels of params(level) / samples per step of that level (SPEC 8).
+    """Sum over levels of params(level) / samples per step of that level (docs/spec.md §8).
 
     Single-stream stepwise cost on a CPU scales with this: weights read per sample.
     """

@@ -1,4 +1,4 @@
-"""8-bit mu-law codec and clip scaling (SPEC section 1).
+"""8-bit mu-law codec and clip scaling (docs/spec.md §1).
 
 Classes are int32 in 0..255; class 128 is silence. Encoding is vectorised over any shape.
 """
@@ -12,10 +12,10 @@ MU = 255
 NUM_CLASSES = 256
 SILENCE = 128
 
-# Our rounding (SPEC 1 allows any that keeps the round trip within half a step): the
+# Our rounding (docs/spec.md §1 allows any that keeps the round trip within half a step): the
 # companded value c in [-1, 1] sits on a grid with exact zero at class 128, 128 classes
 # of width 1/128 below it (0 -> c = -1) and 127 of width 1/127 above (255 -> c = +1).
-# The floor formula of SPEC 1 would put class 128's centre at c = 0.0039, not silence.
+# The floor formula of docs/spec.md §1 would put class 128's centre at c = 0.0039, not silence.
 _NEG_STEPS = 128.0
 _POS_STEPS = 127.0
 

@@ -1,4 +1,4 @@
-"""Causal down- and up-pooling with feature groups (SPEC 5).
+"""Causal down- and up-pooling with feature groups (docs/spec.md §5).
 
 DownPool by p: a strided conv with kernel = stride = p and p - 1 steps of left padding,
 so pooled step j sees inputs jp - p + 1 .. jp. UpPool by p: a transposed conv whose

@@ -1,4 +1,4 @@
-"""Sampling the next mu-law class from logits, and the noise that drives it (SPEC 8).
+"""Sampling the next mu-law class from logits, and the noise that drives it (docs/spec.md §8).
 
 Sampling is Gumbel-argmax: `argmax(logits / temperature + g)` with g ~ Gumbel(0, 1) is
 an exact draw from softmax(logits / temperature), and the noise for a whole chunk can be
@@ -42,7 +42,10 @@ def chunk_noise(seed: jax.Array, first_block: jax.Array, n_blocks: int, voices: 
         return jax.random.gumbel(key, (NOISE_BLOCK, NUM_CLASSES), jnp.float32)
 
     blocks = first_block + jnp.arange(n_blocks, dtype=jnp.int32)
-    per_voice = lambda block: jax.vmap(lambda v: one(v, block))(jnp.arange(voices, dtype=jnp.int32))
+
+    def per_voice(block):
+        return jax.vmap(lambda v: one(v, block))(jnp.arange(voices, dtype=jnp.int32))
+
     noise = jax.vmap(per_voice)(blocks)  # [n_blocks, voices, NOISE_BLOCK, 256]
     return noise.transpose(0, 2, 1, 3).reshape(n_blocks * NOISE_BLOCK, voices, NUM_CLASSES)
 
@@ -129,7 +132,9 @@ def nucleus_threshold(scaled: jax.Array, top_p: jax.Array | float) -> jax.Array:
 
     def bisect(_):
         all_probs = jnp.exp(scaled - log_total)
-        mass = lambda threshold: jnp.sum(jnp.where(scaled >= threshold, all_probs, 0.0), axis=-1, keepdims=True)
+
+        def mass(threshold):
+            return jnp.sum(jnp.where(scaled >= threshold, all_probs, 0.0), axis=-1, keepdims=True)
 
         def halve(_, bounds):
             lo, hi = bounds
@@ -151,4 +156,3 @@ def static_flags(temperature: float, top_p: float) -> tuple[bool, bool]:
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     return temperature == 0.0, top_p < 1.0
-

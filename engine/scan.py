@@ -1,4 +1,4 @@
-"""The complex linear recurrence h_t = a_t h_{t-1} + b_t over time (SPEC 3).
+"""The complex linear recurrence h_t = a_t h_{t-1} + b_t over time (docs/spec.md §3).
 
 Complex numbers are pairs of float32 arrays (`Complex`): associative scans over complex
 dtypes compile several times slower, and there is no complex bf16.
@@ -6,6 +6,7 @@ dtypes compile several times slower, and there is no complex bf16.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -19,25 +20,25 @@ class Complex(NamedTuple):
     im: jax.Array
 
     # Complex arithmetic replaces the tuple's concatenation and repetition on purpose.
-    def __mul__(self, other: "Complex") -> "Complex":  # type: ignore[override]
+    def __mul__(self, other: Complex) -> Complex:  # type: ignore[override]
         return Complex(
             self.re * other.re - self.im * other.im,
             self.re * other.im + self.im * other.re,
         )
 
-    def __add__(self, other: "Complex") -> "Complex":  # type: ignore[override]
+    def __add__(self, other: Complex) -> Complex:  # type: ignore[override]
         return Complex(self.re + other.re, self.im + other.im)
 
-    def scale(self, factor: jax.Array) -> "Complex":
+    def scale(self, factor: jax.Array) -> Complex:
         """Multiplies by a real array that broadcasts against both parts."""
         return Complex(self.re * factor, self.im * factor)
 
     @classmethod
-    def zeros(cls, shape, dtype=jnp.float32) -> "Complex":
+    def zeros(cls, shape, dtype=jnp.float32) -> Complex:
         return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
     @classmethod
-    def ones(cls, shape, dtype=jnp.float32) -> "Complex":
+    def ones(cls, shape, dtype=jnp.float32) -> Complex:
         return cls(jnp.ones(shape, dtype), jnp.zeros(shape, dtype))
 
 
@@ -73,6 +74,7 @@ def linear_scan(
         a_cum, h = jax.lax.associative_scan(_compose, (a, b), axis=1)
         return h, a_cum
     if impl == "sequential":
+
         def step(carry, ab):
             carry = _compose(carry, ab)
             return carry, carry
@@ -93,7 +95,7 @@ def linear_step(a: Complex, b: Complex, h: Complex) -> Complex:
 
 
 def fold_across_shards(h: Complex, a_cum: Complex, axis_name: str) -> Complex:
-    """Corrects a chunk's zero-state scan for the chunks before it (SPEC 7).
+    """Corrects a chunk's zero-state scan for the chunks before it (docs/spec.md §7).
 
     Must run inside `shard_map` with the time axis split into contiguous chunks over the
     mesh axis `axis_name`. One all-gather shares each chunk's (final state, total
@@ -113,10 +115,8 @@ def fold_across_shards(h: Complex, a_cum: Complex, axis_name: str) -> Complex:
     index = jax.lax.axis_index(axis_name)
     h0 = Complex.zeros(h_last.re.shape[1:], h_last.re.dtype)
     for chunk in range(h_last.re.shape[0]):
-        folded = Complex(a_total.re[chunk], a_total.im[chunk]) * h0 + Complex(
-            h_last.re[chunk], h_last.im[chunk]
-        )
+        folded = Complex(a_total.re[chunk], a_total.im[chunk]) * h0 + Complex(h_last.re[chunk], h_last.im[chunk])
         before_me = chunk < index
-        h0 = jax.tree.map(lambda new, old: jnp.where(before_me, new, old), folded, h0)
+        h0 = jax.tree.map(functools.partial(jnp.where, before_me), folded, h0)
     correction = a_cum * Complex(h0.re[:, None], h0.im[:, None])
     return h + correction

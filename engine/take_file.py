@@ -62,7 +62,7 @@ class TakeFile:
             raise UserError(f"{folder}: cannot write there ({error.strerror}); choose another folder") from None
         self._file: soundfile.SoundFile | None = None
 
-    def __enter__(self) -> "TakeFile":
+    def __enter__(self) -> TakeFile:
         return self
 
     def __exit__(self, *exc) -> None:

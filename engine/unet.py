@@ -1,4 +1,4 @@
-"""The HarmonicRNN network: a recursive U-Net of pooled levels (SPEC 5).
+"""The HarmonicRNN network: a recursive U-Net of pooled levels (docs/spec.md §5).
 
     Level(x):  x = down blocks(x); skip = x
                x = UpPool(Level_next(DownPool(x))) + skip     (deepest level: just blocks)
@@ -44,10 +44,10 @@ class LevelState(NamedTuple):
     up: tuple[TemporalBlockState, ...]
     pool_window: jax.Array | None
     pending: jax.Array | None
-    inner: "LevelState | None"
+    inner: LevelState | None
 
     @classmethod
-    def zeros(cls, config: ModelConfig, level: int, batch: int) -> "LevelState":
+    def zeros(cls, config: ModelConfig, level: int, batch: int) -> LevelState:
         """The state before any input: zero recurrences, zero padding before t = 0."""
         blocks = config.blocks[level]
         block_states = tuple(TemporalBlockState.zeros(config, level, batch) for _ in range(blocks))

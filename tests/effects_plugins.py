@@ -12,8 +12,9 @@ from conftest import require
 
 from engine.effects import PluginFormat, PluginRef
 
-VST3_REVERB = PluginRef(PluginFormat.VST3, str(Path(sys.prefix) / "plugins/vst3/DragonflyHallReverb.vst3"),
-                        "Dragonfly Hall Reverb")  # dragonfly-reverb-vst3 (trixie), unpacked by scripts/setup
+VST3_REVERB = PluginRef(
+    PluginFormat.VST3, str(Path(sys.prefix) / "plugins/vst3/DragonflyHallReverb.vst3"), "Dragonfly Hall Reverb"
+)  # dragonfly-reverb-vst3 (trixie), unpacked by scripts/setup
 LV2_REVERB = PluginRef(PluginFormat.LV2, "https://github.com/michaelwillis/dragonfly-reverb", "Dragonfly Hall Reverb")
 LV2_DELAY = PluginRef(PluginFormat.LV2, "http://drobilla.net/plugins/mda/Delay", "MDA Delay")  # mda-lv2
 # swh-lv2's waveshaper sends NaN for its lowest shape (-10), a value in its declared range.
@@ -60,4 +61,3 @@ def build_lv2(folder: Path, name: str, uri: str, source: str | None, extra: str 
         subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", binary, LV2_SOURCES / f"{source}.c"], check=True)
     (bundle / "manifest.ttl").write_text(MANIFEST.format(uri=uri, name=name, extra=extra, ports=ports))
     return bundle
-

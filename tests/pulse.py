@@ -39,10 +39,15 @@ class PulseServer:
         (self.root / "home").mkdir(exist_ok=True)
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "PulseServer":
+    def start(self, timeout: float = 20.0) -> PulseServer:
         args = [
-            "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--disallow-exit",
-            "--log-target=stderr", "--log-level=warning",
+            "pulseaudio",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "-n",
+            "--disallow-exit",
+            "--log-target=stderr",
+            "--log-level=warning",
             f"--load=module-null-sink sink_name={SPEAKER} {FORMAT}",
             f"--load=module-null-sink sink_name={MIC} {FORMAT}",
             "--load=module-native-protocol-unix auth-anonymous=1",
@@ -50,7 +55,9 @@ class PulseServer:
         if os.geteuid() == 0:
             args.append("--system=no")
         self.log = open(self.root / "pulseaudio.log", "w")
-        self.process = subprocess.Popen(args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -63,21 +70,39 @@ class PulseServer:
         raise RuntimeError("pulseaudio did not start in time")
 
     def pactl(self, *args, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["pactl", *args], env=self.env, capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL
+        )
 
     def record_speaker(self, path: Path) -> subprocess.Popen:
         """Starts recording the speaker's monitor as raw float32 16 kHz mono to `path`;
         terminate() the returned process to stop."""
         out = open(path, "wb")
         return subprocess.Popen(
-            ["parec", f"--device={SPEAKER}.monitor", "--format=float32le", "--rate=16000", "--channels=1", "--raw", "--latency-msec=10"],
-            env=self.env, stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            [
+                "parec",
+                f"--device={SPEAKER}.monitor",
+                "--format=float32le",
+                "--rate=16000",
+                "--channels=1",
+                "--raw",
+                "--latency-msec=10",
+            ],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
         )
 
     def play_into_mic(self, wav: Path) -> subprocess.Popen:
         """Plays a file into the microphone sink (heard on the default source)."""
-        return subprocess.Popen(["paplay", f"--device={MIC}", str(wav)], env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            ["paplay", f"--device={MIC}", str(wav)],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -100,7 +125,9 @@ def align(reference: np.ndarray, recorded: np.ndarray) -> tuple[int, float]:
     best matches reference."""
     n = len(reference)
     size = 1 << int(np.ceil(np.log2(len(recorded) + n)))
-    corr = np.fft.irfft(np.fft.rfft(recorded, size) * np.conj(np.fft.rfft(reference, size)), size)[: len(recorded) - n + 1]
+    corr = np.fft.irfft(np.fft.rfft(recorded, size) * np.conj(np.fft.rfft(reference, size)), size)[
+        : len(recorded) - n + 1
+    ]
     lag = int(np.argmax(corr))
     window = recorded[lag : lag + n]
     denom = np.linalg.norm(window) * np.linalg.norm(reference)

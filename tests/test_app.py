@@ -18,18 +18,22 @@ from conftest import crash  # noqa: E402
 from full_disk import FullDiskFile  # noqa: E402
 from PyQt6.QtCore import Qt  # noqa: E402
 
-from engine.library import Library  # noqa: E402
 from app import workers  # noqa: E402
 from app.library_browser import NAME, STAR  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
+from engine.library import Library  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def make_window(qtbot, tmp_path, checkpoint, **kwargs):
-    window = MainWindow(library=Library(tmp_path / "library"), settings=Settings(str(tmp_path / "settings.ini")),
-                        checkpoint=str(checkpoint) if checkpoint else None, **kwargs)
+    window = MainWindow(
+        library=Library(tmp_path / "library"),
+        settings=Settings(str(tmp_path / "settings.ini")),
+        checkpoint=str(checkpoint) if checkpoint else None,
+        **kwargs,
+    )
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.model_status != "loading", timeout=60000)
@@ -120,7 +124,7 @@ def test_browser_play_rename_star_delete_undo_export(qtbot, window, tmp_path):
             browser.rate_box.setCurrentIndex(browser.rate_box.findData(rate))
             out = tmp_path / f"export-{fmt}-{rate}"
             task = browser.export_selected(out)
-            qtbot.waitUntil(lambda: not task.running, timeout=30000)
+            qtbot.waitUntil(lambda task=task: not task.running, timeout=30000)
             files = sorted(out.iterdir())
             assert len(files) == 2, window.messages
             for path in files:
@@ -258,12 +262,30 @@ def test_killed_while_generating_recovers_the_take(tmp_path, tmp_path_factory, t
     import time
 
     library = tmp_path / "library"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", JAX_PLATFORMS="cpu", PULSE_SERVER="unix:/nonexistent",
-               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"))
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        JAX_PLATFORMS="cpu",
+        PULSE_SERVER="unix:/nonexistent",
+        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.main", "--checkpoint", str(tiny_checkpoint), "--library", str(library),
-         "--settings", str(tmp_path / "s.ini"), "--generate"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "app.main",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--library",
+            str(library),
+            "--settings",
+            str(tmp_path / "s.ini"),
+            "--generate",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
     try:
         deadline = time.time() + 240

@@ -18,18 +18,24 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
+import pulse  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from effects_plugins import LV2_DELAY, LV2_SHAPER, VST3_REVERB, require_plugins  # noqa: E402
 from PyQt6.QtCore import Qt  # noqa: E402
 
-import pulse  # noqa: E402
 from app import workers  # noqa: E402
 from app.panels.effects import EffectsPanel  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
 from engine.effects import (  # noqa: E402
-    Catalog, ChainSpec, PluginFormat, PluginRef, ScanFailure, builtin_plugins, describe,
+    Catalog,
+    ChainSpec,
+    PluginFormat,
+    PluginRef,
+    ScanFailure,
+    builtin_plugins,
+    describe,
 )
 from engine.library import ExportAudio, Library  # noqa: E402
 
@@ -44,8 +50,10 @@ def catalog() -> Catalog:
     """The built-ins and the LV2 plugins these tests use (the window's own scan is
     `engine.effects.load_catalog`, tested with the engine)."""
     require_plugins()
-    return Catalog(builtin_plugins() + [describe(ref) for ref in (LV2_COMBO, LV2_DELAY, LV2_SHAPER, VST3_REVERB)],
-                   [ScanFailure("/usr/lib/lv2/broken.lv2", PluginFormat.LV2, "it crashed the scan (SIGSEGV)")])
+    return Catalog(
+        builtin_plugins() + [describe(ref) for ref in (LV2_COMBO, LV2_DELAY, LV2_SHAPER, VST3_REVERB)],
+        [ScanFailure("/usr/lib/lv2/broken.lv2", PluginFormat.LV2, "it crashed the scan (SIGSEGV)")],
+    )
 
 
 def snapshot_after_a_block(chain):
@@ -131,8 +139,12 @@ def test_panel_controls_come_from_the_parameters_and_reach_the_running_chain(qtb
 
 
 def make_window(qtbot, tmp_path, checkpoint, catalog):
-    window = MainWindow(library=Library(tmp_path / "library"), settings=Settings(str(tmp_path / "settings.ini")),
-                        checkpoint=str(checkpoint), plugin_catalog=lambda: catalog)
+    window = MainWindow(
+        library=Library(tmp_path / "library"),
+        settings=Settings(str(tmp_path / "settings.ini")),
+        checkpoint=str(checkpoint),
+        plugin_catalog=lambda: catalog,
+    )
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.model_status != "loading" and bool(window.effects_panel.catalog), timeout=60000)
@@ -193,7 +205,7 @@ def test_a_take_keeps_its_chain_re_renders_to_what_was_played_and_exports_both(q
     processed = take.processed()
     assert processed.shape == (take.frames + 32000,)
     np.testing.assert_allclose(processed[: take.frames], played, atol=3e-4)
-    assert np.abs(processed[take.frames:]).max() > 1e-3  # the reverb rings on
+    assert np.abs(processed[take.frames :]).max() > 1e-3  # the reverb rings on
 
     # export: dry keeps the take as generated, processed is the re-render
     browser = window.browser
@@ -203,7 +215,7 @@ def test_a_take_keeps_its_chain_re_renders_to_what_was_played_and_exports_both(q
         browser.format_box.setCurrentText("wav")
         browser.rate_box.setCurrentIndex(browser.rate_box.findData(16000))
         task = browser.export_selected(tmp_path / str(audio))
-        qtbot.waitUntil(lambda: not task.running, timeout=30000)
+        qtbot.waitUntil(lambda task=task: not task.running, timeout=30000)
         (path,) = (tmp_path / str(audio)).iterdir()
         data, rate = sf.read(str(path), dtype="float32")
         assert rate == 16000
@@ -232,29 +244,34 @@ def test_an_older_library_gains_the_effects_column(tmp_path):
     root = tmp_path / "old"
     (root / "takes").mkdir(parents=True)
     with sqlite3.connect(root / "library.sqlite") as db:  # the schema before effects were kept
-        db.execute("CREATE TABLE takes (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
-                   " state TEXT NOT NULL DEFAULT 'recording', deleted INTEGER NOT NULL DEFAULT 0,"
-                   " starred INTEGER NOT NULL DEFAULT 0, recovered INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL,"
-                   " frames INTEGER NOT NULL DEFAULT 0, voices INTEGER NOT NULL DEFAULT 1,"
-                   " checkpoint TEXT NOT NULL DEFAULT '', checkpoint_path TEXT NOT NULL DEFAULT '', temperature REAL,"
-                   " top_p REAL, seed INTEGER, seed_audio TEXT NOT NULL DEFAULT '',"
-                   " seed_frames INTEGER NOT NULL DEFAULT 0, extra TEXT NOT NULL DEFAULT '{}', thumbnail BLOB)")
-        db.execute("INSERT INTO takes (id, name, state, created, frames)"
-                   " VALUES ('old', 'Old take', 'done', '2026-01-01', 1600)")
+        db.execute(
+            "CREATE TABLE takes (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " state TEXT NOT NULL DEFAULT 'recording', deleted INTEGER NOT NULL DEFAULT 0,"
+            " starred INTEGER NOT NULL DEFAULT 0, recovered INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL,"
+            " frames INTEGER NOT NULL DEFAULT 0, voices INTEGER NOT NULL DEFAULT 1,"
+            " checkpoint TEXT NOT NULL DEFAULT '', checkpoint_path TEXT NOT NULL DEFAULT '', temperature REAL,"
+            " top_p REAL, seed INTEGER, seed_audio TEXT NOT NULL DEFAULT '',"
+            " seed_frames INTEGER NOT NULL DEFAULT 0, extra TEXT NOT NULL DEFAULT '{}', thumbnail BLOB)"
+        )
+        db.execute(
+            "INSERT INTO takes (id, name, state, created, frames)"
+            " VALUES ('old', 'Old take', 'done', '2026-01-01', 1600)"
+        )
     sf.write(str(root / "takes" / "old.flac"), np.full(1600, 0.25, np.float32), 16000, subtype="PCM_16")
     with Library(root) as library:
         old = library.get("old")
         assert old.effects == "" and library.check() == []
         np.testing.assert_allclose(old.processed(), 0.25, atol=1e-4)  # no chain: the dry mix
-        chain = ChainSpec.from_json('{"slots": [{"format": "builtin", "id": "Gain", "name": "Gain", '
-                                    '"parameters": {"gain_db": -6.0}}]}')
+        chain = ChainSpec.from_json(
+            '{"slots": [{"format": "builtin", "id": "Gain", "name": "Gain", "parameters": {"gain_db": -6.0}}]}'
+        )
         library.set_effects("old", chain.to_json())
         np.testing.assert_allclose(library.get("old").processed()[:1600], 0.25 * 10 ** (-6 / 20), atol=1e-4)
 
 
 # ---- live, through a real sound server ---------------------------------------------------
 
-DRIVER = r'''
+DRIVER = r"""
 import json, os, sys, time
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 import numpy as np
@@ -305,25 +322,40 @@ json.dump({"messages": window.messages, "underruns": stats["underruns"], "take":
            "drawn": window.monitor.position, "cost": cost},
           open(os.path.join(out, "result.json"), "w"))
 window.close()
-'''
+"""
 
 
-def test_the_live_stream_plays_through_the_chain_on_the_sound_card(pulse_server, tiny_checkpoint, tmp_path,
-                                                                  tmp_path_factory):
+def test_the_live_stream_plays_through_the_chain_on_the_sound_card(
+    pulse_server, tiny_checkpoint, tmp_path, tmp_path_factory
+):
     require_plugins()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    env = dict(pulse_server.env, JAX_PLATFORMS="cpu",
-               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        pulse_server.env,
+        JAX_PLATFORMS="cpu",
+        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     raw = tmp_path / "speaker.raw"
     speaker = pulse_server.record_speaker(raw)
     try:
         time.sleep(0.5)
         result = subprocess.run(
-            [sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(tiny_checkpoint),
-             str(tmp_path)],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=280, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(driver),
+                str(tmp_path / "library"),
+                str(tmp_path / "s.ini"),
+                str(tiny_checkpoint),
+                str(tmp_path),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=280,
+            stdin=subprocess.DEVNULL,
         )
         time.sleep(0.5)
     finally:
@@ -358,9 +390,9 @@ def test_the_live_stream_plays_through_the_chain_on_the_sound_card(pulse_server,
     starts = range(2000, played.size - block + 1, block)
     found = []
     for start in starts:
-        lag, correlation = pulse.align(played[start:start + block], recorded)
+        lag, correlation = pulse.align(played[start : start + block], recorded)
         if correlation > 0.99:
-            _, with_dry = pulse.align(dry[start:start + block], recorded)
+            _, with_dry = pulse.align(dry[start : start + block], recorded)
             assert with_dry < correlation, (start, with_dry, correlation)
             found.append(start)
     assert len(found) >= len(starts) - 1, (found, list(starts))

@@ -17,16 +17,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pulse
 import pytest
 import soundfile as sf
-
-import pulse
 
 pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parent.parent
 
-DRIVER = r'''
+DRIVER = r"""
 import json, os, sys, time
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 import numpy as np
@@ -73,7 +72,8 @@ drawn = (window.waveform.frames_drawn, window.spectrogram.columns_added)
 
 window.browser.select_ids([take.id])
 window.browser.play_button.click()
-wait(lambda: window.playback.player is not None and window.playback.player.state in ("finished", "error", "stopped"), 60, "playback")
+wait(lambda: window.playback.player is not None
+     and window.playback.player.state in ("finished", "error", "stopped"), 60, "playback")
 window.refresh()
 json.dump({
     "states": states, "messages": window.messages, "source": source, "live_points": live_points,
@@ -82,7 +82,7 @@ json.dump({
     "playback_state": window.playback.player.state,
 }, open(os.path.join(out, "result.json"), "w"))
 window.close()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -93,23 +93,41 @@ def tiny_checkpoint(tmp_path_factory, preset_params):
     return save_model(tmp_path_factory.mktemp("ckpt") / "tiny", config, params, {"name": "tiny-test"})
 
 
-def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(pulse_server, tiny_checkpoint, tmp_path, tmp_path_factory):
+def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(
+    pulse_server, tiny_checkpoint, tmp_path, tmp_path_factory
+):
     rng = np.random.default_rng(1)
     known = (0.4 * rng.standard_normal(16000 * 30)).clip(-1, 1).astype(np.float32)  # never repeats
     known_path = tmp_path / "known.wav"
     sf.write(known_path, known, 16000, subtype="FLOAT")
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    env = dict(pulse_server.env, JAX_PLATFORMS="cpu", HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        pulse_server.env,
+        JAX_PLATFORMS="cpu",
+        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     raw = tmp_path / "speaker.raw"
     speaker = pulse_server.record_speaker(raw)
     mic = pulse_server.play_into_mic(known_path)
     try:
         time.sleep(0.5)
         result = subprocess.run(
-            [sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(tiny_checkpoint), str(tmp_path)],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=500, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(driver),
+                str(tmp_path / "library"),
+                str(tmp_path / "s.ini"),
+                str(tiny_checkpoint),
+                str(tmp_path),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=500,
+            stdin=subprocess.DEVNULL,
         )
         time.sleep(0.5)
     finally:
@@ -147,11 +165,11 @@ def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(pul
     block = 4000
     twice = 0
     for start in range(2000, take.size - block + 1, block):
-        piece = take[start:start + block]
+        piece = take[start : start + block]
         lag, first = pulse.align(piece, recorded)
         assert first > 0.99, (start, lag, first)
         rest = recorded.copy()
-        rest[max(0, lag - block): lag + 2 * block] = 0
+        rest[max(0, lag - block) : lag + 2 * block] = 0
         _, second = pulse.align(piece, rest)
         twice += second > 0.99
     blocks = (take.size - 2000) // block

@@ -30,8 +30,11 @@ def xvfb():
         display = random.randint(100, 400)
         if not Path(f"/tmp/.X11-unix/X{display}").exists() and not Path(f"/tmp/.X{display}-lock").exists():
             break
-    server = subprocess.Popen(["Xvfb", f":{display}", "-screen", "0", "1280x860x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", f":{display}", "-screen", "0", "1280x860x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 20
     while not Path(f"/tmp/.X11-unix/X{display}").exists():
         if server.poll() is not None or time.time() > deadline:
@@ -73,13 +76,23 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
     t = np.arange(rate * 2) / rate
     with Library(tmp_path / "library") as library:
         for i, (name, f) in enumerate([("Night piano", 220), ("Pluck study", 330), ("Drone, 3 voices", 110)]):
-            tone = np.stack([np.sin(2 * np.pi * f * (v + 1) * t) * np.exp(-t * (1 + i)) * 0.6 for v in range(1 + 2 * (i == 2))])
-            take = library.add_take(tone.astype(np.float32), {"checkpoint": "piano-realtime", "temperature": 1.0 - 0.1 * i,
-                                                             "top_p": 0.95, "seed": 100 + i, "name": name})
+            tone = np.stack(
+                [np.sin(2 * np.pi * f * (v + 1) * t) * np.exp(-t * (1 + i)) * 0.6 for v in range(1 + 2 * (i == 2))]
+            )
+            take = library.add_take(
+                tone.astype(np.float32),
+                {
+                    "checkpoint": "piano-realtime",
+                    "temperature": 1.0 - 0.1 * i,
+                    "top_p": 0.95,
+                    "seed": 100 + i,
+                    "name": name,
+                },
+            )
             if i == 1:
                 library.set_starred(take.id)
     seed = tmp_path / "pluck.wav"
-    half = t[: rate]
+    half = t[:rate]
     import soundfile as sf
 
     sf.write(str(seed), (np.sin(2 * np.pi * 440 * half) * np.exp(-3 * half) * 0.8).astype(np.float32), rate)
@@ -88,12 +101,35 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
         base = request.getfixturevalue("pulse_server").env
     except pytest.skip.Exception:
         base = os.environ
-    env = dict(base, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", HARMONIC_LIBRARY=str(tmp_path / "library"),
-               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"), JAX_PLATFORMS="cpu")
+    env = dict(
+        base,
+        DISPLAY=xvfb,
+        QT_QPA_PLATFORM="xcb",
+        HARMONIC_LIBRARY=str(tmp_path / "library"),
+        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+        JAX_PLATFORMS="cpu",
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "app.main", "--checkpoint", str(checkpoint), "--settings", str(tmp_path / "s.ini"),
-         "--seed", str(seed), "--screenshot", str(out), "--screenshot-after", "5"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "app.main",
+            "--checkpoint",
+            str(checkpoint),
+            "--settings",
+            str(tmp_path / "s.ini"),
+            "--seed",
+            str(seed),
+            "--screenshot",
+            str(out),
+            "--screenshot-after",
+            "5",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.exists(), result.stderr[-3000:]
@@ -102,7 +138,7 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
         shutil.copyfile(out, os.environ["HARMONIC_SCREENSHOT_OUT"])
 
 
-EFFECTS_DRIVER = r'''
+EFFECTS_DRIVER = r"""
 import json, sys
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
@@ -131,7 +167,7 @@ def finish(window):
 QTimer.singleShot(500, shoot)
 sys.exit(main(["--checkpoint", checkpoint, "--library", library, "--settings", settings, "--effects", chain,
                "--generate"]))
-'''
+"""
 
 
 def test_screenshot_of_the_effects_chain_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
@@ -140,9 +176,13 @@ def test_screenshot_of_the_effects_chain_while_generating(xvfb, tmp_path, tmp_pa
 
     checkpoint = shipped_or_tiny(tmp_path, preset_params)
     chain = tmp_path / "chain.json"
-    ChainSpec([PluginSlot(BUILTIN_REVERB, {"room_size": 0.7, "wet_level": 0.25}),
-               PluginSlot(LV2_REVERB, {}, mix=0.6),
-               PluginSlot(VST3_REVERB, {"decay_s": 2.5}, bypass=True)]).save(chain)
+    ChainSpec(
+        [
+            PluginSlot(BUILTIN_REVERB, {"room_size": 0.7, "wet_level": 0.25}),
+            PluginSlot(LV2_REVERB, {}, mix=0.6),
+            PluginSlot(VST3_REVERB, {"decay_s": 2.5}, bypass=True),
+        ]
+    ).save(chain)
     driver = tmp_path / "driver.py"
     driver.write_text(EFFECTS_DRIVER)
     out = tmp_path / "screenshot-effects.png"
@@ -150,11 +190,30 @@ def test_screenshot_of_the_effects_chain_while_generating(xvfb, tmp_path, tmp_pa
         base = request.getfixturevalue("pulse_server").env
     except pytest.skip.Exception:
         base = os.environ
-    env = dict(base, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"))
-    result = subprocess.run([sys.executable, str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"),
-                             str(checkpoint), str(chain), str(out)],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    env = dict(
+        base,
+        DISPLAY=xvfb,
+        QT_QPA_PLATFORM="xcb",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(driver),
+            str(tmp_path / "library"),
+            str(tmp_path / "s.ini"),
+            str(checkpoint),
+            str(chain),
+            str(out),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 

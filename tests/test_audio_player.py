@@ -12,10 +12,10 @@ import textwrap
 import time
 
 import numpy as np
+import pulse
 import pytest
 import soundfile
 
-import pulse
 from engine.audio import AudioUnavailable, DeviceInfo, RingBuffer, resolve
 
 pytestmark = pytest.mark.timeout(600)
@@ -28,8 +28,14 @@ def env(pulse_server, tmp_path_factory):
 
 def run_scenario(code: str, env: dict, timeout: float = 300) -> dict:
     """Runs `code` (which ends by printing one JSON line) in a fresh interpreter."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -9,10 +9,10 @@ import subprocess
 import time
 
 import numpy as np
+import pulse
 import pytest
 import soundfile
 
-import pulse
 from engine.checkpoint import save_model
 from engine.cli import SELF_COMMAND
 
@@ -33,8 +33,7 @@ def env(pulse_server, tmp_path_factory):
 
 def harmonic(args, env, timeout=300):
     command = [*SELF_COMMAND, *args]
-    return subprocess.run(command,
-                          env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def test_devices_lists_the_pulse_device(env):
@@ -49,8 +48,24 @@ def test_play_delivers_generated_audio_to_the_sink(pulse_server, env, tiny_check
     recorder = pulse_server.record_speaker(raw)
     time.sleep(0.5)
     try:
-        result = harmonic(["play", "--checkpoint", str(tiny_checkpoint), "--seconds", "3", "--seed", "5",
-                           "--buffer", "1.5", "--prefill", "1.0", "--save", str(saved)], env)
+        result = harmonic(
+            [
+                "play",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--seconds",
+                "3",
+                "--seed",
+                "5",
+                "--buffer",
+                "1.5",
+                "--prefill",
+                "1.0",
+                "--save",
+                str(saved),
+            ],
+            env,
+        )
         time.sleep(0.5)
     finally:
         recorder.terminate()
@@ -81,8 +96,23 @@ def test_prime_mic_records_the_source_and_seeds_the_take(pulse_server, env, tiny
     out = tmp_path / "primed.wav"
     try:
         time.sleep(0.5)
-        result = harmonic(["generate", "--checkpoint", str(tiny_checkpoint), "--prime-mic", "1.0", "--with-prime",
-                           "--seconds", "0.1", "--seed", "2", "--out", str(out)], env)
+        result = harmonic(
+            [
+                "generate",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--prime-mic",
+                "1.0",
+                "--with-prime",
+                "--seconds",
+                "0.1",
+                "--seed",
+                "2",
+                "--out",
+                str(out),
+            ],
+            env,
+        )
     finally:
         player.terminate()
         player.wait(10)

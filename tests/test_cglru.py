@@ -1,4 +1,4 @@
-"""The CG-LRU against a float64 NumPy transcription of SPEC 3."""
+"""The CG-LRU against a float64 NumPy transcription of docs/spec.md §3."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ WIDTH, LRU_WIDTH, BLOCKS = 8, 16, 4
 
 
 def reference(params, x, h0):
-    """SPEC 3 step by step in float64. x [B, T, d], h0 complex [B, D/2] -> y, h_last."""
+    """docs/spec.md §3 step by step in float64. x [B, T, d], h0 complex [B, D/2] -> y, h_last."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     half = LRU_WIDTH // 2
 

@@ -23,7 +23,19 @@ def no_compile_cache(monkeypatch):
 
 
 def test_generate_wav_and_flac_reproducibly(checkpoint, tmp_path, capsys):
-    args = ["generate", "--checkpoint", checkpoint, "--seconds", "0.2", "--seed", "9", "--voices", "3", "--chunk-ms", "20"]
+    args = [
+        "generate",
+        "--checkpoint",
+        checkpoint,
+        "--seconds",
+        "0.2",
+        "--seed",
+        "9",
+        "--voices",
+        "3",
+        "--chunk-ms",
+        "20",
+    ]
     assert cli.main(args + ["--out", str(tmp_path / "a.wav")]) == 0
     out = capsys.readouterr().out
     assert "seed 9" in out and "real-time factor" in out
@@ -39,8 +51,25 @@ def test_generate_with_prime_file(checkpoint, tmp_path):
     # Shapes shared with tests/test_generator.py, so a whole-suite run compiles once.
     seed = 0.3 * np.sin(np.arange(4134) * 2 * np.pi * 220 / 44100)  # -> 1500 samples at 16 kHz
     soundfile.write(tmp_path / "seed.wav", seed, 44100)
-    assert cli.main(["generate", "--checkpoint", checkpoint, "--seconds", "0.1", "--prime", str(tmp_path / "seed.wav"),
-                     "--with-prime", "--chunk-ms", "10", "--out", str(tmp_path / "p.wav")]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                "--checkpoint",
+                checkpoint,
+                "--seconds",
+                "0.1",
+                "--prime",
+                str(tmp_path / "seed.wav"),
+                "--with-prime",
+                "--chunk-ms",
+                "10",
+                "--out",
+                str(tmp_path / "p.wav"),
+            ]
+        )
+        == 0
+    )
     audio, _ = soundfile.read(tmp_path / "p.wav", dtype="float32")
     n = len(audio) - 1600
     assert abs(n - 1500) <= 1

@@ -13,8 +13,11 @@ from engine.errors import UserError
 RATE = 16000
 BLOCK = 160  # 10 ms, the app's smallest
 # A parameter of each reverb and two values that sound different.
-REVERBS = {"builtin": (BUILTIN_REVERB, "room_size", 0.3, 0.95), "vst3": (VST3_REVERB, "decay_s", 0.5, 6.0),
-           "lv2": (LV2_REVERB, "decay", 0.5, 6.0)}
+REVERBS = {
+    "builtin": (BUILTIN_REVERB, "room_size", 0.3, 0.95),
+    "vst3": (VST3_REVERB, "decay_s", 0.5, 6.0),
+    "lv2": (LV2_REVERB, "decay", 0.5, 6.0),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +33,7 @@ def burst(seconds: float = 0.5, sound: float = 0.2) -> np.ndarray:
 
 
 def in_blocks(chain: EffectsChain, audio: np.ndarray, block: int) -> np.ndarray:
-    return np.concatenate([chain.process(audio[i:i + block]) for i in range(0, len(audio), block)])
+    return np.concatenate([chain.process(audio[i : i + block]) for i in range(0, len(audio), block)])
 
 
 def rms(audio: np.ndarray) -> float:
@@ -50,7 +53,7 @@ def test_reverb_tail_continues_across_blocks_and_after_the_input(kind):
         at_once, whole_tail = whole.process(audio), whole.tail(1.0)
     np.testing.assert_allclose(by_block, at_once, atol=1e-4)
     np.testing.assert_allclose(tail, whole_tail, atol=1e-4)
-    silence_part = by_block[int(0.2 * RATE):]  # after the burst: the reverb alone
+    silence_part = by_block[int(0.2 * RATE) :]  # after the burst: the reverb alone
     assert rms(silence_part) > 1e-3, rms(silence_part)
     assert rms(tail[:1600]) > 1e-4 and rms(tail[-1600:]) < rms(tail[:1600]) / 2, (rms(tail[:1600]), rms(tail[-1600:]))
 
@@ -90,10 +93,14 @@ def test_bypass_and_mix_and_the_running_measures():
 
 def test_a_preset_round_trips(tmp_path):
     """Saved (with the VST3 and LV2 states, base64) and loaded, a chain sounds the same."""
-    spec = ChainSpec([PluginSlot(VST3_REVERB, {"decay_s": 2.5, "dry_level": 50.0}),
-                      PluginSlot(LV2_REVERB, {"decay": 3.0}, mix=0.4),
-                      PluginSlot(LV2_DELAY, {"feedback": 0.6}),
-                      PluginSlot(BUILTIN_REVERB, {"room_size": 0.8}, bypass=True)])
+    spec = ChainSpec(
+        [
+            PluginSlot(VST3_REVERB, {"decay_s": 2.5, "dry_level": 50.0}),
+            PluginSlot(LV2_REVERB, {"decay": 3.0}, mix=0.4),
+            PluginSlot(LV2_DELAY, {"feedback": 0.6}),
+            PluginSlot(BUILTIN_REVERB, {"room_size": 0.8}, bypass=True),
+        ]
+    )
     audio = burst()
     with EffectsChain(spec, max_block=BLOCK) as chain:
         chain.set_parameter(2, "l_delay", 0.3)
@@ -115,8 +122,16 @@ def test_a_plugin_sending_nan_is_muted_with_a_notice():
     without it, and the user is told once."""
     gain = PluginRef(PluginFormat.BUILTIN, "Gain", "Gain")
     audio = burst()
-    with EffectsChain(ChainSpec([PluginSlot(gain, {"gain_db": -6.0}), PluginSlot(LV2_SHAPER, {"shapep": -10.0}),
-                                 PluginSlot(gain, {"gain_db": 3.0})]), max_block=BLOCK) as chain:
+    with EffectsChain(
+        ChainSpec(
+            [
+                PluginSlot(gain, {"gain_db": -6.0}),
+                PluginSlot(LV2_SHAPER, {"shapep": -10.0}),
+                PluginSlot(gain, {"gain_db": 3.0}),
+            ]
+        ),
+        max_block=BLOCK,
+    ) as chain:
         out = in_blocks(chain, audio, BLOCK)
         assert chain.muted == [False, True, False]
         notices = chain.drain_notices()
@@ -166,28 +181,40 @@ def test_plugins_list_their_parameters():
         assert info.ref.name == ref.name
 
 
-@pytest.mark.parametrize("slot, words", [
-    (PluginSlot(BUILTIN_REVERB, {"room_size": 3.0}), "room_size = 3 is outside 0..1"),
-    (PluginSlot(BUILTIN_REVERB, {"loudness": 1.0}), "Reverb has no parameter 'loudness'; its parameters: room_size"),
-    (PluginSlot(LV2_REVERB, {"decay": "long"}), "decay takes a number"),
-    (PluginSlot(PluginRef(PluginFormat.BUILTIN, "Flanger", "Flanger")), "no built-in effect 'Flanger'"),
-    (PluginSlot(PluginRef(PluginFormat.VST3, "/nowhere/Gone.vst3", "Gone")), "/nowhere/Gone.vst3: no such VST3 bundle"),
-    (PluginSlot(PluginRef(PluginFormat.LV2, "urn:nowhere:gone", "Gone")), "urn:nowhere:gone: no such LV2 plugin"),
-])
+@pytest.mark.parametrize(
+    "slot, words",
+    [
+        (PluginSlot(BUILTIN_REVERB, {"room_size": 3.0}), "room_size = 3 is outside 0..1"),
+        (
+            PluginSlot(BUILTIN_REVERB, {"loudness": 1.0}),
+            "Reverb has no parameter 'loudness'; its parameters: room_size",
+        ),
+        (PluginSlot(LV2_REVERB, {"decay": "long"}), "decay takes a number"),
+        (PluginSlot(PluginRef(PluginFormat.BUILTIN, "Flanger", "Flanger")), "no built-in effect 'Flanger'"),
+        (
+            PluginSlot(PluginRef(PluginFormat.VST3, "/nowhere/Gone.vst3", "Gone")),
+            "/nowhere/Gone.vst3: no such VST3 bundle",
+        ),
+        (PluginSlot(PluginRef(PluginFormat.LV2, "urn:nowhere:gone", "Gone")), "urn:nowhere:gone: no such LV2 plugin"),
+    ],
+)
 def test_bad_slots_are_one_line(slot, words):
     with pytest.raises(UserError, match=None) as raised:
         EffectsChain(ChainSpec([slot]))
     assert words in str(raised.value) and "\n" not in str(raised.value), raised.value
 
 
-@pytest.mark.parametrize("text, words", [
-    ("{", "not JSON"),
-    ('{"slots": {}}', 'expected an object with a "slots" list'),
-    ('{"slots": [], "rate": 44100}', "rate must be one of 16000, 48000"),
-    ('{"slots": [{"format": "vst2", "id": "x"}]}', "slot 1: format must be one of builtin, vst3, lv2"),
-    ('{"slots": [{"format": "builtin", "id": "Reverb", "mix": 2}]}', "slot 1: mix must be a number in [0, 1]"),
-    ('{"slots": [{"format": "lv2", "id": "urn:x", "state": "%%%"}]}', "slot 1: state is not base64"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("{", "not JSON"),
+        ('{"slots": {}}', 'expected an object with a "slots" list'),
+        ('{"slots": [], "rate": 44100}', "rate must be one of 16000, 48000"),
+        ('{"slots": [{"format": "vst2", "id": "x"}]}', "slot 1: format must be one of builtin, vst3, lv2"),
+        ('{"slots": [{"format": "builtin", "id": "Reverb", "mix": 2}]}', "slot 1: mix must be a number in [0, 1]"),
+        ('{"slots": [{"format": "lv2", "id": "urn:x", "state": "%%%"}]}', "slot 1: state is not base64"),
+    ],
+)
 def test_bad_chain_files_are_one_line(tmp_path, text, words):
     path = tmp_path / "chain.json"
     path.write_text(text)

@@ -38,13 +38,24 @@ def plugins():
 def env(tmp_path_factory) -> dict:
     """CPU JAX, a private compile cache, log folder and plugin cache."""
     base = tmp_path_factory.mktemp("fxcli")
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "HARMONIC_COMPILE_CACHE": str(base / "jax"),
-            "HARMONIC_LOG_DIR": str(base / "log"), "XDG_CACHE_HOME": str(base / "cache")}
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "HARMONIC_COMPILE_CACHE": str(base / "jax"),
+        "HARMONIC_LOG_DIR": str(base / "log"),
+        "XDG_CACHE_HOME": str(base / "cache"),
+    }
 
 
 def harmonic(env: dict, *args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*SELF_COMMAND, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*SELF_COMMAND, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:
@@ -73,8 +84,11 @@ def test_scan_lists_crashing_and_damaged_plugins_and_carries_on(env, tmp_path):
     scan_env = {**env, "LV2_PATH": f"{lv2_folder}:/usr/lib/lv2", "VST3_PATH": str(vst3_folder)}
     proc = harmonic(scan_env, "plugins", "scan")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    failures = {line.split()[1].rstrip(":"): line for line in proc.stdout.split("failed to load:")[1].splitlines()
-                if line.strip()}
+    failures = {
+        line.split()[1].rstrip(":"): line
+        for line in proc.stdout.split("failed to load:")[1].splitlines()
+        if line.strip()
+    }
     assert "crashed the scanner (SIGSEGV)" in failures[str(crash)], proc.stdout
     assert "its library does not load" in failures["urn:harmonic-test:damaged"], proc.stdout
     assert str(garbage.parent.parent) in failures, proc.stdout
@@ -92,8 +106,9 @@ def test_an_lv2_plugin_gets_its_worker(env, tmp_path):
     source = tmp_path / "in.wav"
     audio = np.random.default_rng(2).uniform(-0.5, 0.5, RATE).astype(np.float32)
     soundfile.write(source, audio, RATE, subtype="FLOAT")
-    chain = write_chain(tmp_path / "chain.json", PluginSlot(PluginRef(PluginFormat.LV2, "urn:harmonic-test:worker-gain",
-                                                                      "Worker gain")))
+    chain = write_chain(
+        tmp_path / "chain.json", PluginSlot(PluginRef(PluginFormat.LV2, "urn:harmonic-test:worker-gain", "Worker gain"))
+    )
     proc = harmonic({**env, "LV2_PATH": str(lv2_folder)}, "fx", chain, source, tmp_path / "out.wav", "--tail", "0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_allclose(soundfile.read(tmp_path / "out.wav", dtype="float32")[0], 0.5 * audio, atol=1e-6)
@@ -114,8 +129,12 @@ def test_fx_processes_a_file_and_refuses_bad_chains_in_one_line(env, tmp_path):
     rng = np.random.default_rng(0)
     source = tmp_path / "in.flac"
     soundfile.write(source, rng.uniform(-0.3, 0.3, (RATE // 2, 2)), 44100)  # 0.5 s stereo at 44.1 kHz
-    chain = write_chain(tmp_path / "chain.json", PluginSlot(BUILTIN_REVERB, {"room_size": 0.9}),
-                        PluginSlot(LV2_DELAY), PluginSlot(VST3_REVERB, {"decay_s": 2.0}, mix=0.5))
+    chain = write_chain(
+        tmp_path / "chain.json",
+        PluginSlot(BUILTIN_REVERB, {"room_size": 0.9}),
+        PluginSlot(LV2_DELAY),
+        PluginSlot(VST3_REVERB, {"decay_s": 2.0}, mix=0.5),
+    )
     out = tmp_path / "out" / "wet.wav"
     out.parent.mkdir()
     proc = harmonic(env, "fx", chain, source, out, "--tail", "1")
@@ -125,10 +144,14 @@ def test_fx_processes_a_file_and_refuses_bad_chains_in_one_line(env, tmp_path):
     assert rate == RATE and written.shape == expected.shape == (len(read_audio(source)) + RATE,)
     np.testing.assert_allclose(written, np.clip(expected, -1, 1), atol=1e-5)
     bad = {
-        "missing plugin": (write_chain(tmp_path / "gone.json", PluginSlot(PluginRef(
-            PluginFormat.VST3, "/nowhere/Gone.vst3", "Gone"))), "no such VST3 bundle"),
-        "unknown parameter": (write_chain(tmp_path / "param.json", PluginSlot(BUILTIN_REVERB, {"size": 1.0})),
-                              "has no parameter 'size'"),
+        "missing plugin": (
+            write_chain(tmp_path / "gone.json", PluginSlot(PluginRef(PluginFormat.VST3, "/nowhere/Gone.vst3", "Gone"))),
+            "no such VST3 bundle",
+        ),
+        "unknown parameter": (
+            write_chain(tmp_path / "param.json", PluginSlot(BUILTIN_REVERB, {"size": 1.0})),
+            "has no parameter 'size'",
+        ),
         "not a chain": (tmp_path / "in.flac", "bad chain file: not JSON"),
     }
     for name, (chain_file, words) in bad.items():
@@ -142,16 +165,33 @@ def test_fx_processes_a_file_and_refuses_bad_chains_in_one_line(env, tmp_path):
 def test_generate_with_fx_writes_the_processed_and_the_dry_take(env, tmp_path):
     chain = write_chain(tmp_path / "chain.json", PluginSlot(BUILTIN_REVERB, {"room_size": 0.8}))
     out = tmp_path / "take.wav"
-    proc = harmonic(env, "generate", "--preset", "tiny", "--seed", "3", "--seconds", "0.5", "--voices", "2",
-                    "--fx", chain, "--fx-tail", "0.5", "--out", out)
+    proc = harmonic(
+        env,
+        "generate",
+        "--preset",
+        "tiny",
+        "--seed",
+        "3",
+        "--seconds",
+        "0.5",
+        "--voices",
+        "2",
+        "--fx",
+        chain,
+        "--fx-tail",
+        "0.5",
+        "--out",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     wet, _ = soundfile.read(out, dtype="float32")
     dry, _ = soundfile.read(tmp_path / "take.dry.wav", dtype="float32")
     assert dry.shape == (RATE // 2, 2) and wet.shape == (RATE,)  # the voices' mix, and its tail
     expected = render_chain(ChainSpec.load(chain), dry.mean(axis=1), tail_seconds=0.5)
     np.testing.assert_allclose(wet, np.clip(expected, -1, 1), atol=1e-4)  # the dry take is 32-bit float: exact
-    line = one_line(harmonic(env, "generate", "--preset", "tiny", "--fx", tmp_path / "nothing.json",
-                             "--out", tmp_path / "b.wav"))
+    line = one_line(
+        harmonic(env, "generate", "--preset", "tiny", "--fx", tmp_path / "nothing.json", "--out", tmp_path / "b.wav")
+    )
     assert "nothing.json: not found" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.json", "take.dry.wav", "take.wav"]
 
@@ -173,10 +213,14 @@ def test_ctrl_c_keeps_both_takes(env, tmp_path):
     wet, _ = soundfile.read(out, dtype="float32")
     dry, _ = soundfile.read(tmp_path / "take.dry.wav", dtype="float32")
     line = [line for line in stderr.splitlines() if line.startswith("harmonic generate: stopped")]
-    assert line == [f"harmonic generate: stopped; kept {len(wet) / RATE:.2f} s in {out}, "
-                    f"{len(dry) / RATE:.2f} s in {tmp_path / 'take.dry.wav'}"], stderr[-3000:]
+    assert line == [
+        f"harmonic generate: stopped; kept {len(wet) / RATE:.2f} s in {out}, "
+        f"{len(dry) / RATE:.2f} s in {tmp_path / 'take.dry.wav'}"
+    ], stderr[-3000:]
     assert 0 < len(wet) <= len(dry)
-    np.testing.assert_allclose(wet, np.clip(render_chain(ChainSpec.load(chain), dry, 0.0)[:len(wet)], -1, 1), atol=1e-4)
+    np.testing.assert_allclose(
+        wet, np.clip(render_chain(ChainSpec.load(chain), dry, 0.0)[: len(wet)], -1, 1), atol=1e-4
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.json", "take.dry.wav", "take.wav"]
 
 
@@ -189,8 +233,26 @@ def test_play_with_fx_plays_the_processed_stream(pulse_server, env, tmp_path):
     recorder = pulse_server.record_speaker(raw)
     time.sleep(0.5)
     try:
-        proc = harmonic({**env, **pulse_server.env}, "play", "--preset", "tiny", "--seed", "4", "--seconds", "2",
-                        "--buffer", "1.5", "--prefill", "1.0", "--fx", chain, "--fx-tail", "1", "--save", saved)
+        proc = harmonic(
+            {**env, **pulse_server.env},
+            "play",
+            "--preset",
+            "tiny",
+            "--seed",
+            "4",
+            "--seconds",
+            "2",
+            "--buffer",
+            "1.5",
+            "--prefill",
+            "1.0",
+            "--fx",
+            chain,
+            "--fx-tail",
+            "1",
+            "--save",
+            saved,
+        )
         time.sleep(0.5)
     finally:
         recorder.terminate()

@@ -128,8 +128,9 @@ def test_sampling_equals_the_reference_draw(preset_params, temperature, top_p):
     tokens = packed.generate(state, uniforms, temperature, top_p)
     logits = reference_logits(params, config, model.init_state(params, config, voices), with_start(tokens))
     logits = np.concatenate([first_logits[None], logits[1:-1]])  # the logits each token was drawn from
-    expected = [[reference_draw(logits[t, v], uniforms[t, v], temperature, top_p) for v in range(voices)]
-                for t in range(steps)]
+    expected = [
+        [reference_draw(logits[t, v], uniforms[t, v], temperature, top_p) for v in range(voices)] for t in range(steps)
+    ]
     np.testing.assert_array_equal(tokens, np.array(expected))
     assert len(np.unique(tokens)) > 5, "a real draw, not a constant"
 

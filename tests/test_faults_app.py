@@ -31,8 +31,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 from PyQt6.QtCore import QTimer  # noqa: E402
 
-from engine.library import Library, LibraryError  # noqa: E402
 from app import errors, workers  # noqa: E402
+from engine.library import Library, LibraryError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 16000
@@ -48,15 +48,34 @@ class App:
         settings = tmp_path / f"{name}.ini"
         endless = "true" if seconds is None else "false"
         settings.write_text(f"[controls]\nendless={endless}\nseconds={seconds or 10}\n")
-        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", JAX_PLATFORMS="cpu", PULSE_SERVER="unix:/nonexistent",
-                   HARMONIC_COMPILE_CACHE=str(cache),
-                   HARMONIC_LOG_DIR=str(tmp_path / "logs"))
+        env = dict(
+            os.environ,
+            QT_QPA_PLATFORM="offscreen",
+            JAX_PLATFORMS="cpu",
+            PULSE_SERVER="unix:/nonexistent",
+            HARMONIC_COMPILE_CACHE=str(cache),
+            HARMONIC_LOG_DIR=str(tmp_path / "logs"),
+        )
         self.stderr_path = tmp_path / f"{name}.stderr"
         with open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.main", "--checkpoint", str(checkpoint), "--library", str(library),
-                 "--settings", str(settings), "--generate"],
-                env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                [
+                    sys.executable,
+                    "-m",
+                    "app.main",
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--library",
+                    str(library),
+                    "--settings",
+                    str(settings),
+                    "--generate",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
             )
 
     @property
@@ -168,12 +187,14 @@ def test_unexpected_exceptions_go_to_the_log_with_one_line_shown(qtbot, tmp_path
     workers.run_task(task_bug, failed=failed.append, name="export")
     qtbot.waitUntil(lambda: len(lines) == 3 and len(failed) == 1, timeout=10000)
     log = tmp_path / "logs" / "errors.log"
-    assert sorted(lines + failed) == sorted([
-        "The disk is full: could not save this take. Free some space and try again.",  # its own message, not logged
-        f"HarmonicRNN Studio (the app): unexpected error ZeroDivisionError: a bug in a slot; details in {log}",
-        f"HarmonicRNN Studio (thread worker): unexpected error KeyError: 'a bug in a thread'; details in {log}",
-        f"HarmonicRNN Studio (export): unexpected error IndexError: a bug in a task; details in {log}",
-    ])
+    assert sorted(lines + failed) == sorted(
+        [
+            "The disk is full: could not save this take. Free some space and try again.",  # its own message, not logged
+            f"HarmonicRNN Studio (the app): unexpected error ZeroDivisionError: a bug in a slot; details in {log}",
+            f"HarmonicRNN Studio (thread worker): unexpected error KeyError: 'a bug in a thread'; details in {log}",
+            f"HarmonicRNN Studio (export): unexpected error IndexError: a bug in a task; details in {log}",
+        ]
+    )
     text = log.read_text()
     assert text.count("Traceback (most recent call last)") == 3
     assert all(name in text for name in ("in slot_bug", "in thread_bug", "in task_bug"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,7 +75,9 @@ def test_chunked_equals_stepwise_loop(tiny, settings):
 def test_primed_chunked_equals_stepwise_loop(tiny):
     settings = GenerationSettings(seed=5, chunk_ms=10)
     rng = np.random.default_rng(0)
-    audio = np.sin(np.arange(1234) * 0.05).astype(np.float32) * 0.5 + 0.01 * rng.standard_normal(1234).astype(np.float32)
+    audio = np.sin(np.arange(1234) * 0.05).astype(np.float32) * 0.5 + 0.01 * rng.standard_normal(1234).astype(
+        np.float32
+    )
     tokens = prime_tokens(audio, 16000, 1)
     expected = loop_tokens(tiny, settings, 400, prime=tokens)
     got = take_tokens(tiny, settings, 400, prime_audio=audio)

@@ -8,9 +8,9 @@ import sqlite3
 
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import crash
 from full_disk import FullDiskFile
-import soundfile as sf
 
 from engine import library as lib
 from engine.library import Library, LibraryError
@@ -29,7 +29,7 @@ def test_record_incrementally_and_list(tmp_path):
         writer = library.begin_take(dict(META, voices=2, seed_audio="mic", seed_frames=160, mood="calm"))
         audio = tone(1.0, voices=2)
         for i in range(0, audio.shape[1], 1000):
-            writer.write(audio[:, i:i + 1000])
+            writer.write(audio[:, i : i + 1000])
         assert library.takes() == []  # not listed while recording
         take = writer.finish()
         listed = library.takes()
@@ -188,7 +188,10 @@ def test_filter_sort_rename_star(tmp_path):
         a = library.add_take(tone(0.2)[0], dict(META, name="Alpha"))
         b = library.add_take(tone(0.4)[0], dict(META, name="beta 100%", checkpoint="digits"))
         c = library.add_take(tone(0.3)[0], dict(META, name="Gamma"))
-        names = lambda takes: [t.name for t in takes]
+
+        def names(takes):
+            return [t.name for t in takes]
+
         assert names(library.takes(order="name", descending=False)) == ["Alpha", "beta 100%", "Gamma"]
         assert names(library.takes(order="duration")) == ["beta 100%", "Gamma", "Alpha"]
         assert names(library.takes(checkpoint="digits")) == ["beta 100%"]

@@ -115,7 +115,7 @@ def test_paper_preset_size():
 def test_realtime_preset_is_thin_at_full_rate():
     config = model.preset("realtime")
     shapes = model.param_shapes(config)
-    # SPEC 8: ~0.5M float32 parameters per sample is about real time on a 2-core CPU.
+    # docs/spec.md §8: ~0.5M float32 parameters per sample is about real time on a 2-core CPU.
     assert model.full_rate_equivalent(shapes, config) < 150_000
     assert model.count_params(shapes) > 10 * model.full_rate_equivalent(shapes, config)
 

@@ -1,4 +1,4 @@
-"""Context parallelism (SPEC 7): sharded loss AND gradients equal the single-device ones.
+"""Context parallelism (docs/spec.md §7): sharded loss AND gradients equal the single-device ones.
 
 Runs in a subprocess with 8 host CPU devices: XLA_FLAGS must be set before jax is
 imported, and other tests in this pytest process have imported it already.

@@ -30,9 +30,9 @@ REAL_CLIPS = "held-out real clips (test voices)"
 
 CLAIMS = {
     "embedding": "The paper: a fixed sinusoidal embedding of the token converges faster and ends lower "
-    "than a learned embedding table (SPEC 2).",
+    "than a learned embedding table (docs/spec.md §2).",
     "groups": "The paper: pooling convolutions with 4 feature groups gave the best NLL; dense pooling "
-    "(1 group) was unstable; depthwise pooling was also compared (SPEC 5).",
+    "(1 group) was unstable; depthwise pooling was also compared (docs/spec.md §5).",
     "pooling": "The paper: pooling is what makes samples coherent: on SC09, FID 0.46 with pooling against "
     "2.95 without.",
 }

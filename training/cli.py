@@ -87,7 +87,7 @@ def _register_data(commands):
     )
     build.add_argument("--clip-seconds", type=float, default=8.0, help="clip length (folder)")
     build.add_argument(
-        "--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (SPEC 1)"
+        "--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (docs/spec.md §1)"
     )
     build.add_argument("--takes", type=int, default=1, help="digits: random pitch/rate/level takes per voice and word")
     build.add_argument("--max-hours", type=float, default=0.0, help="piano: stop at this much score time (0: all)")

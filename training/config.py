@@ -40,7 +40,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """SPEC 6 defaults: AdamW lr 2e-3, b2 0.999, wd 1e-4, 1,000 warm-up steps, clip the
+    """docs/spec.md §6 defaults: AdamW lr 2e-3, b2 0.999, wd 1e-4, 1,000 warm-up steps, clip the
     global grad norm at 200, skip updates with a NaN loss or grad norm above 1,000, EMA
     0.999."""
 

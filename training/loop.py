@@ -1,4 +1,4 @@
-"""The training loop (SPEC 6) over a ("data", "seq") mesh (SPEC 7).
+"""The training loop (docs/spec.md §6) over a ("data", "seq") mesh (docs/spec.md §7).
 
     summary = train("runs/piano", run_config, resume=True)
 

@@ -1,7 +1,7 @@
 """The training loss: masked NLL in bits per sample over a ("data", "seq") mesh.
 
 The batch is split over "data" and the time axis over "seq" in contiguous chunks
-(context parallelism, SPEC 7). Inside `jax.shard_map` every device runs
+(context parallelism, docs/spec.md §7). Inside `jax.shard_map` every device runs
 `engine.model.forward(..., sequence_axis="seq")` on its chunk: the model exchanges
 left-context halos with `ppermute` (input shift, pooling windows) and each CG-LRU folds
 the chunks before it in with one all-gather. The masked NLL sums and counts are

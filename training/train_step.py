@@ -1,4 +1,4 @@
-"""The training state and the one jitted step that advances it (SPEC 6).
+"""The training state and the one jitted step that advances it (docs/spec.md §6).
 
 The step takes the sharded masked NLL in bits and its gradients (`training.loss`),
 clips the global norm, applies AdamW with warm-up and a constant or cosine schedule,

@@ -6,7 +6,15 @@ import random
 
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+    QSpinBox,
+    QWidget,
 )
 
 LATENCIES = [("Low", "low"), ("Normal", "high"), ("50 ms", 0.05), ("100 ms", 0.1), ("250 ms", 0.25)]
@@ -71,9 +79,17 @@ class ControlsPanel(QGroupBox):
         self.load()
         for widget in (self.temperature, self.top_p):
             widget.valueChanged.connect(lambda _: self.liveChanged.emit(self.temperature.value(), self.top_p.value()))
-        for signal in (self.temperature.valueChanged, self.top_p.valueChanged, self.seed.valueChanged, self.voices.valueChanged,
-                       self.seconds.valueChanged, self.endless.toggled, self.output_device.currentIndexChanged,
-                       self.latency.currentIndexChanged, self.input_device.currentIndexChanged):
+        for signal in (
+            self.temperature.valueChanged,
+            self.top_p.valueChanged,
+            self.seed.valueChanged,
+            self.voices.valueChanged,
+            self.seconds.valueChanged,
+            self.endless.toggled,
+            self.output_device.currentIndexChanged,
+            self.latency.currentIndexChanged,
+            self.input_device.currentIndexChanged,
+        ):
             signal.connect(self._changed)
 
     def refresh_devices(self) -> None:

@@ -29,14 +29,34 @@ from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
-    QPushButton, QSlider, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from app import workers
 from app.views import theme
 from engine.effects import (
-    Catalog, ChainSpec, EffectsChain, ParameterInfo, ParameterKind, PluginInfo, PluginSlot, ScanFailure, describe,
+    Catalog,
+    ChainSpec,
+    EffectsChain,
+    ParameterInfo,
+    ParameterKind,
+    PluginInfo,
+    PluginSlot,
+    ScanFailure,
+    describe,
 )
 from engine.effects.spec import ParameterValue
 from engine.errors import UserError
@@ -73,8 +93,12 @@ class ParameterControl(QWidget):
             self.slider.setRange(0, SLIDER_STEPS)
             span = info.maximum - info.minimum
             decimals = 0 if span >= 1000 else 1 if span >= 100 else 2 if span >= 2 else 3
-            self.spin = QDoubleSpinBox(decimals=decimals, minimum=info.minimum, maximum=info.maximum,
-                                       singleStep=span / 100 if span > 0 else 0.01)
+            self.spin = QDoubleSpinBox(
+                decimals=decimals,
+                minimum=info.minimum,
+                maximum=info.maximum,
+                singleStep=span / 100 if span > 0 else 0.01,
+            )
             if info.unit:
                 self.spin.setSuffix(f" {info.unit}")
             self.spin.setFixedWidth(104)  # the sliders line up
@@ -139,8 +163,9 @@ class SlotWidget(QFrame):
         self.setObjectName("slot")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet(f"QFrame#slot {{ border: 1px solid {theme.GRID}; border-radius: 4px; }}")
-        title = QLabel(f"<b>{index + 1}. {info.ref.name}</b> "
-                       f"<span style='color:{theme.MUTED}'>{info.ref.format}</span>")
+        title = QLabel(
+            f"<b>{index + 1}. {info.ref.name}</b> <span style='color:{theme.MUTED}'>{info.ref.format}</span>"
+        )
         title.setToolTip(f"{info.ref.name} ({info.vendor})\n{info.ref.id}")
         self.latency_label = QLabel()
         self.latency_label.setObjectName("muted")
@@ -150,9 +175,11 @@ class SlotWidget(QFrame):
         self.bypass.setChecked(slot.bypass)
         self.bypass.toggled.connect(self.bypassChanged)
         buttons = []
-        for text, tip, action in (("▲", "Move up", lambda: self.moveRequested.emit(-1)),
-                                  ("▼", "Move down", lambda: self.moveRequested.emit(1)),
-                                  ("✕", "Remove", self.removeRequested.emit)):
+        for text, tip, action in (
+            ("▲", "Move up", lambda: self.moveRequested.emit(-1)),
+            ("▼", "Move down", lambda: self.moveRequested.emit(1)),
+            ("✕", "Remove", self.removeRequested.emit),
+        ):
             button = QToolButton(text=text, toolTip=tip)
             button.clicked.connect(action)
             buttons.append(button)
@@ -165,8 +192,9 @@ class SlotWidget(QFrame):
         for button in buttons:
             header.addWidget(button)
 
-        self.mix = ParameterControl(ParameterInfo("mix", "Dry/wet", "%", ParameterKind.FLOAT, 0.0, 100.0, 100.0),
-                                    slot.mix * 100)
+        self.mix = ParameterControl(
+            ParameterInfo("mix", "Dry/wet", "%", ParameterKind.FLOAT, 0.0, 100.0, 100.0), slot.mix * 100
+        )
         self.mix.changed.connect(lambda _, value: self.mixChanged.emit(value / 100))
         self.controls: dict[str, ParameterControl] = {}
         for parameter in info.parameters:
@@ -363,8 +391,9 @@ class EffectsPanel(QGroupBox):
         if not self.spec.slots:
             self.chain = None
         else:
-            spec = ChainSpec([dataclasses.replace(s, parameters=dict(s.parameters)) for s in self.spec.slots],
-                             self.spec.rate)
+            spec = ChainSpec(
+                [dataclasses.replace(s, parameters=dict(s.parameters)) for s in self.spec.slots], self.spec.rate
+            )
             try:
                 self.chain = EffectsChain(spec)
             except UserError as error:
@@ -378,7 +407,7 @@ class EffectsPanel(QGroupBox):
             self.slots_box.removeWidget(widget)
             widget.deleteLater()
         self.slot_widgets = []
-        for index, (info, slot) in enumerate(zip(self.infos, self.spec.slots)):
+        for index, (info, slot) in enumerate(zip(self.infos, self.spec.slots, strict=True)):
             widget = SlotWidget(index, info, slot)
             widget.parameterChanged.connect(lambda name, value, i=index: self.set_parameter(i, name, value))
             widget.bypassChanged.connect(lambda on, i=index: self.set_bypass(i, on))
@@ -404,8 +433,9 @@ class EffectsPanel(QGroupBox):
 
     def save_preset(self, path: str | Path | None = None) -> bool:
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save effects preset", str(Path.home() / "chain.json"),
-                                                  "Effects chain (*.json)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Save effects preset", str(Path.home() / "chain.json"), "Effects chain (*.json)"
+            )
             if not path:
                 return False
         try:
@@ -418,8 +448,9 @@ class EffectsPanel(QGroupBox):
 
     def load_preset(self, path: str | Path | None = None) -> bool:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load effects preset", str(Path.home()),
-                                                  "Effects chain (*.json)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Load effects preset", str(Path.home()), "Effects chain (*.json)"
+            )
             if not path:
                 return False
         try:
@@ -437,8 +468,10 @@ class EffectsPanel(QGroupBox):
         if sounding is not None and sounding.block_seconds:
             share = sounding.cost_ms / (1000 * sounding.block_seconds)
             colour = theme.RECORD if share > 0.5 else theme.TEXT
-            self.cost_label.setText(f"Cost: <span style='color:{colour}'>{sounding.cost_ms:.2f} ms per block "
-                                    f"({100 * share:.1f}% of real time)</span>")
+            self.cost_label.setText(
+                f"Cost: <span style='color:{colour}'>{sounding.cost_ms:.2f} ms per block "
+                f"({100 * share:.1f}% of real time)</span>"
+            )
         else:
             self.cost_label.setText("Cost: – (not playing)")
         chain = sounding or self.chain
@@ -447,7 +480,7 @@ class EffectsPanel(QGroupBox):
         if chain is None:
             return
         if chain is self.chain:
-            for widget, latency, muted in zip(self.slot_widgets, chain.slot_latency, chain.muted):
+            for widget, latency, muted in zip(self.slot_widgets, chain.slot_latency, chain.muted, strict=True):
                 widget.show_state(latency, muted)
         for text in chain.drain_notices():
             self.error.emit(f"Effects: {text}. Bypass it and back to un-mute it.")

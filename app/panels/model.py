@@ -28,14 +28,22 @@ def card_html(checkpoint) -> str:
             rows.append(("NLL", f"{value:.3f} bits/sample" if isinstance(value, (int, float)) else str(value)))
     preset = card.pop("preset", None)
     config = checkpoint.config
-    rows.append(("Shape", f"{preset + ', ' if preset else ''}widths {list(config.widths) if hasattr(config, 'widths') else '?'}, "
-                          f"pooling {list(config.pooling) if hasattr(config, 'pooling') else '?'}"))
+    rows.append(
+        (
+            "Shape",
+            f"{preset + ', ' if preset else ''}widths {list(config.widths) if hasattr(config, 'widths') else '?'}, "
+            f"pooling {list(config.pooling) if hasattr(config, 'pooling') else '?'}",
+        )
+    )
     card.pop("name", None)
     for key, value in card.items():
         if isinstance(value, (str, int, float, bool)):
             rows.append((key.replace("_", " ").capitalize(), str(value)))
     rows.append(("Folder", str(checkpoint.path)))
-    body = "".join(f"<tr><td style='color:#7b8494; padding-right:8px'>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    body = "".join(
+        f"<tr><td style='color:#7b8494; padding-right:8px'>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in rows
+    )
     return f"<table>{body}</table>"
 
 
@@ -54,7 +62,9 @@ class ModelPanel(QGroupBox):
         row.addWidget(self.open_button)
         self.card = QLabel("No model loaded")
         self.card.setWordWrap(True)
-        self.card.setTextInteractionFlags(self.card.textInteractionFlags() | self.card.textInteractionFlags().TextSelectableByMouse)
+        self.card.setTextInteractionFlags(
+            self.card.textInteractionFlags() | self.card.textInteractionFlags().TextSelectableByMouse
+        )
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.card)

@@ -95,7 +95,10 @@ class SeedPanel(QGroupBox):
             self.label.setText("No seed: generation starts from silence")
             return
         start, end = self.waveform.trim()
-        self.label.setText(f"{self.source}: {(end - start) / RATE:.2f} s of {self.waveform.audio.size / RATE:.2f} s (drag the edges to trim)")
+        self.label.setText(
+            f"{self.source}: {(end - start) / RATE:.2f} s of {self.waveform.audio.size / RATE:.2f} s "
+            "(drag the edges to trim)"
+        )
 
     # ---- actions -------------------------------------------------------------------
 

@@ -44,7 +44,13 @@ class LevelMeter(QWidget):
         painter.fillRect(rect, QColor(theme.PANEL))
         fraction = (self.rms_db - FLOOR_DB) / -FLOOR_DB
         height = rect.height() * max(0.0, min(1.0, fraction))
-        colour = QColor(theme.ACCENT) if self.rms_db < -6 else QColor(theme.SEED) if self.rms_db < -1 else QColor(theme.RECORD)
+        colour = (
+            QColor(theme.ACCENT)
+            if self.rms_db < -6
+            else QColor(theme.SEED)
+            if self.rms_db < -1
+            else QColor(theme.RECORD)
+        )
         painter.fillRect(QRectF(rect.left(), rect.bottom() - height, rect.width(), height), colour)
         hold = rect.height() * max(0.0, min(1.0, (self._hold - FLOOR_DB) / -FLOOR_DB))
         painter.setPen(QColor(theme.TEXT))

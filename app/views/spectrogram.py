@@ -54,6 +54,6 @@ class ScrollingSpectrogram(pg.PlotWidget):
         db = 20 * np.log10(spectrum + 1e-6)
         self.image = np.roll(self.image, -count, axis=0)
         self.image[-count:] = db
-        self._pending = audio[start + count * self.hop:]
+        self._pending = audio[start + count * self.hop :]
         self.columns_added += count
         self.item.setImage(self.image, autoLevels=False)

@@ -18,7 +18,7 @@ def envelope(audio: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
     usable = (n // points) * points
     if usable == 0:
         return np.zeros(0), np.zeros(0)
-    chunks = audio[n - usable:].reshape(points, -1)
+    chunks = audio[n - usable :].reshape(points, -1)
     y = np.empty(2 * points, np.float32)
     y[0::2], y[1::2] = chunks.min(axis=1), chunks.max(axis=1)
     x = np.repeat(np.arange(points), 2)
@@ -56,7 +56,7 @@ class ScrollingWaveform(pg.PlotWidget):
         x, y = envelope(data, self.points)
         if x.size == 0:
             return
-        seed_env = seed[data.size - (data.size // self.points) * self.points:].reshape(self.points, -1).any(axis=1)
+        seed_env = seed[data.size - (data.size // self.points) * self.points :].reshape(self.points, -1).any(axis=1)
         seed_mask = np.repeat(seed_env, 2)
         generated = np.where(seed_mask, np.nan, y)
         seeded = np.where(seed_mask, y, np.nan)

@@ -7,5 +7,15 @@ from engine.audio.player import Player
 from engine.audio.recorder import Recorder, record
 from engine.audio.ring import RingBuffer
 
-__all__ = ["AudioUnavailable", "DeviceInfo", "Player", "Recorder", "RingBuffer", "Stage", "list_devices", "mix_down",
-           "record", "resolve"]
+__all__ = [
+    "AudioUnavailable",
+    "DeviceInfo",
+    "Player",
+    "Recorder",
+    "RingBuffer",
+    "Stage",
+    "list_devices",
+    "mix_down",
+    "record",
+    "resolve",
+]

@@ -77,7 +77,11 @@ def resolve(device: int | str | None, kind: str, devices: list[DeviceInfo] | Non
     if not usable:
         raise AudioUnavailable(
             f"no audio {kind} device found (is a sound card or sound server available?); "
-            + ("render to a file instead with `harmonic generate --out FILE`" if kind == "output" else "seed from a file with --prime FILE")
+            + (
+                "render to a file instead with `harmonic generate --out FILE`"
+                if kind == "output"
+                else "seed from a file with --prime FILE"
+            )
         )
     if device is None:
         default = [d for d in usable if (d.is_default_output if kind == "output" else d.is_default_input)]

@@ -52,8 +52,13 @@ class Stage:
       program_seconds: how much processed audio the program tap holds.
     """
 
-    def __init__(self, effects: Effects | None = None, on_chunk: Callable[[np.ndarray], None] | None = None,
-                 mix: str = "mean", program_seconds: float = 30.0):
+    def __init__(
+        self,
+        effects: Effects | None = None,
+        on_chunk: Callable[[np.ndarray], None] | None = None,
+        mix: str = "mean",
+        program_seconds: float = 30.0,
+    ):
         self.effects = effects
         self.on_chunk = on_chunk
         self.mix = mix
@@ -72,6 +77,6 @@ class Stage:
         mono = mix_down(chunk, self.mix)
         effects = self.effects  # one read: a swap lands between blocks, never inside one
         if effects is not None and mono.size:
-            mono = np.concatenate([effects.process(mono[i:i + MAX_BLOCK]) for i in range(0, mono.size, MAX_BLOCK)])
+            mono = np.concatenate([effects.process(mono[i : i + MAX_BLOCK]) for i in range(0, mono.size, MAX_BLOCK)])
         self.program.write(mono)
         return mono

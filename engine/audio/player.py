@@ -1,6 +1,6 @@
 """Live playback: a worker thread runs the generator and the pipeline's `Stage` (take
 tap, mix-down, effects chain, program tap; engine.audio.pipeline) ahead into a FIFO ring
-buffer; the sound-card callback only copies out of it (SPEC 8).
+buffer; the sound-card callback only copies out of it (docs/spec.md §8).
 
     from engine.audio import Player
     player = Player(generator, device=None, latency="high", buffer_seconds=1.0, stage=Stage(chain))
@@ -341,7 +341,7 @@ class Player:
                 pass
         self._stream = stream  # keep for latency queries; closed
 
-    def __enter__(self) -> "Player":
+    def __enter__(self) -> Player:
         self.start()
         return self
 

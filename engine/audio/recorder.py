@@ -1,8 +1,8 @@
 """Recording a seed from an input device, resampled to 16 kHz.
 
-    from engine.audio import Recorder, record
-    seed = record(3.0)                    # float32 [48000] at 16 kHz, blocks until done
-    rec = Recorder(device="USB"); rec.start(); ...; rec.level_db; seed = rec.stop()
+from engine.audio import Recorder, record
+seed = record(3.0)                    # float32 [48000] at 16 kHz, blocks until done
+rec = Recorder(device="USB"); rec.start(); ...; rec.level_db; seed = rec.stop()
 """
 
 from __future__ import annotations
@@ -29,8 +29,14 @@ class Recorder:
         device's rate (e.g. to feed a live waveform); it must only copy.
     """
 
-    def __init__(self, device: int | str | None = None, sample_rate: int | None = None, max_seconds: float | None = None,
-                 channels: int = 1, on_block: Callable[[np.ndarray], None] | None = None):
+    def __init__(
+        self,
+        device: int | str | None = None,
+        sample_rate: int | None = None,
+        max_seconds: float | None = None,
+        channels: int = 1,
+        on_block: Callable[[np.ndarray], None] | None = None,
+    ):
         self.device = device
         self.on_block = on_block
         self.sample_rate = sample_rate
@@ -50,15 +56,23 @@ class Recorder:
         info = resolve(self.device, "input")
         self.device_info = info
         if self.sample_rate is None:
-            self.sample_rate = SAMPLE_RATE if supports_rate(info, "input", SAMPLE_RATE) else int(info.default_samplerate)
+            self.sample_rate = (
+                SAMPLE_RATE if supports_rate(info, "input", SAMPLE_RATE) else int(info.default_samplerate)
+            )
         self._limit = None if self.max_seconds is None else int(round(self.max_seconds * self.sample_rate))
         try:
             self._stream = sd.InputStream(
-                samplerate=self.sample_rate, device=info.index, channels=self.channels, dtype="float32", callback=self._callback
+                samplerate=self.sample_rate,
+                device=info.index,
+                channels=self.channels,
+                dtype="float32",
+                callback=self._callback,
             )
             self._stream.start()
         except Exception as error:
-            raise AudioUnavailable(f"cannot open input device {info.name!r} at {self.sample_rate} Hz: {error}") from None
+            raise AudioUnavailable(
+                f"cannot open input device {info.name!r} at {self.sample_rate} Hz: {error}"
+            ) from None
         self._state = "recording"
 
     def _callback(self, indata, frames, time_info, status) -> None:
@@ -78,7 +92,7 @@ class Recorder:
 
     @property
     def state(self) -> str:
-        """"idle", "recording" or "stopped"."""
+        """ "idle", "recording" or "stopped"."""
         return self._state
 
     @property

@@ -21,9 +21,9 @@ import numpy as np
 
 class RingBuffer:
     """Args:
-      capacity: samples held.
-      overwrite: a tap ring: `write` always takes the whole block, dropping the oldest
-        samples (no FIFO consumer).
+    capacity: samples held.
+    overwrite: a tap ring: `write` always takes the whole block, dropping the oldest
+      samples (no FIFO consumer).
     """
 
     def __init__(self, capacity: int, overwrite: bool = False):
@@ -58,7 +58,7 @@ class RingBuffer:
         returns how many."""
         if self.overwrite:
             n = len(samples)
-            samples = samples[-self.capacity:]
+            samples = samples[-self.capacity :]
             self._store(samples, self._written + n - len(samples))
             self._written += n
             self._read = max(self._read, self._written - self.capacity)
@@ -74,8 +74,8 @@ class RingBuffer:
         n = len(samples)
         start = position % self.capacity
         first = min(n, self.capacity - start)
-        self._data[start:start + first] = samples[:first]
-        self._data[:n - first] = samples[first:]
+        self._data[start : start + first] = samples[:first]
+        self._data[: n - first] = samples[first:]
 
     def read_into(self, out: np.ndarray) -> int:
         """FIFO consumer: copies up to len(out) samples into `out` (a float32 [n] view);
@@ -85,8 +85,8 @@ class RingBuffer:
             return 0
         start = self._read % self.capacity
         first = min(n, self.capacity - start)
-        out[:first] = self._data[start:start + first]
-        out[first:n] = self._data[:n - first]
+        out[:first] = self._data[start : start + first]
+        out[first:n] = self._data[: n - first]
         self._read += n
         return n
 
@@ -97,7 +97,7 @@ class RingBuffer:
         out = np.zeros(int(n), np.float32)
         first = max(end - n, end - self.capacity, 0)
         if end > first:
-            out[n - (end - first):] = self._data[np.arange(first, end) % self.capacity]
+            out[n - (end - first) :] = self._data[np.arange(first, end) % self.capacity]
         return out
 
     def read_since(self, position: int, end: int | None = None) -> tuple[np.ndarray, int]:

@@ -65,7 +65,11 @@ def probe_startup(target: str, cache_dir: str, backend: str | None = None) -> fl
         env["HARMONIC_STEP_BACKEND"] = backend
     began = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "engine.commands.bench", "--probe", target], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "engine.commands.bench", "--probe", target],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - began
     if result.returncode != 0:
@@ -104,9 +108,13 @@ def targets(presets: list[str], include_shipped: bool = True) -> list[tuple[str,
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("bench", help="generation speed table: samples/s and real-time factor, batch 1 and 8")
-    parser.add_argument("--presets", default="tiny,realtime,paper", help="comma-separated presets (default tiny,realtime,paper)")
+    parser.add_argument(
+        "--presets", default="tiny,realtime,paper", help="comma-separated presets (default tiny,realtime,paper)"
+    )
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="wall seconds per measurement (default 3; paper gets a third)")
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="wall seconds per measurement (default 3; paper gets a third)"
+    )
     parser.add_argument("--no-startup", action="store_true", help="skip the first/cached start measurement")
     parser.set_defaults(run=run)
 
@@ -127,11 +135,20 @@ def run(args: argparse.Namespace) -> int:
         for batch in batches:
             seconds = args.seconds / 3 if "paper" in label else args.seconds
             m = measure_generator(checkpoint, batch, seconds)
-            print(f"{label:<28} {batch:>5} {m['samples_per_s']:>11,.0f} {m['rtf']:>11.2f}x {m['first_chunk_s']:>14.2f}", flush=True)
-    print("(samples/s counts all voices; x real time is per voice; first chunk includes compiling or loading from the cache)")
+            print(
+                f"{label:<28} {batch:>5} {m['samples_per_s']:>11,.0f} {m['rtf']:>11.2f}x {m['first_chunk_s']:>14.2f}",
+                flush=True,
+            )
+    print(
+        "(samples/s counts all voices; x real time is per voice; "
+        "first chunk includes compiling or loading from the cache)"
+    )
     if not args.no_startup:
         first, cached = startup_times("realtime")
-        print(f"time to first audio, new process, realtime preset: {first:.1f} s with an empty compile cache, {cached:.1f} s cached")
+        print(
+            f"time to first audio, new process, realtime preset: {first:.1f} s with an empty compile cache, "
+            f"{cached:.1f} s cached"
+        )
     return 0
 
 

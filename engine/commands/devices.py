@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'':2}{'index':>5}  {'in':>3} {'out':>3}  {'rate':>6}  {'host API':<12} name")
     for d in devices:
         mark = ("<" if d.is_default_input else " ") + (">" if d.is_default_output else " ")
-        print(f"{mark}{d.index:>5}  {d.max_input_channels:>3} {d.max_output_channels:>3}  {d.default_samplerate:>6.0f}  {d.hostapi:<12} {d.name}")
+        print(
+            f"{mark}{d.index:>5}  {d.max_input_channels:>3} {d.max_output_channels:>3}  "
+            f"{d.default_samplerate:>6.0f}  {d.hostapi:<12} {d.name}"
+        )
     print("(< default input, > default output; choose with --device / --input-device INDEX or a part of the name)")
     return 0

@@ -22,8 +22,9 @@ def add_fx_arguments(parser: argparse.ArgumentParser) -> None:
     """--fx and --fx-tail (shared by `generate` and `play`)."""
     group = parser.add_argument_group("effects")
     group.add_argument("--fx", metavar="CHAIN", help="process through this effects chain (.json; see docs/effects.md)")
-    group.add_argument("--fx-tail", type=float, default=2.0, metavar="S",
-                       help="seconds the chain rings out after the take (default 2)")
+    group.add_argument(
+        "--fx-tail", type=float, default=2.0, metavar="S", help="seconds the chain rings out after the take (default 2)"
+    )
 
 
 def open_fx(args: argparse.Namespace):
@@ -47,8 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("chain", metavar="CHAIN", help="the chain (.json)")
     parser.add_argument("input", metavar="IN", help="audio file (any format libsndfile reads)")
     parser.add_argument("output", metavar="OUT", help="output file, .wav or .flac (16 kHz mono)")
-    parser.add_argument("--tail", type=float, default=2.0, metavar="S",
-                        help="seconds of ring-out after the input (default 2)")
+    parser.add_argument(
+        "--tail", type=float, default=2.0, metavar="S", help="seconds of ring-out after the input (default 2)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -67,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             take.write(piece[None, :])
             print_notices(chain)
         take.finish()
-    print(f"wrote {args.output}: {take.seconds:.2f} s ({len(audio) / SAMPLE_RATE:.2f} s of {args.input} "
-          f"and {args.tail:g} s of tail) through {len(spec.slots)} effect(s)")
+    print(
+        f"wrote {args.output}: {take.seconds:.2f} s ({len(audio) / SAMPLE_RATE:.2f} s of {args.input} "
+        f"and {args.tail:g} s of tail) through {len(spec.slots)} effect(s)"
+    )
     return 0

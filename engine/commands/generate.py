@@ -28,16 +28,32 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and sampling")
     source = group.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", metavar="C", help="model checkpoint folder (default: the shipped model)")
-    source.add_argument("--preset", metavar="NAME", help="random weights of a preset instead (speed tests; sounds like noise)")
-    group.add_argument("--temperature", type=float, default=1.0, metavar="T", help="sampling temperature, 0 = greedy (default 1)")
-    group.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass in (0, 1] (default 1: off)")
-    group.add_argument("--seed", type=int, default=None, metavar="N", help="random seed; the same seed repeats a take (default: new, printed)")
+    source.add_argument(
+        "--preset", metavar="NAME", help="random weights of a preset instead (speed tests; sounds like noise)"
+    )
+    group.add_argument(
+        "--temperature", type=float, default=1.0, metavar="T", help="sampling temperature, 0 = greedy (default 1)"
+    )
+    group.add_argument(
+        "--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass in (0, 1] (default 1: off)"
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random seed; the same seed repeats a take (default: new, printed)",
+    )
     group.add_argument("--voices", type=int, default=1, metavar="V", help="independent streams at once (default 1)")
     group.add_argument("--chunk-ms", type=float, default=50.0, help="audio per compiled chunk in ms (default 50)")
     prime = group.add_mutually_exclusive_group()
     prime.add_argument("--prime", metavar="FILE", help="seed the take with an audio file")
-    prime.add_argument("--prime-mic", type=float, metavar="SECONDS", help="seed the take with this many seconds from the microphone")
-    group.add_argument("--input-device", metavar="DEV", help="microphone for --prime-mic: index or name part (see `harmonic devices`)")
+    prime.add_argument(
+        "--prime-mic", type=float, metavar="SECONDS", help="seed the take with this many seconds from the microphone"
+    )
+    group.add_argument(
+        "--input-device", metavar="DEV", help="microphone for --prime-mic: index or name part (see `harmonic devices`)"
+    )
     group.add_argument("--with-prime", action="store_true", help="the output starts with the seed audio")
 
 
@@ -67,7 +83,12 @@ def build_generator(args: argparse.Namespace):
     try:
         if args.preset:
             config = model.preset(args.preset)
-            checkpoint = ModelCheckpoint(config, model.init_params(config, jax.random.key(0)), {"name": f"random {args.preset}"}, Path(args.preset))
+            checkpoint = ModelCheckpoint(
+                config,
+                model.init_params(config, jax.random.key(0)),
+                {"name": f"random {args.preset}"},
+                Path(args.preset),
+            )
         else:
             checkpoint = load_model(args.checkpoint)
     except (CheckpointError, ValueError) as error:
@@ -79,8 +100,11 @@ def build_generator(args: argparse.Namespace):
         generator.prime(prime, prime_rate)
         with tqdm(total=100, bar_format="priming {percentage:3.0f}% [{elapsed}<{remaining}]") as bar:
             generator.start(lambda done, total: bar.update(100 * done / total - bar.n))
-    print(f"model: {checkpoint.name}; seed {seed}; {settings.voices} voice(s); temperature {settings.temperature}, top-p {settings.top_p}"
-          + (f"; primed with {generator.prime_samples / SAMPLE_RATE:.2f} s" if prime is not None else ""))
+    print(
+        f"model: {checkpoint.name}; seed {seed}; {settings.voices} voice(s); "
+        f"temperature {settings.temperature}, top-p {settings.top_p}"
+        + (f"; primed with {generator.prime_samples / SAMPLE_RATE:.2f} s" if prime is not None else "")
+    )
     return generator
 
 
@@ -106,10 +130,15 @@ def read_prime(args: argparse.Namespace) -> tuple[np.ndarray | None, int]:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate audio into a WAV or FLAC file")
     parser.add_argument("--seconds", type=float, default=4.0, metavar="S", help="seconds of new audio (default 4)")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="output file, .wav or .flac (one channel per voice; with --fx the voices' mix, processed)")
-    parser.add_argument("--dry-out", metavar="FILE",
-                        help="with --fx, where the unprocessed take goes (default: OUT's name + .dry)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output file, .wav or .flac (one channel per voice; with --fx the voices' mix, processed)",
+    )
+    parser.add_argument(
+        "--dry-out", metavar="FILE", help="with --fx, where the unprocessed take goes (default: OUT's name + .dry)"
+    )
     add_model_arguments(parser)
     add_fx_arguments(parser)
     parser.set_defaults(run=run)
@@ -182,8 +211,12 @@ def run(args: argparse.Namespace) -> int:
             for kept_take in kept:
                 kept_take.finish()
             kept_text = ", ".join(f"{t.seconds:.2f} s in {t.path}" for t in kept)
-            print(f"harmonic generate: stopped; kept {kept_text}" if kept
-                  else "harmonic generate: stopped before any audio; no file written", file=sys.stderr)
+            print(
+                f"harmonic generate: stopped; kept {kept_text}"
+                if kept
+                else "harmonic generate: stopped before any audio; no file written",
+                file=sys.stderr,
+            )
             return 130
         for finished in takes:
             finished.finish()
@@ -192,9 +225,17 @@ def run(args: argparse.Namespace) -> int:
     if chain is None:
         print(f"wrote {args.out}: {take.seconds:.2f} s x {generator.voices} voice(s) in {elapsed:.1f} s")
     else:
-        print(f"wrote {args.out}: {take.seconds:.2f} s through {args.fx} ({args.fx_tail:g} s of it tail) "
-              f"in {elapsed:.1f} s; the dry take: {dry_take.path}, "
-              f"{dry_take.seconds:.2f} s x {generator.voices} voice(s)")
-    print(f"first chunk (load/compile): {generator.first_chunk_seconds:.2f} s; "
-          + (f"real-time factor: {rtf:.2f}x per voice ({rtf * generator.voices:.2f}x all voices)" if rtf else "real-time factor: n/a (too short)"))
+        print(
+            f"wrote {args.out}: {take.seconds:.2f} s through {args.fx} ({args.fx_tail:g} s of it tail) "
+            f"in {elapsed:.1f} s; the dry take: {dry_take.path}, "
+            f"{dry_take.seconds:.2f} s x {generator.voices} voice(s)"
+        )
+    print(
+        f"first chunk (load/compile): {generator.first_chunk_seconds:.2f} s; "
+        + (
+            f"real-time factor: {rtf:.2f}x per voice ({rtf * generator.voices:.2f}x all voices)"
+            if rtf
+            else "real-time factor: n/a (too short)"
+        )
+    )
     return 0

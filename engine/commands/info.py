@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from engine import model
-from engine.errors import UserError
 from engine.config import PRESETS
+from engine.errors import UserError
 
 
 def register(commands: argparse._SubParsersAction) -> None:

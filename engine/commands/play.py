@@ -16,15 +16,31 @@ from engine.take_file import TakeFile
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("play", help="generate and play live until Ctrl-C")
-    parser.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds of audio (default: until Ctrl-C)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, metavar="S", help="stop after S seconds of audio (default: until Ctrl-C)"
+    )
     parser.add_argument("--device", metavar="DEV", help="output device: index or name part (see `harmonic devices`)")
     parser.add_argument("--latency", default="high", help='output latency: "low", "high" or seconds (default high)')
-    parser.add_argument("--buffer", type=float, default=1.0, metavar="SECONDS", help="generate this far ahead (default 1)")
-    parser.add_argument("--prefill", type=float, default=0.5, metavar="SECONDS", help="buffer this much before the sound starts (default 0.5)")
-    parser.add_argument("--save", metavar="FILE", help="also write everything generated (all voices) to a .wav/.flac "
-                        "(with --fx: what was played, and the dry take beside it, or at --dry-out)")
+    parser.add_argument(
+        "--buffer", type=float, default=1.0, metavar="SECONDS", help="generate this far ahead (default 1)"
+    )
+    parser.add_argument(
+        "--prefill",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="buffer this much before the sound starts (default 0.5)",
+    )
+    parser.add_argument(
+        "--save",
+        metavar="FILE",
+        help="also write everything generated (all voices) to a .wav/.flac "
+        "(with --fx: what was played, and the dry take beside it, or at --dry-out)",
+    )
     parser.add_argument("--dry-out", metavar="FILE", help="with --fx and --save, where the unprocessed take goes")
-    parser.add_argument("--status-every", type=float, default=1.0, metavar="SECONDS", help="print buffer health this often (default 1)")
+    parser.add_argument(
+        "--status-every", type=float, default=1.0, metavar="SECONDS", help="print buffer health this often (default 1)"
+    )
     add_model_arguments(parser)
     add_fx_arguments(parser)
     parser.set_defaults(run=run)
@@ -63,10 +79,20 @@ def _play(args: argparse.Namespace, take: TakeFile | None, dry_take: TakeFile | 
         raise UserError(str(error)) from None
     generator = build_generator(args)
     dry_chunks: list[np.ndarray] = []  # the dry take, with --fx and --save
-    source = generator if chain is None else EffectsSource(
-        generator, chain, args.fx_tail, on_dry=dry_chunks.append if dry_take is not None else None)
-    player = Player(source, device=device, latency=_latency(args.latency), buffer_seconds=args.buffer,
-                    start_seconds=min(args.prefill, args.buffer), max_seconds=args.seconds, keep=take is not None)
+    source = (
+        generator
+        if chain is None
+        else EffectsSource(generator, chain, args.fx_tail, on_dry=dry_chunks.append if dry_take is not None else None)
+    )
+    player = Player(
+        source,
+        device=device,
+        latency=_latency(args.latency),
+        buffer_seconds=args.buffer,
+        start_seconds=min(args.prefill, args.buffer),
+        max_seconds=args.seconds,
+        keep=take is not None,
+    )
     began = time.perf_counter()
     try:
         player.start()
@@ -90,9 +116,12 @@ def _play(args: argparse.Namespace, take: TakeFile | None, dry_take: TakeFile | 
     _status(player)
     print_notices(chain)
     rtf = player.realtime_factor
-    print(f"{'stopped' if interrupted else 'done'}: played {player.played_seconds:.2f} s, underruns: {player.underruns}"
-          + (f", real-time factor {rtf:.2f}x" if rtf else "")
-          + (f", first audio after {first_audio:.2f} s" if first_audio else ""), flush=True)
+    print(
+        f"{'stopped' if interrupted else 'done'}: played {player.played_seconds:.2f} s, underruns: {player.underruns}"
+        + (f", real-time factor {rtf:.2f}x" if rtf else "")
+        + (f", first audio after {first_audio:.2f} s" if first_audio else ""),
+        flush=True,
+    )
     if take is not None:
         audio = player.generated()
         take.write(audio)
@@ -107,6 +136,8 @@ def _play(args: argparse.Namespace, take: TakeFile | None, dry_take: TakeFile | 
 
 def _status(player) -> None:
     rtf = player.realtime_factor
-    print(f"[{player.state:>9}] buffer {player.fill_seconds:5.2f} s ({player.fill_fraction:4.0%}) "
-          f"underruns {player.underruns} played {player.played_seconds:6.1f} s"
-          + (f" rtf {rtf:4.2f}x" if rtf else ""), flush=True)
+    print(
+        f"[{player.state:>9}] buffer {player.fill_seconds:5.2f} s ({player.fill_fraction:4.0%}) "
+        f"underruns {player.underruns} played {player.played_seconds:6.1f} s" + (f" rtf {rtf:4.2f}x" if rtf else ""),
+        flush=True,
+    )

@@ -16,8 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     scan = actions.add_parser("scan", help="scan the plugin folders again and list what loads and what fails")
     scan.set_defaults(run=run_scan)
     listing = actions.add_parser("list", help="list the plugins (cached scan), or one plugin's parameters")
-    listing.add_argument("--params", metavar="NAME",
-                         help="list the parameters of the plugin whose name, id or URI this is")
+    listing.add_argument(
+        "--params", metavar="NAME", help="list the parameters of the plugin whose name, id or URI this is"
+    )
     listing.set_defaults(run=run_list)
 
 

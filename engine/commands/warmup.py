@@ -17,7 +17,9 @@ import os
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("warmup", help="precompile the default generation programs (fast first start)")
-    parser.add_argument("--checkpoint", metavar="C", help="model to warm up for (default: the shipped model, else the realtime preset)")
+    parser.add_argument(
+        "--checkpoint", metavar="C", help="model to warm up for (default: the shipped model, else the realtime preset)"
+    )
     parser.add_argument("--voices", type=int, default=1, help="voices to compile for (default 1)")
     parser.set_defaults(run=run)
 

@@ -1,4 +1,4 @@
-"""Effects on the generated stream: pedalboard's built-ins, VST3 and LV2 plugins (SPEC 9).
+"""Effects on the generated stream: pedalboard's built-ins, VST3 and LV2 plugins (docs/spec.md §9).
 
     from engine.effects import ChainSpec, EffectsChain, load_catalog
     catalog = load_catalog()                  # built-ins + scanned plugins (cached)
@@ -24,6 +24,18 @@ from engine.effects.spec import (
 )
 
 __all__ = [
-    "Catalog", "ChainSpec", "EffectsChain", "ParameterInfo", "ParameterKind", "PluginFormat", "PluginInfo",
-    "PluginRef", "PluginSlot", "ScanFailure", "builtin_plugins", "describe", "load_catalog", "render_chain",
+    "Catalog",
+    "ChainSpec",
+    "EffectsChain",
+    "ParameterInfo",
+    "ParameterKind",
+    "PluginFormat",
+    "PluginInfo",
+    "PluginRef",
+    "PluginSlot",
+    "ScanFailure",
+    "builtin_plugins",
+    "describe",
+    "load_catalog",
+    "render_chain",
 ]

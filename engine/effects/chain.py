@@ -1,4 +1,4 @@
-"""An effects chain run block by block on the live stream (SPEC 9).
+"""An effects chain run block by block on the live stream (docs/spec.md §9).
 
     chain = EffectsChain(ChainSpec.load("chain.json"), max_block=4096)
     out = chain.process(block)        # float32 [n] -> float32 [n] at 16 kHz; tails carry on
@@ -124,8 +124,10 @@ class EffectsChain:
     def tail(self, seconds: float) -> np.ndarray:
         """float32 [seconds x 16 kHz]: what the chain rings out with, silence in."""
         total = int(round(seconds * SAMPLE_RATE))
-        pieces = [self.process(np.zeros(min(self.max_block, total - done), np.float32))
-                  for done in range(0, total, self.max_block)]
+        pieces = [
+            self.process(np.zeros(min(self.max_block, total - done), np.float32))
+            for done in range(0, total, self.max_block)
+        ]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def _process(self, block: np.ndarray) -> np.ndarray:
@@ -133,11 +135,11 @@ class EffectsChain:
             return self._run_slots(block)
         inner = self._up.resample_chunk(block)
         for start in range(0, len(inner), self._inner_block):
-            piece = self._run_slots(inner[start:start + self._inner_block])
+            piece = self._run_slots(inner[start : start + self._inner_block])
             self._fifo = np.concatenate([self._fifo, self._down.resample_chunk(piece)])
         if len(self._fifo) < len(block):  # soxr held back more than ever measured: a gap, not a crash
             self._fifo = np.concatenate([np.zeros(len(block) - len(self._fifo), np.float32), self._fifo])
-        out, self._fifo = self._fifo[: len(block)], self._fifo[len(block):]
+        out, self._fifo = self._fifo[: len(block)], self._fifo[len(block) :]
         return out
 
     def _run_slots(self, mono: np.ndarray) -> np.ndarray:
@@ -197,8 +199,10 @@ class EffectsChain:
         with self._lock:
             while not self._pending.empty():
                 self._pending.get_nowait()()
-            slots = [PluginSlot(s.instance.info.ref, s.instance.parameter_values(), s.bypass, s.mix,
-                                s.instance.save_state()) for s in self._slots]
+            slots = [
+                PluginSlot(s.instance.info.ref, s.instance.parameter_values(), s.bypass, s.mix, s.instance.save_state())
+                for s in self._slots
+            ]
         return ChainSpec(slots, self.rate)
 
     def drain_notices(self) -> list[str]:
@@ -214,7 +218,7 @@ class EffectsChain:
 
     @property
     def latency_samples(self) -> int:
-        active = sum(latency for latency, slot in zip(self.slot_latency, self._slots) if not slot.bypass)
+        active = sum(latency for latency, slot in zip(self.slot_latency, self._slots, strict=True) if not slot.bypass)
         return active + self._resampling_latency
 
     def close(self) -> None:
@@ -261,8 +265,10 @@ class EffectsChain:
 
 def _resampler_pair(rate: int) -> tuple[soxr.ResampleStream, soxr.ResampleStream]:
     """Streams from 16 kHz up to `rate` and back."""
-    return (soxr.ResampleStream(SAMPLE_RATE, rate, 1, dtype="float32", quality="HQ"),
-            soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"))
+    return (
+        soxr.ResampleStream(SAMPLE_RATE, rate, 1, dtype="float32", quality="HQ"),
+        soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"),
+    )
 
 
 @functools.cache
@@ -316,7 +322,7 @@ def aligned(chain: EffectsChain, blocks: Iterable[np.ndarray], tail_seconds: flo
     skip = chain.latency_samples
     tail = int(round(tail_seconds * SAMPLE_RATE)) + skip
     size = chain.max_block
-    pieces = (block[i:i + size] for block in blocks for i in range(0, len(block), size))
+    pieces = (block[i : i + size] for block in blocks for i in range(0, len(block), size))
     silence = (np.zeros(min(size, tail - done), np.float32) for done in range(0, tail, size))
     for block in itertools.chain(pieces, silence):
         out = chain.process(block)

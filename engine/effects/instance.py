@@ -43,12 +43,12 @@ class PluginInstance(abc.ABC):
         """The plugin's own opaque state, or None when its parameters say everything."""
         return None
 
-    def load_state(self, state: bytes) -> None:
+    def load_state(self, state: bytes) -> None:  # noqa: B027 - a plugin without opaque state has none to load
         """Restores what `save_state` returned."""
 
     @abc.abstractmethod
     def reset(self) -> None:
         """Clears what the plugin rings with (tails, delay lines), keeping its parameters."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most plugins hold nothing outside Python
         """Frees what the plugin holds outside Python."""

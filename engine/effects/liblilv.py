@@ -25,6 +25,7 @@ URID = ctypes.c_uint32
 
 # ----- LV2 C structures (lv2/core/lv2.h, lv2/urid/urid.h, lv2/options/options.h, lv2/worker/worker.h)
 
+
 class Feature(ctypes.Structure):
     _fields_ = [("URI", c_str), ("data", c_p)]
 
@@ -42,8 +43,14 @@ class UridUnmap(ctypes.Structure):
 
 
 class Option(ctypes.Structure):
-    _fields_ = [("context", ctypes.c_uint32), ("subject", ctypes.c_uint32), ("key", URID),
-                ("size", ctypes.c_uint32), ("type", URID), ("value", c_p)]
+    _fields_ = [
+        ("context", ctypes.c_uint32),
+        ("subject", ctypes.c_uint32),
+        ("key", URID),
+        ("size", ctypes.c_uint32),
+        ("type", URID),
+        ("value", c_p),
+    ]
 
 
 RespondFunction = ctypes.CFUNCTYPE(ctypes.c_int, c_p, ctypes.c_uint32, c_p)
@@ -55,20 +62,24 @@ class WorkerSchedule(ctypes.Structure):
 
 
 class WorkerInterface(ctypes.Structure):
-    _fields_ = [("work", ctypes.CFUNCTYPE(ctypes.c_int, c_p, RespondFunction, c_p, ctypes.c_uint32, c_p)),
-                ("work_response", ctypes.CFUNCTYPE(ctypes.c_int, c_p, ctypes.c_uint32, c_p)),
-                ("end_run", ctypes.CFUNCTYPE(ctypes.c_int, c_p))]
+    _fields_ = [
+        ("work", ctypes.CFUNCTYPE(ctypes.c_int, c_p, RespondFunction, c_p, ctypes.c_uint32, c_p)),
+        ("work_response", ctypes.CFUNCTYPE(ctypes.c_int, c_p, ctypes.c_uint32, c_p)),
+        ("end_run", ctypes.CFUNCTYPE(ctypes.c_int, c_p)),
+    ]
 
 
 class Descriptor(ctypes.Structure):
-    _fields_ = [("URI", c_str),
-                ("instantiate", c_p),  # called through lilv_plugin_instantiate only
-                ("connect_port", ctypes.CFUNCTYPE(None, c_p, ctypes.c_uint32, c_p)),
-                ("activate", ctypes.CFUNCTYPE(None, c_p)),
-                ("run", ctypes.CFUNCTYPE(None, c_p, ctypes.c_uint32)),
-                ("deactivate", ctypes.CFUNCTYPE(None, c_p)),
-                ("cleanup", c_p),  # called through lilv_instance_free only
-                ("extension_data", ctypes.CFUNCTYPE(c_p, c_str))]
+    _fields_ = [
+        ("URI", c_str),
+        ("instantiate", c_p),  # called through lilv_plugin_instantiate only
+        ("connect_port", ctypes.CFUNCTYPE(None, c_p, ctypes.c_uint32, c_p)),
+        ("activate", ctypes.CFUNCTYPE(None, c_p)),
+        ("run", ctypes.CFUNCTYPE(None, c_p, ctypes.c_uint32)),
+        ("deactivate", ctypes.CFUNCTYPE(None, c_p)),
+        ("cleanup", c_p),  # called through lilv_instance_free only
+        ("extension_data", ctypes.CFUNCTYPE(c_p, c_str)),
+    ]
 
 
 class Instance(ctypes.Structure):
@@ -118,8 +129,10 @@ _PROTOTYPES = {  # name: (result type, argument types)
     "lilv_plugin_has_extension_data": (ctypes.c_bool, [c_p, c_p]),
     "lilv_plugin_has_latency": (ctypes.c_bool, [c_p]),
     "lilv_plugin_get_latency_port_index": (ctypes.c_uint32, [c_p]),
-    "lilv_plugin_instantiate": (ctypes.POINTER(Instance),
-                                [c_p, ctypes.c_double, ctypes.POINTER(ctypes.POINTER(Feature))]),
+    "lilv_plugin_instantiate": (
+        ctypes.POINTER(Instance),
+        [c_p, ctypes.c_double, ctypes.POINTER(ctypes.POINTER(Feature))],
+    ),
     "lilv_instance_free": (None, [ctypes.POINTER(Instance)]),
     "lilv_port_is_a": (ctypes.c_bool, [c_p, c_p, c_p]),
     "lilv_port_has_property": (ctypes.c_bool, [c_p, c_p, c_p]),
@@ -135,13 +148,28 @@ _PROTOTYPES = {  # name: (result type, argument types)
     "lilv_scale_points_free": (None, [c_p]),
     "lilv_scale_point_get_label": (c_p, [c_p]),
     "lilv_scale_point_get_value": (c_p, [c_p]),
-    "lilv_state_new_from_instance": (c_p, [c_p, ctypes.POINTER(Instance), ctypes.POINTER(UridMap), c_str, c_str,
-                                           c_str, c_str, GetPortValue, c_p, ctypes.c_uint32,
-                                           ctypes.POINTER(ctypes.POINTER(Feature))]),
+    "lilv_state_new_from_instance": (
+        c_p,
+        [
+            c_p,
+            ctypes.POINTER(Instance),
+            ctypes.POINTER(UridMap),
+            c_str,
+            c_str,
+            c_str,
+            c_str,
+            GetPortValue,
+            c_p,
+            ctypes.c_uint32,
+            ctypes.POINTER(ctypes.POINTER(Feature)),
+        ],
+    ),
     "lilv_state_to_string": (c_p, [c_p, ctypes.POINTER(UridMap), ctypes.POINTER(UridUnmap), c_p, c_str, c_str]),
     "lilv_state_new_from_string": (c_p, [c_p, ctypes.POINTER(UridMap), c_str]),
-    "lilv_state_restore": (None, [c_p, ctypes.POINTER(Instance), SetPortValue, c_p, ctypes.c_uint32,
-                                  ctypes.POINTER(ctypes.POINTER(Feature))]),
+    "lilv_state_restore": (
+        None,
+        [c_p, ctypes.POINTER(Instance), SetPortValue, c_p, ctypes.c_uint32, ctypes.POINTER(ctypes.POINTER(Feature))],
+    ),
     "lilv_state_free": (None, [c_p]),
     "lilv_free": (None, [c_p]),
 }

@@ -26,9 +26,22 @@ from pathlib import Path
 import numpy as np
 
 from engine.effects.instance import PluginInstance, PluginLoadError
-from engine.effects.liblilv import (Feature, GetPortValue, MapFunction, Option, RespondFunction, ScheduleFunction,
-                                    SetPortValue, UnmapFunction, UridMap, UridUnmap, WorkerInterface, WorkerSchedule,
-                                    iterate, lilv)
+from engine.effects.liblilv import (
+    Feature,
+    GetPortValue,
+    MapFunction,
+    Option,
+    RespondFunction,
+    ScheduleFunction,
+    SetPortValue,
+    UnmapFunction,
+    UridMap,
+    UridUnmap,
+    WorkerInterface,
+    WorkerSchedule,
+    iterate,
+    lilv,
+)
 from engine.effects.spec import ParameterInfo, ParameterKind, ParameterValue, PluginFormat, PluginInfo, PluginRef
 
 LV2 = "http://lv2plug.in/ns/lv2core#"
@@ -42,8 +55,17 @@ UNITS = "http://lv2plug.in/ns/extensions/units#"
 PARAMETERS = "http://lv2plug.in/ns/ext/parameters#"
 PORT_PROPS = "http://lv2plug.in/ns/ext/port-props#"
 # Features this host provides; a plugin that requires any other is refused with its name.
-PROVIDED_FEATURES = frozenset({URID_NS + "map", URID_NS + "unmap", OPTIONS + "options", BUF_SIZE + "boundedBlockLength",
-                               WORKER + "schedule", LV2 + "isLive", LV2 + "inPlaceBroken"})
+PROVIDED_FEATURES = frozenset(
+    {
+        URID_NS + "map",
+        URID_NS + "unmap",
+        OPTIONS + "options",
+        BUF_SIZE + "boundedBlockLength",
+        WORKER + "schedule",
+        LV2 + "isLive",
+        LV2 + "inPlaceBroken",
+    }
+)
 # Lilv's default search path on Linux (and Debian's multiarch folder), after $LV2_PATH.
 SYSTEM_FOLDERS = ("~/.lv2", "/usr/local/lib/lv2", "/usr/lib/lv2", "/usr/lib/x86_64-linux-gnu/lv2")
 ATOM_CAPACITY = 8192  # bytes per atom port buffer
@@ -118,8 +140,11 @@ def bundle_plugins(path: str) -> list[PluginInfo]:
     folder `path`; PluginLoadError when its manifest declares a plugin lilv cannot read."""
     w = world()
     bundle_uri = Path(path).resolve().as_uri() + "/"
-    plugins = [plugin for plugin in iterate("plugins", w.plugins)
-               if w.lib.lilv_node_as_uri(w.lib.lilv_plugin_get_bundle_uri(plugin)).decode() == bundle_uri]
+    plugins = [
+        plugin
+        for plugin in iterate("plugins", w.plugins)
+        if w.lib.lilv_node_as_uri(w.lib.lilv_plugin_get_bundle_uri(plugin)).decode() == bundle_uri
+    ]
     infos = [describe_lv2(w.text(w.lib.lilv_plugin_get_uri(plugin))) for plugin in plugins if _is_effect(w, plugin)]
     manifest = Path(path) / "manifest.ttl"
     if not plugins and manifest.exists() and "Plugin" in manifest.read_text(errors="replace"):
@@ -129,8 +154,9 @@ def bundle_plugins(path: str) -> list[PluginInfo]:
 
 def _is_effect(w: _World, plugin: int) -> bool:
     audio = [port for port in _ports(w, plugin) if _is(w, plugin, port, LV2 + "AudioPort")]
-    return (any(_is(w, plugin, port, LV2 + "InputPort") for port in audio)
-            and any(_is(w, plugin, port, LV2 + "OutputPort") for port in audio))
+    return any(_is(w, plugin, port, LV2 + "InputPort") for port in audio) and any(
+        _is(w, plugin, port, LV2 + "OutputPort") for port in audio
+    )
 
 
 def describe_lv2(uri: str) -> PluginInfo:
@@ -138,8 +164,11 @@ def describe_lv2(uri: str) -> PluginInfo:
     plugin = w.plugin(uri)
     name = w.text(w.lib.lilv_plugin_get_name(plugin), owned=True) or uri
     vendor = w.text(w.lib.lilv_plugin_get_author_name(plugin), owned=True)
-    parameters = tuple(_parameter(w, plugin, port) for port in _ports(w, plugin)
-                       if _is(w, plugin, port, LV2 + "ControlPort") and _is(w, plugin, port, LV2 + "InputPort"))
+    parameters = tuple(
+        _parameter(w, plugin, port)
+        for port in _ports(w, plugin)
+        if _is(w, plugin, port, LV2 + "ControlPort") and _is(w, plugin, port, LV2 + "InputPort")
+    )
     return PluginInfo(PluginRef(PluginFormat.LV2, uri, name), vendor, parameters)
 
 
@@ -201,8 +230,9 @@ class Lv2Instance(PluginInstance):
             if parameter.kind is ParameterKind.BOOL:
                 values[parameter.name] = value > 0.5
             elif parameter.kind is ParameterKind.CHOICE:
-                values[parameter.name] = min(self._choice_values[parameter.name].items(),
-                                             key=lambda item: abs(item[1] - value))[0]
+                values[parameter.name] = min(
+                    self._choice_values[parameter.name].items(), key=lambda item: abs(item[1] - value)
+                )[0]
             else:
                 values[parameter.name] = float(value)
         return values
@@ -227,11 +257,22 @@ class Lv2Instance(PluginInstance):
         control ports, the parameters, are all there is)."""
         if not self._lib.lilv_plugin_has_extension_data(self._plugin, self._world.node(STATE + "interface")):
             return None
-        state = self._lib.lilv_state_new_from_instance(self._plugin, self._instance, ctypes.byref(self._world.map),
-                                                       None, None, None, None, self._get_port_value, None,
-                                                       STATE_FLAGS, self._features)
-        text = self._lib.lilv_state_to_string(self._world.world, ctypes.byref(self._world.map),
-                                              ctypes.byref(self._world.unmap), state, STATE_URI, None)
+        state = self._lib.lilv_state_new_from_instance(
+            self._plugin,
+            self._instance,
+            ctypes.byref(self._world.map),
+            None,
+            None,
+            None,
+            None,
+            self._get_port_value,
+            None,
+            STATE_FLAGS,
+            self._features,
+        )
+        text = self._lib.lilv_state_to_string(
+            self._world.world, ctypes.byref(self._world.map), ctypes.byref(self._world.unmap), state, STATE_URI, None
+        )
         self._lib.lilv_state_free(state)
         saved = ctypes.string_at(text)
         self._lib.lilv_free(text)
@@ -258,22 +299,30 @@ class Lv2Instance(PluginInstance):
         w = self._world
         self._block_lengths = [ctypes.c_int32(1), ctypes.c_int32(max_block), ctypes.c_int32(max_block)]
         self._rate_value = ctypes.c_float(rate)
-        entries = [(BUF_SIZE + "minBlockLength", self._block_lengths[0], ATOM + "Int"),
-                   (BUF_SIZE + "maxBlockLength", self._block_lengths[1], ATOM + "Int"),
-                   (BUF_SIZE + "nominalBlockLength", self._block_lengths[2], ATOM + "Int"),
-                   (PARAMETERS + "sampleRate", self._rate_value, ATOM + "Float")]
+        entries = [
+            (BUF_SIZE + "minBlockLength", self._block_lengths[0], ATOM + "Int"),
+            (BUF_SIZE + "maxBlockLength", self._block_lengths[1], ATOM + "Int"),
+            (BUF_SIZE + "nominalBlockLength", self._block_lengths[2], ATOM + "Int"),
+            (PARAMETERS + "sampleRate", self._rate_value, ATOM + "Float"),
+        ]
         self._options = (Option * (len(entries) + 1))(
-            *[Option(0, 0, w.urid(key), ctypes.sizeof(value), w.urid(kind), _address(value))
-              for key, value, kind in entries])  # the zeroed last entry ends the list
+            *[
+                Option(0, 0, w.urid(key), ctypes.sizeof(value), w.urid(kind), _address(value))
+                for key, value, kind in entries
+            ]
+        )  # the zeroed last entry ends the list
         self._schedule = WorkerSchedule(None, ScheduleFunction(self._schedule_work))
         self._respond = RespondFunction(self._respond_work)
-        self._feature_list = [Feature(URID_NS.encode() + b"map", _address(w.map)),
-                              Feature(URID_NS.encode() + b"unmap", _address(w.unmap)),
-                              Feature(OPTIONS.encode() + b"options", _address(self._options)),
-                              Feature(BUF_SIZE.encode() + b"boundedBlockLength", None),
-                              Feature(WORKER.encode() + b"schedule", _address(self._schedule))]
+        self._feature_list = [
+            Feature(URID_NS.encode() + b"map", _address(w.map)),
+            Feature(URID_NS.encode() + b"unmap", _address(w.unmap)),
+            Feature(OPTIONS.encode() + b"options", _address(self._options)),
+            Feature(BUF_SIZE.encode() + b"boundedBlockLength", None),
+            Feature(WORKER.encode() + b"schedule", _address(self._schedule)),
+        ]
         pointers = (ctypes.POINTER(Feature) * (len(self._feature_list) + 1))(
-            *[ctypes.pointer(f) for f in self._feature_list])
+            *[ctypes.pointer(f) for f in self._feature_list]
+        )
         self._get_port_value = GetPortValue(self._port_value_for_state)
         self._set_port_value = SetPortValue(self._port_value_from_state)
         return pointers
@@ -287,8 +336,11 @@ class Lv2Instance(PluginInstance):
         self._buffers = []  # CV silence, kept alive while connected
         choices = {p.name for p in self.info.parameters if p.kind is ParameterKind.CHOICE}
         self._choice_values: dict[str, dict[str, float]] = {}  # symbol -> label -> port value
-        latency_index = (self._lib.lilv_plugin_get_latency_port_index(self._plugin)
-                         if self._lib.lilv_plugin_has_latency(self._plugin) else None)
+        latency_index = (
+            self._lib.lilv_plugin_get_latency_port_index(self._plugin)
+            if self._lib.lilv_plugin_has_latency(self._plugin)
+            else None
+        )
         self._latency = None
         for index, port in enumerate(_ports(w, self._plugin)):
             is_input = _is(w, self._plugin, port, LV2 + "InputPort")
@@ -414,8 +466,10 @@ def _default(w: _World, plugin: int, port: int) -> float:
 def _scale_points(w: _World, plugin: int, port: int) -> dict[str, float]:
     """label -> value of an enumeration port."""
     points = w.lib.lilv_port_get_scale_points(plugin, port)
-    labels = {w.text(w.lib.lilv_scale_point_get_label(p)): w.lib.lilv_node_as_float(w.lib.lilv_scale_point_get_value(p))
-              for p in iterate("scale_points", points)}
+    labels = {
+        w.text(w.lib.lilv_scale_point_get_label(p)): w.lib.lilv_node_as_float(w.lib.lilv_scale_point_get_value(p))
+        for p in iterate("scale_points", points)
+    }
     if points:
         w.lib.lilv_scale_points_free(points)
     return labels

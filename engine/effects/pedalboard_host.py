@@ -26,8 +26,14 @@ class PedalboardInstance(PluginInstance):
         names are the choices (LadderFilter.Mode).
     """
 
-    def __init__(self, plugin: pedalboard.Plugin, info: PluginInfo, rate: int, max_block: int,
-                 choice_types: dict[str, type] | None = None):
+    def __init__(
+        self,
+        plugin: pedalboard.Plugin,
+        info: PluginInfo,
+        rate: int,
+        max_block: int,
+        choice_types: dict[str, type] | None = None,
+    ):
         self.plugin = plugin
         self.info = info
         self.rate = rate

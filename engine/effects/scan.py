@@ -97,8 +97,10 @@ def load_catalog(rescan: bool = False) -> Catalog:
 def find_bundles() -> list[_Bundle]:
     """Every VST3 and LV2 bundle in the standard folders, each once."""
     found = {}
-    for plugin_format, folders, suffix in ((PluginFormat.VST3, vst3.vst3_folders(), ".vst3"),
-                                           (PluginFormat.LV2, lv2.lv2_folders(), ".lv2")):
+    for plugin_format, folders, suffix in (
+        (PluginFormat.VST3, vst3.vst3_folders(), ".vst3"),
+        (PluginFormat.LV2, lv2.lv2_folders(), ".lv2"),
+    ):
         for folder in folders:
             for path in _bundles_in(folder, suffix):
                 found.setdefault(path.resolve(), _Bundle(plugin_format, str(path), f"{path}@{_newest_mtime(path)}"))
@@ -131,8 +133,12 @@ def _probe_in_child(bundles: list[_Bundle]) -> tuple[dict[str, _Result], str | N
         answers.touch()
         jobs = "".join(f"{b.format}\t{b.path}\n" for b in bundles)
         with errors.open("wb") as stderr:
-            child = subprocess.Popen([sys.executable, "-m", "engine.effects.probe", str(answers)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "engine.effects.probe", str(answers)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
             child.stdin.write(jobs.encode())
             child.stdin.close()
             hung = _wait_while_answering(child, answers)
@@ -147,8 +153,9 @@ def _probe_in_child(bundles: list[_Bundle]) -> tuple[dict[str, _Result], str | N
             started = path
             continue
         started = None
-        results[by_path[path].key] = (_Result.from_dict(json.loads(rest[0])) if kind == "ok"
-                                      else _Result([], [(path, rest[0])]))
+        results[by_path[path].key] = (
+            _Result.from_dict(json.loads(rest[0])) if kind == "ok" else _Result([], [(path, rest[0])])
+        )
     if child.returncode == 0 and len(results) == len(bundles):
         return results, None
     if hung:

@@ -21,15 +21,20 @@ from engine.effects.chain import EffectsChain, aligned
 
 class EffectsSource:
     """Args:
-      generator: an `engine.generator.Generator` (anything with `chunks(max_samples)`
-        of float32 [voices, n], and `stop()`).
-      chain: the effects chain.
-      tail_seconds: how long the chain rings out after the take ends.
-      on_dry: called with each chunk as generated, float32 [voices, n] (to keep the dry take).
+    generator: an `engine.generator.Generator` (anything with `chunks(max_samples)`
+      of float32 [voices, n], and `stop()`).
+    chain: the effects chain.
+    tail_seconds: how long the chain rings out after the take ends.
+    on_dry: called with each chunk as generated, float32 [voices, n] (to keep the dry take).
     """
 
-    def __init__(self, generator, chain: EffectsChain, tail_seconds: float = 2.0,
-                 on_dry: Callable[[np.ndarray], None] | None = None):
+    def __init__(
+        self,
+        generator,
+        chain: EffectsChain,
+        tail_seconds: float = 2.0,
+        on_dry: Callable[[np.ndarray], None] | None = None,
+    ):
         self.generator = generator
         self.chain = chain
         self.tail_seconds = tail_seconds

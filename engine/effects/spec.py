@@ -81,8 +81,10 @@ class PluginInfo:
     def from_dict(cls, data: dict) -> PluginInfo:
         """The inverse of `to_dict` (JSON's lists back to tuples, strings back to enums)."""
         ref = PluginRef(PluginFormat(data["ref"]["format"]), data["ref"]["id"], data["ref"]["name"])
-        parameters = tuple(ParameterInfo(**{**p, "kind": ParameterKind(p["kind"]), "choices": tuple(p["choices"])})
-                           for p in data["parameters"])
+        parameters = tuple(
+            ParameterInfo(**{**p, "kind": ParameterKind(p["kind"]), "choices": tuple(p["choices"])})
+            for p in data["parameters"]
+        )
         return cls(ref, data["vendor"], parameters, data["latency_samples"], data["has_editor"])
 
     def parameter(self, name: str) -> ParameterInfo:
@@ -106,9 +108,15 @@ class PluginSlot:
     state: bytes | None = None
 
     def to_dict(self) -> dict:
-        return {"format": str(self.ref.format), "id": self.ref.id, "name": self.ref.name,
-                "parameters": dict(self.parameters), "bypass": self.bypass, "mix": self.mix,
-                "state": None if self.state is None else base64.b64encode(self.state).decode("ascii")}
+        return {
+            "format": str(self.ref.format),
+            "id": self.ref.id,
+            "name": self.ref.name,
+            "parameters": dict(self.parameters),
+            "bypass": self.bypass,
+            "mix": self.mix,
+            "state": None if self.state is None else base64.b64encode(self.state).decode("ascii"),
+        }
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> PluginSlot:
@@ -129,7 +137,8 @@ class PluginSlot:
         name = data.get("name", plugin_id)
         parameters = data.get("parameters", {})
         if not isinstance(parameters, dict) or not all(
-                isinstance(v, (bool, int, float, str)) for v in parameters.values()):
+            isinstance(v, (bool, int, float, str)) for v in parameters.values()
+        ):
             raise ValueError(f"{where}: parameters must map names to numbers, booleans or strings")
         bypass, mix = data.get("bypass", False), data.get("mix", 1.0)
         if not isinstance(bypass, bool):
@@ -154,8 +163,9 @@ class ChainSpec:
     rate: int = 16000
 
     def to_json(self) -> str:
-        return json.dumps({"version": JSON_VERSION, "rate": self.rate,
-                           "slots": [slot.to_dict() for slot in self.slots]}, indent=2)
+        return json.dumps(
+            {"version": JSON_VERSION, "rate": self.rate, "slots": [slot.to_dict() for slot in self.slots]}, indent=2
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ChainSpec:
@@ -222,6 +232,8 @@ def check_value(parameter: ParameterInfo, value: ParameterValue) -> ParameterVal
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{parameter.name} takes a number, got {value!r}")
     if not parameter.minimum <= value <= parameter.maximum:
-        raise ValueError(f"{parameter.name} = {value:g} is outside {parameter.minimum:g}..{parameter.maximum:g}"
-                         + (f" {parameter.unit}" if parameter.unit else ""))
+        raise ValueError(
+            f"{parameter.name} = {value:g} is outside {parameter.minimum:g}..{parameter.maximum:g}"
+            + (f" {parameter.unit}" if parameter.unit else "")
+        )
     return float(value)

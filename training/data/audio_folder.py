@@ -1,8 +1,8 @@
-"""Any folder of audio files as a data set (SPEC 6: the primary input).
+"""Any folder of audio files as a data set (docs/spec.md §6: the primary input).
 
 Every file libsndfile can read (wav, flac, ogg, mp3, aiff, ...) is read by the shared
 reader `engine.audio_file.read_audio` (mono, 16 kHz) and cut into clips of
-`clip_seconds`; each clip is scaled (SPEC 1) and mu-law encoded; the last short clip is
+`clip_seconds`; each clip is scaled (docs/spec.md §1) and mu-law encoded; the last short clip is
 padded with silence and keeps its real length. Files are split train/valid/test by file,
 so no file is in two splits. Unreadable files, and files shorter than the shortest clip
 kept, are skipped and listed in the manifest with the reason, never fatal.

@@ -40,7 +40,7 @@ def is_dataset(directory: str | Path) -> bool:
 
 def clip_to_tokens(audio: np.ndarray, clip_len: int, scale_mode: str) -> tuple[np.ndarray, int]:
     """A mono float clip (at most clip_len samples) -> (uint8 [clip_len] padded with
-    silence, real length). Scaling (SPEC 1) sees only the real samples."""
+    silence, real length). Scaling (docs/spec.md §1) sees only the real samples."""
     audio = np.asarray(audio, np.float64)[:clip_len]
     tokens = np.full(clip_len, SILENCE, np.uint8)
     if audio.size:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -103,6 +104,50 @@ class PulseServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def run_app_driver(
+        self,
+        driver: str,
+        checkpoint: Path,
+        tmp_path: Path,
+        compile_cache: Path,
+        timeout: float,
+        mic: Path | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Runs the app driver script `driver` (source text; its arguments: library folder,
+        settings file, checkpoint, output folder `tmp_path`) in a child process against this
+        server, recording the speaker to tmp_path/speaker.raw meanwhile, and playing `mic`
+        into the microphone if given."""
+        script = tmp_path / "driver.py"
+        script.write_text(driver)
+        root = Path(__file__).resolve().parent.parent
+        env = dict(
+            self.env,
+            JAX_PLATFORMS="cpu",
+            HARMONIC_COMPILE_CACHE=str(compile_cache),
+            PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        )
+        recorders = [self.record_speaker(tmp_path / "speaker.raw")]
+        if mic is not None:
+            recorders.append(self.play_into_mic(mic))
+        args = [str(script), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(checkpoint), str(tmp_path)]
+        try:
+            time.sleep(0.5)
+            result = subprocess.run(
+                [sys.executable, *args],
+                env=env,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+            time.sleep(0.5)
+        finally:
+            for process in recorders:
+                process.terminate()
+                process.wait(10)
+        return result
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

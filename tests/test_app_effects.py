@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -41,7 +37,6 @@ from engine.library import ExportAudio, Library  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
-ROOT = Path(__file__).resolve().parent.parent
 LV2_COMBO = PluginRef(PluginFormat.LV2, "http://drobilla.net/plugins/mda/Combo", "MDA Combo")  # float, bool, choice
 
 
@@ -329,38 +324,8 @@ def test_the_live_stream_plays_through_the_chain_on_the_sound_card(
     pulse_server, tiny_checkpoint, tmp_path, tmp_path_factory
 ):
     require_plugins()
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = dict(
-        pulse_server.env,
-        JAX_PLATFORMS="cpu",
-        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
-        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    )
-    raw = tmp_path / "speaker.raw"
-    speaker = pulse_server.record_speaker(raw)
-    try:
-        time.sleep(0.5)
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(driver),
-                str(tmp_path / "library"),
-                str(tmp_path / "s.ini"),
-                str(tiny_checkpoint),
-                str(tmp_path),
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=280,
-            stdin=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)
-    finally:
-        speaker.terminate()
-        speaker.wait(10)
+    cache = tmp_path_factory.getbasetemp() / "app-jaxcache"
+    result = pulse_server.run_app_driver(DRIVER, tiny_checkpoint, tmp_path, cache, timeout=280)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     out = json.loads((tmp_path / "result.json").read_text())
     assert out["messages"] == [], out["messages"]
@@ -385,7 +350,7 @@ def test_the_live_stream_plays_through_the_chain_on_the_sound_card(
     played_back = np.load(tmp_path / "played_back.npy")
     np.testing.assert_allclose(played_back, played, atol=3e-4)
     assert out["playback_underruns"] == 0
-    recorded = np.fromfile(raw, dtype="<f4")
+    recorded = np.fromfile(tmp_path / "speaker.raw", dtype="<f4")
     block = 4000
     starts = range(2000, played.size - block + 1, block)
     found = []

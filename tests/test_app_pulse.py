@@ -10,11 +10,6 @@ PortAudio enumerates devices after the server is up.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pulse
@@ -23,7 +18,6 @@ import soundfile as sf
 
 pytestmark = pytest.mark.timeout(600)
 
-ROOT = Path(__file__).resolve().parent.parent
 
 DRIVER = r"""
 import json, os, sys, time
@@ -100,41 +94,8 @@ def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(
     known = (0.4 * rng.standard_normal(16000 * 30)).clip(-1, 1).astype(np.float32)  # never repeats
     known_path = tmp_path / "known.wav"
     sf.write(known_path, known, 16000, subtype="FLOAT")
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = dict(
-        pulse_server.env,
-        JAX_PLATFORMS="cpu",
-        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
-        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    )
-    raw = tmp_path / "speaker.raw"
-    speaker = pulse_server.record_speaker(raw)
-    mic = pulse_server.play_into_mic(known_path)
-    try:
-        time.sleep(0.5)
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(driver),
-                str(tmp_path / "library"),
-                str(tmp_path / "s.ini"),
-                str(tiny_checkpoint),
-                str(tmp_path),
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=500,
-            stdin=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)
-    finally:
-        speaker.terminate()
-        speaker.wait(10)
-        mic.terminate()
-        mic.wait(10)
+    cache = tmp_path_factory.getbasetemp() / "app-jaxcache"
+    result = pulse_server.run_app_driver(DRIVER, tiny_checkpoint, tmp_path, cache, timeout=500, mic=known_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     out = json.loads((tmp_path / "result.json").read_text())
     assert out["messages"] == [], out["messages"]
@@ -160,7 +121,7 @@ def test_microphone_seed_reaches_the_generator_and_the_take_reaches_the_sink(
     # live stream's last block).
     # The first 0.125 s is left out: the null sink's monitor records silence for up to
     # ~80 ms where a new stream starts (seen with the player's stream too).
-    recorded = np.fromfile(raw, dtype="<f4")
+    recorded = np.fromfile(tmp_path / "speaker.raw", dtype="<f4")
     np.save(tmp_path / "recorded.npy", recorded)  # kept for a failure's post-mortem
     block = 4000
     twice = 0

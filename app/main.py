@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         library = Library(args.library)
     except LibraryError as error:  # e.g. another instance has it open
         print(f"harmonic-studio: {error}", file=sys.stderr)
-        if app.platformName() != "offscreen":  # started from a desktop menu, no terminal to read
+        if QApplication.platformName() != "offscreen":  # started from a desktop menu, no terminal to read
             QMessageBox.critical(None, "HarmonicRNN Studio", str(error))
         return 1
     window = MainWindow(library=library, settings=Settings(args.settings), checkpoint=args.checkpoint)
@@ -86,7 +86,8 @@ def _close_on_signals(window) -> tuple:
     for end in (receive, send):
         end.setblocking(False)
     signal.set_wakeup_fd(send.fileno())
-    notifier = QSocketNotifier(receive.fileno(), QSocketNotifier.Type.Read, window)
+    # the stubs spell Qt's qintptr as sip.voidptr; at run time PyQt6 takes the descriptor as an int
+    notifier = QSocketNotifier(receive.fileno(), QSocketNotifier.Type.Read, window)  # type: ignore[call-overload]
     notifier.activated.connect(lambda: receive.recv(64))
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: QTimer.singleShot(0, window.close))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -20,6 +21,9 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from app import workers
 from engine.audio import RingBuffer, Stage
 from engine.mulaw import SAMPLE_RATE as RATE
+
+if TYPE_CHECKING:
+    from engine.library import TakeWriter
 
 
 def start_player(player, report) -> bool:
@@ -63,11 +67,11 @@ class GenerationSession(QObject):
         self.stage = Stage(effects, on_chunk=self._on_chunk)
         self.generator = None
         self.output = None  # the engine.audio.Player while it plays
-        self.task = None
+        self.task: workers.Task | None = None
         self.rendered = 0  # per voice, seed included: rendered without a sound card so far
         self.generated = 0  # per voice, seed included: generated so far
-        self.writer = None
-        self._write_error = None
+        self.writer: TakeWriter | None = None  # set before the stage's take tap runs
+        self._write_error: Exception | None = None
         self.prime_samples = 0
         self._stop = threading.Event()
         self._ended = threading.Event()  # Stop, or the player reached the end
@@ -264,6 +268,8 @@ class GenerationSession(QObject):
         """The take tap (worker thread): every generated chunk goes to the library as it is made."""
         if self._write_error is None:
             try:
+                if self.writer is None:
+                    raise RuntimeError("the take tap ran before the take was begun")
                 self.writer.write(chunk)
             except Exception as error:  # noqa: BLE001 - stop the take, report it
                 self._write_error = error

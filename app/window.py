@@ -95,10 +95,10 @@ class MainWindow(QMainWindow):
         self.checkpoint = None  # the loaded engine.checkpoint.ModelCheckpoint
         self.checkpoint_path = ""
         self.model_status = "none"  # loading | loaded | failed
-        self.load_task = None
+        self.load_task: workers.Task | None = None
         self.session: GenerationSession | None = None
         self.playback = Playback(self)
-        self.recorder = None  # engine.audio.Recorder while recording
+        self.recorder: Recorder | None = None  # while recording
         self.last_take = None
         self.messages: list[str] = []  # every error shown (tests read it)
 
@@ -166,7 +166,8 @@ class MainWindow(QMainWindow):
         central.addWidget(right)
         central.setStretchFactor(1, 1)
         self.setCentralWidget(central)
-        self.setStatusBar(QStatusBar())
+        self.status_bar = QStatusBar()  # kept: QMainWindow.statusBar() is typed as possibly None
+        self.setStatusBar(self.status_bar)
         self.resize(1280, 820)
 
         # wiring
@@ -183,9 +184,9 @@ class MainWindow(QMainWindow):
         self.browser.loadChainRequested.connect(self._load_chain)
         self.effects_panel.chainReady.connect(self._chain_ready)
         self.effects_panel.error.connect(self.show_error)
-        self.effects_panel.notice.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.effects_panel.notice.connect(lambda text: self.status_bar.showMessage(text, 8000))
         self.browser.error.connect(self.show_error)
-        self.browser.status.connect(self.statusBar().showMessage)
+        self.browser.status.connect(self.status_bar.showMessage)
         self.playback.error.connect(self.show_error)
         # the one display timer: drains the program tap into the views, refreshes the readouts
         self.display_timer = QTimer(self)
@@ -214,7 +215,7 @@ class MainWindow(QMainWindow):
     def show_error(self, text: str) -> None:
         self.messages.append(text)
         self.banner.show_message(html.escape(text).replace("\n", "<br>"))
-        self.statusBar().showMessage(text.splitlines()[0] if text else "", 10000)
+        self.status_bar.showMessage(text.splitlines()[0] if text else "", 10000)
 
     def show_notice(self, text: str) -> None:
         self.banner.show_message(html.escape(text), error=False)
@@ -251,7 +252,7 @@ class MainWindow(QMainWindow):
                 self.settings.set("model/opened", opened[-10:])
             if self.transport.state == "loading":
                 self.transport.set_state("idle")
-            self.statusBar().showMessage(f"Loaded {checkpoint.name}", 5000)
+            self.status_bar.showMessage(f"Loaded {checkpoint.name}", 5000)
 
         def failed(text):
             if path != self.checkpoint_path:
@@ -310,7 +311,7 @@ class MainWindow(QMainWindow):
         self.browser.refresh()
         if take is not None:
             self.browser.select_ids([take.id])
-            self.statusBar().showMessage(f"Saved “{take.name}” ({take.duration:.1f} s) to the library", 8000)
+            self.status_bar.showMessage(f"Saved “{take.name}” ({take.duration:.1f} s) to the library", 8000)
 
     def refresh(self) -> None:
         """The display timer: every view and readout, from the threads' counters and taps."""
@@ -388,7 +389,7 @@ class MainWindow(QMainWindow):
             effects=effects,
         ):
             self.monitor.show(self.playback)
-            self.statusBar().showMessage(f"Playing {name}", 3000)
+            self.status_bar.showMessage(f"Playing {name}", 3000)
 
     def use_take_as_seed(self, take) -> None:
         try:
@@ -400,9 +401,9 @@ class MainWindow(QMainWindow):
 
     def toggle_recording(self, on: bool) -> None:
         if on:
-            self.recorder = Recorder(device=self.controls.values()["input_device"])
+            recorder = self.recorder = Recorder(device=self.controls.values()["input_device"])
             try:
-                self.recorder.start()
+                recorder.start()
             except Exception as error:  # noqa: BLE001 - no microphone, busy device, no server
                 self.recorder = None
                 self.seed_panel.stop_recording_ui()

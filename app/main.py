@@ -8,6 +8,8 @@ import signal
 import socket
 import sys
 
+from app.transport_state import TransportState
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -125,9 +127,9 @@ def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> N
 
     def wait_for_sound():
         # the delay counts from when audio flows (compiling can take a while)
-        if window.transport.state in ("playing", "rendering"):
+        if window.transport.state in (TransportState.PLAYING, TransportState.RENDERING):
             QTimer.singleShot(int(seconds * 1000), shoot)
-        elif window.transport.state == "error":
+        elif window.transport.state is TransportState.ERROR:
             shoot()
         else:
             QTimer.singleShot(200, wait_for_sound)

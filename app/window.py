@@ -35,6 +35,7 @@ from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
 from app.session import GenerationSession, Playback
 from app.settings import Settings
+from app.transport_state import TransportState
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform, theme
 from engine.audio import Recorder
 from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
@@ -230,8 +231,8 @@ class MainWindow(QMainWindow):
         self.checkpoint_path = path
         self.model_status = "loading"
         self.model_panel.show_message(f"Loading {Path(path).name}…")
-        if self.transport.state in ("idle", "error"):
-            self.transport.set_state("loading")
+        if self.transport.state in (TransportState.IDLE, TransportState.ERROR):
+            self.transport.set_state(TransportState.LOADING)
 
         def work(task):
             from engine.checkpoint import load_model
@@ -250,8 +251,8 @@ class MainWindow(QMainWindow):
             if not str(Path(path).resolve()).startswith(str(CHECKPOINTS.resolve())):
                 opened = [p for p in self.settings.get("model/opened") if p != path] + [path]
                 self.settings.set("model/opened", opened[-10:])
-            if self.transport.state == "loading":
-                self.transport.set_state("idle")
+            if self.transport.state is TransportState.LOADING:
+                self.transport.set_state(TransportState.IDLE)
             self.status_bar.showMessage(f"Loaded {checkpoint.name}", 5000)
 
         def failed(text):
@@ -261,8 +262,8 @@ class MainWindow(QMainWindow):
             self.model_status = "failed"
             self.model_panel.show_message(f"Could not load this checkpoint: {text}", error=True)
             self.show_error(f"Could not load the model: {text}")
-            if self.transport.state == "loading":
-                self.transport.set_state("idle")
+            if self.transport.state is TransportState.LOADING:
+                self.transport.set_state(TransportState.IDLE)
 
         self.load_task = workers.run_task(work, done=done, failed=failed, name="load checkpoint")
         return self.load_task
@@ -319,7 +320,8 @@ class MainWindow(QMainWindow):
         session = self.session
         if session is not None:
             shown = session.player_state
-            settled = self.transport.state in ("stopping", "idle", "error")  # the worker's own states
+            # the worker's own states
+            settled = self.transport.state in (TransportState.STOPPING, TransportState.IDLE, TransportState.ERROR)
             if shown is not None and shown != self.transport.state and not settled:
                 self.transport.set_state(shown)
             stats = session.stats()

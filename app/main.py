@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 
-from app.transport_state import TransportState
+from app.states import ModelStatus, TransportState
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +104,7 @@ def _when_ready(window, seed_task, action) -> None:
         seed_pending = (
             seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
         )
-        if window.model_status == "loading" or seed_pending:
+        if window.model_status is ModelStatus.LOADING or seed_pending:
             QTimer.singleShot(200, check)
         else:
             action()
@@ -117,7 +117,7 @@ def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> N
     from PyQt6.QtWidgets import QApplication
 
     def start():
-        if window.model_status == "loading" or (
+        if window.model_status is ModelStatus.LOADING or (
             seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
         ):
             QTimer.singleShot(200, start)

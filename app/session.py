@@ -19,7 +19,7 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app import workers
-from app.transport_state import TransportState
+from app.states import TransportState
 from engine.audio import RingBuffer, Stage
 from engine.mulaw import SAMPLE_RATE as RATE
 

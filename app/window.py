@@ -35,7 +35,7 @@ from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
 from app.session import GenerationSession, Playback
 from app.settings import Settings
-from app.transport_state import TransportState
+from app.states import ModelStatus, TransportState
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform, theme
 from engine.audio import Recorder
 from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
             raise SystemExit(str(error)) from None
         self.checkpoint = None  # the loaded engine.checkpoint.ModelCheckpoint
         self.checkpoint_path = ""
-        self.model_status = "none"  # loading | loaded | failed
+        self.model_status = ModelStatus.NONE
         self.load_task: workers.Task | None = None
         self.session: GenerationSession | None = None
         self.playback = Playback(self)
@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
             self.model_panel.show_message("No checkpoint. Open a checkpoint folder to generate.", error=True)
             return None
         self.checkpoint_path = path
-        self.model_status = "loading"
+        self.model_status = ModelStatus.LOADING
         self.model_panel.show_message(f"Loading {Path(path).name}…")
         if self.transport.state in (TransportState.IDLE, TransportState.ERROR):
             self.transport.set_state(TransportState.LOADING)
@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
             if path != self.checkpoint_path:
                 return  # another was chosen meanwhile
             self.checkpoint = checkpoint
-            self.model_status = "loaded"
+            self.model_status = ModelStatus.LOADED
             self.model_panel.show_card(checkpoint)
             self.settings.set("model/checkpoint", path)
             from engine.checkpoint import CHECKPOINTS
@@ -259,7 +259,7 @@ class MainWindow(QMainWindow):
             if path != self.checkpoint_path:
                 return
             self.checkpoint = None
-            self.model_status = "failed"
+            self.model_status = ModelStatus.FAILED
             self.model_panel.show_message(f"Could not load this checkpoint: {text}", error=True)
             self.show_error(f"Could not load the model: {text}")
             if self.transport.state is TransportState.LOADING:
@@ -274,7 +274,7 @@ class MainWindow(QMainWindow):
         if self.session is not None and self.session.active:
             return
         if self.checkpoint is None:
-            if self.model_status == "loading":
+            if self.model_status is ModelStatus.LOADING:
                 self.show_error("The model is still loading; press Generate again in a moment.")
             else:
                 self.show_error(

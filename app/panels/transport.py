@@ -5,7 +5,7 @@ from __future__ import annotations
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
-from app.transport_state import TransportState
+from app.states import TransportState
 
 STATES = {  # the text and colour of each state
     TransportState.IDLE: ("Ready", "#7b8494"),

@@ -1,8 +1,17 @@
-"""The states the transport shows: the model loading, then one take's life."""
+"""The states the window shows: the model's, and the transport's."""
 
 from __future__ import annotations
 
 import enum
+
+
+class ModelStatus(enum.StrEnum):
+    """The checkpoint behind the Generate button."""
+
+    NONE = "none"
+    LOADING = "loading"
+    LOADED = "loaded"
+    FAILED = "failed"
 
 
 class TransportState(enum.StrEnum):

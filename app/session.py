@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -21,10 +20,8 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from app import workers
 from app.states import TransportState
 from engine.audio import RingBuffer, Stage
+from engine.library import TakeWriter
 from engine.mulaw import SAMPLE_RATE as RATE
-
-if TYPE_CHECKING:
-    from engine.library import TakeWriter
 
 
 def start_player(player, report) -> bool:

@@ -66,7 +66,9 @@ def main() -> None:
     checkpoints: dict[str, ModelCheckpoint] = {}
     rows = []
     for name, voices, top_p, busy in cases:
-        checkpoint = checkpoints.setdefault(name, random_checkpoint(name))
+        if name not in checkpoints:  # one random model per preset, built once
+            checkpoints[name] = random_checkpoint(name)
+        checkpoint = checkpoints[name]
         for backend in (Backend.JAX, Backend.KERNEL):  # warm both (compile) before timing
             measure_generator(checkpoint, voices, 0.1, top_p=top_p, backend=backend)
         per_round: dict[Backend, list[float]] = {backend: [] for backend in Backend}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import (
     QAbstractTableModel,
+    QItemSelectionModel,
     QMimeData,
     QModelIndex,
     QSortFilterProxyModel,
@@ -32,6 +33,7 @@ from PyQt6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -86,24 +88,26 @@ class TakesModel(QAbstractTableModel):
         self.rows = self.library.takes()
         self.endResetModel()
 
-    def rowCount(self, parent: QModelIndex | None = None):
+    def rowCount(self, parent: QModelIndex | None = None) -> int:
         return 0 if parent is not None and parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent: QModelIndex | None = None):
+    def columnCount(self, parent: QModelIndex | None = None) -> int:
         return len(COLUMNS)
 
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> str | None:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         return None
 
-    def flags(self, index):
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
         if index.column() == NAME:
             flags |= Qt.ItemFlag.ItemIsEditable
         return flags
 
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         take = self.rows[index.row()]
@@ -150,7 +154,7 @@ class TakesModel(QAbstractTableModel):
             return f"{take.name}\n{take.checkpoint_path or take.checkpoint}\n{take.path}{seed}"
         return None
 
-    def setData(self, index, value, role=Qt.ItemDataRole.EditRole):
+    def setData(self, index: QModelIndex, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if index.column() != NAME or role != Qt.ItemDataRole.EditRole:
             return False
         take = self.rows[index.row()]
@@ -175,21 +179,23 @@ class TakesFilter(QSortFilterProxyModel):
 
     DATES = {"Any date": None, "Today": 1, "Last 7 days": 7, "Last 30 days": 30}
 
-    def __init__(self, parent=None):
+    def __init__(self, takes: TakesModel, parent: QWidget | None = None):
         super().__init__(parent)
+        self.takes = takes  # the source model, kept typed (sourceModel() is a QAbstractItemModel | None)
+        self.setSourceModel(takes)
         self.text = ""
         self.checkpoint = ""
         self.starred_only = False
         self.days: int | None = None
         self.setSortRole(SortRole)
 
-    def set_filter(self, **values) -> None:
+    def set_filter(self, **values: object) -> None:
         for key, value in values.items():
             setattr(self, key, value)
         self.invalidateFilter()
 
-    def filterAcceptsRow(self, row, parent):
-        take: Take = self.sourceModel().rows[row]
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
+        take = self.takes.rows[row]
         if self.text and self.text.lower() not in take.name.lower():
             return False
         if self.checkpoint and take.checkpoint != self.checkpoint:
@@ -208,8 +214,10 @@ class TakesFilter(QSortFilterProxyModel):
 
 
 class ThumbnailDelegate(QStyledItemDelegate):
-    def paint(self, painter: QPainter, option, index):
-        take: Take = index.data(TakeRole)
+    def paint(self, painter: QPainter | None, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        take: Take | None = index.data(TakeRole)
+        if painter is None:  # Qt always passes one; the stubs allow None
+            return
         if option.state & option.state.State_Selected:
             painter.fillRect(option.rect, option.palette.highlight())
         if take is None:
@@ -250,7 +258,14 @@ class TakesView(QTableView):
         mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
         return mime
 
-    def startDrag(self, actions):
+    def selection(self) -> QItemSelectionModel:
+        """The selection model (setModel made it; the stubs allow None)."""
+        selection = self.selectionModel()
+        if selection is None:
+            raise RuntimeError("the takes table has no model yet")
+        return selection
+
+    def startDrag(self, actions: Qt.DropAction) -> None:
         if not self.browser.selected_ids():
             return
         try:
@@ -278,13 +293,13 @@ class LibraryBrowser(QWidget):
         self.settings = settings
         self.current_chain = current_chain
         self.undo_stack: list[list[str]] = []
-        self.export_task = None
+        self.export_task: workers.Task | None = None
         self.model = TakesModel(library, self)
         self.model.error.connect(self.show_error)
-        self.proxy = TakesFilter(self)
-        self.proxy.setSourceModel(self.model)
+        self.proxy = TakesFilter(self.model, self)
 
-        self.search = QLineEdit(placeholderText="Filter by name…")
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Filter by name…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda text: self.proxy.set_filter(text=text))
         self.checkpoint_filter = QComboBox()
@@ -311,11 +326,13 @@ class LibraryBrowser(QWidget):
         self.table.setEditTriggers(
             QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.SelectedClicked
         )
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(30)
+        rows_header, header = self.table.verticalHeader(), self.table.horizontalHeader()
+        if rows_header is None or header is None:  # a QTableView makes both; the stubs allow None
+            raise RuntimeError("the takes table has no headers")
+        rows_header.hide()
+        rows_header.setDefaultSectionSize(30)
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
-        header = self.table.horizontalHeader()
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         header.resizeSection(STAR, 28)
         header.resizeSection(WAVE, 150)
@@ -374,8 +391,8 @@ class LibraryBrowser(QWidget):
         self.progress.setTextVisible(False)
         self.progress.hide()
         bottom = QHBoxLayout()
-        for widget in (self.play_button, self.stop_button, self.star_button, self.delete_button, self.undo_button):
-            bottom.addWidget(widget)
+        for button in (self.play_button, self.stop_button, self.star_button, self.delete_button, self.undo_button):
+            bottom.addWidget(button)
         bottom.addStretch(1)
         bottom.addWidget(self.progress)
         export_widgets = (
@@ -400,8 +417,8 @@ class LibraryBrowser(QWidget):
         layout.addLayout(bottom)
         layout.addLayout(effects_row)
 
-        QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo_delete)
-        QShortcut(QKeySequence.StandardKey.Delete, self.table, activated=self.delete_selected)
+        QShortcut(QKeySequence.StandardKey.Undo, self).activated.connect(self.undo_delete)
+        QShortcut(QKeySequence.StandardKey.Delete, self.table).activated.connect(self.delete_selected)
         if settings is not None:
             self.format_box.setCurrentText(settings.get("export/format"))
             self.rate_box.setCurrentIndex(max(0, self.rate_box.findData(settings.get("export/rate"))))
@@ -432,16 +449,17 @@ class LibraryBrowser(QWidget):
         return [self.proxy.index(r, 0).data(TakeRole) for r in range(self.proxy.rowCount())]
 
     def selected_ids(self) -> list[str]:
-        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        rows = sorted({i.row() for i in self.table.selection().selectedRows()})
         return [self.proxy.index(r, 0).data(TakeRole).id for r in rows]
 
     def select_ids(self, ids) -> None:
         ids = set(ids)
-        selection = self.table.selectionModel()
+        selection = self.table.selection()
         selection.clearSelection()
+        whole_rows = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
         for r in range(self.proxy.rowCount()):
             if self.proxy.index(r, 0).data(TakeRole).id in ids:
-                selection.select(self.proxy.index(r, 0), selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
+                selection.select(self.proxy.index(r, 0), whole_rows)
 
     def _source_row(self, take_id: str) -> int:
         return next(i for i, t in enumerate(self.model.rows) if t.id == take_id)

@@ -8,6 +8,8 @@ import signal
 import socket
 import sys
 
+from app.states import ModelStatus, TransportState
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         library = Library(args.library)
     except LibraryError as error:  # e.g. another instance has it open
         print(f"harmonic-studio: {error}", file=sys.stderr)
-        if app.platformName() != "offscreen":  # started from a desktop menu, no terminal to read
+        if QApplication.platformName() != "offscreen":  # started from a desktop menu, no terminal to read
             QMessageBox.critical(None, "HarmonicRNN Studio", str(error))
         return 1
     window = MainWindow(library=library, settings=Settings(args.settings), checkpoint=args.checkpoint)
@@ -86,7 +88,8 @@ def _close_on_signals(window) -> tuple:
     for end in (receive, send):
         end.setblocking(False)
     signal.set_wakeup_fd(send.fileno())
-    notifier = QSocketNotifier(receive.fileno(), QSocketNotifier.Type.Read, window)
+    # the stubs spell Qt's qintptr as sip.voidptr; at run time PyQt6 takes the descriptor as an int
+    notifier = QSocketNotifier(receive.fileno(), QSocketNotifier.Type.Read, window)  # type: ignore[call-overload]
     notifier.activated.connect(lambda: receive.recv(64))
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: QTimer.singleShot(0, window.close))
@@ -101,7 +104,7 @@ def _when_ready(window, seed_task, action) -> None:
         seed_pending = (
             seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
         )
-        if window.model_status == "loading" or seed_pending:
+        if window.model_status is ModelStatus.LOADING or seed_pending:
             QTimer.singleShot(200, check)
         else:
             action()
@@ -114,7 +117,7 @@ def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> N
     from PyQt6.QtWidgets import QApplication
 
     def start():
-        if window.model_status == "loading" or (
+        if window.model_status is ModelStatus.LOADING or (
             seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
         ):
             QTimer.singleShot(200, start)
@@ -124,9 +127,9 @@ def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> N
 
     def wait_for_sound():
         # the delay counts from when audio flows (compiling can take a while)
-        if window.transport.state in ("playing", "rendering"):
+        if window.transport.state in (TransportState.PLAYING, TransportState.RENDERING):
             QTimer.singleShot(int(seconds * 1000), shoot)
-        elif window.transport.state == "error":
+        elif window.transport.state is TransportState.ERROR:
             shoot()
         else:
             QTimer.singleShot(200, wait_for_sound)

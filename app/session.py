@@ -18,7 +18,9 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app import workers
+from app.states import TransportState
 from engine.audio import RingBuffer, Stage
+from engine.library import TakeWriter
 from engine.mulaw import SAMPLE_RATE as RATE
 
 
@@ -49,7 +51,7 @@ class GenerationSession(QObject):
         None; `set_effects` swaps it while playing. Its snapshot is stored with the take.
     """
 
-    stateChanged = pyqtSignal(str)
+    stateChanged = pyqtSignal(object)  # TransportState (an object signal keeps the enum)
     error = pyqtSignal(str)
     notice = pyqtSignal(str)
     takeSaved = pyqtSignal(object)  # engine.library.Take or None
@@ -63,11 +65,11 @@ class GenerationSession(QObject):
         self.stage = Stage(effects, on_chunk=self._on_chunk)
         self.generator = None
         self.output = None  # the engine.audio.Player while it plays
-        self.task = None
+        self.task: workers.Task | None = None
         self.rendered = 0  # per voice, seed included: rendered without a sound card so far
         self.generated = 0  # per voice, seed included: generated so far
-        self.writer = None
-        self._write_error = None
+        self.writer: TakeWriter | None = None  # set before the stage's take tap runs
+        self._write_error: Exception | None = None
         self.prime_samples = 0
         self._stop = threading.Event()
         self._ended = threading.Event()  # Stop, or the player reached the end
@@ -92,19 +94,19 @@ class GenerationSession(QObject):
         return self.prime_samples + self.stage.latency_samples if self.prime_samples else 0
 
     @property
-    def player_state(self) -> str | None:
-        """The state to show while the player runs ("buffering", "playing"), else None."""
+    def player_state(self) -> TransportState | None:
+        """The state to show while the player runs (buffering, playing), else None."""
         output = self.output
         if output is None or self._stop.is_set():
             return None
-        shown = {"draining": "playing", "paused": "playing"}.get(output.state, output.state)
-        return shown if shown in ("compiling", "buffering", "playing") else None
+        shown = {"draining": "playing", "paused": "playing"}.get(output.state, output.state)  # engine Player states
+        return TransportState(shown) if shown in ("compiling", "buffering", "playing") else None
 
     # ---- control (GUI thread) ------------------------------------------------------
 
     def start(self) -> None:
         self.active = True
-        self.stateChanged.emit("compiling")
+        self.stateChanged.emit(TransportState.COMPILING)
         self.task = workers.run_task(self._run, done=self._finished, failed=self._failed, name="generate")
 
     def stop(self) -> None:
@@ -112,7 +114,7 @@ class GenerationSession(QObject):
             return
         self._stop.set()
         self._ended.set()
-        self.stateChanged.emit("stopping")
+        self.stateChanged.emit(TransportState.STOPPING)
         if self.generator is not None:
             self.generator.stop()
 
@@ -145,12 +147,12 @@ class GenerationSession(QObject):
 
     def _finished(self, take) -> None:
         self.active = False
-        self.stateChanged.emit("idle")
+        self.stateChanged.emit(TransportState.IDLE)
         self.takeSaved.emit(take)
 
     def _failed(self, text: str) -> None:
         self.active = False
-        self.stateChanged.emit("error")
+        self.stateChanged.emit(TransportState.ERROR)
         self.error.emit(text)
         self.takeSaved.emit(None)
 
@@ -264,6 +266,8 @@ class GenerationSession(QObject):
         """The take tap (worker thread): every generated chunk goes to the library as it is made."""
         if self._write_error is None:
             try:
+                if self.writer is None:
+                    raise RuntimeError("the take tap ran before the take was begun")
                 self.writer.write(chunk)
             except Exception as error:  # noqa: BLE001 - stop the take, report it
                 self._write_error = error
@@ -285,7 +289,7 @@ class GenerationSession(QObject):
     def _render(self, generator, total):
         """Without a sound card: the same stage, paced at real time."""
         started = time.perf_counter()
-        self.stateChanged.emit("rendering")
+        self.stateChanged.emit(TransportState.RENDERING)
         try:
             for chunk in generator.chunks(total):
                 if self._stop.is_set():

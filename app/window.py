@@ -35,6 +35,7 @@ from app.panels.seed import SeedPanel
 from app.panels.transport import TransportPanel
 from app.session import GenerationSession, Playback
 from app.settings import Settings
+from app.states import ModelStatus, TransportState
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform, theme
 from engine.audio import Recorder
 from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
@@ -94,11 +95,11 @@ class MainWindow(QMainWindow):
             raise SystemExit(str(error)) from None
         self.checkpoint = None  # the loaded engine.checkpoint.ModelCheckpoint
         self.checkpoint_path = ""
-        self.model_status = "none"  # loading | loaded | failed
-        self.load_task = None
+        self.model_status = ModelStatus.NONE
+        self.load_task: workers.Task | None = None
         self.session: GenerationSession | None = None
         self.playback = Playback(self)
-        self.recorder = None  # engine.audio.Recorder while recording
+        self.recorder: Recorder | None = None  # while recording
         self.last_take = None
         self.messages: list[str] = []  # every error shown (tests read it)
 
@@ -166,7 +167,8 @@ class MainWindow(QMainWindow):
         central.addWidget(right)
         central.setStretchFactor(1, 1)
         self.setCentralWidget(central)
-        self.setStatusBar(QStatusBar())
+        self.status_bar = QStatusBar()  # kept: QMainWindow.statusBar() is typed as possibly None
+        self.setStatusBar(self.status_bar)
         self.resize(1280, 820)
 
         # wiring
@@ -183,9 +185,9 @@ class MainWindow(QMainWindow):
         self.browser.loadChainRequested.connect(self._load_chain)
         self.effects_panel.chainReady.connect(self._chain_ready)
         self.effects_panel.error.connect(self.show_error)
-        self.effects_panel.notice.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.effects_panel.notice.connect(lambda text: self.status_bar.showMessage(text, 8000))
         self.browser.error.connect(self.show_error)
-        self.browser.status.connect(self.statusBar().showMessage)
+        self.browser.status.connect(self.status_bar.showMessage)
         self.playback.error.connect(self.show_error)
         # the one display timer: drains the program tap into the views, refreshes the readouts
         self.display_timer = QTimer(self)
@@ -214,7 +216,7 @@ class MainWindow(QMainWindow):
     def show_error(self, text: str) -> None:
         self.messages.append(text)
         self.banner.show_message(html.escape(text).replace("\n", "<br>"))
-        self.statusBar().showMessage(text.splitlines()[0] if text else "", 10000)
+        self.status_bar.showMessage(text.splitlines()[0] if text else "", 10000)
 
     def show_notice(self, text: str) -> None:
         self.banner.show_message(html.escape(text), error=False)
@@ -227,10 +229,10 @@ class MainWindow(QMainWindow):
             self.model_panel.show_message("No checkpoint. Open a checkpoint folder to generate.", error=True)
             return None
         self.checkpoint_path = path
-        self.model_status = "loading"
+        self.model_status = ModelStatus.LOADING
         self.model_panel.show_message(f"Loading {Path(path).name}…")
-        if self.transport.state in ("idle", "error"):
-            self.transport.set_state("loading")
+        if self.transport.state in (TransportState.IDLE, TransportState.ERROR):
+            self.transport.set_state(TransportState.LOADING)
 
         def work(task):
             from engine.checkpoint import load_model
@@ -241,7 +243,7 @@ class MainWindow(QMainWindow):
             if path != self.checkpoint_path:
                 return  # another was chosen meanwhile
             self.checkpoint = checkpoint
-            self.model_status = "loaded"
+            self.model_status = ModelStatus.LOADED
             self.model_panel.show_card(checkpoint)
             self.settings.set("model/checkpoint", path)
             from engine.checkpoint import CHECKPOINTS
@@ -249,19 +251,19 @@ class MainWindow(QMainWindow):
             if not str(Path(path).resolve()).startswith(str(CHECKPOINTS.resolve())):
                 opened = [p for p in self.settings.get("model/opened") if p != path] + [path]
                 self.settings.set("model/opened", opened[-10:])
-            if self.transport.state == "loading":
-                self.transport.set_state("idle")
-            self.statusBar().showMessage(f"Loaded {checkpoint.name}", 5000)
+            if self.transport.state is TransportState.LOADING:
+                self.transport.set_state(TransportState.IDLE)
+            self.status_bar.showMessage(f"Loaded {checkpoint.name}", 5000)
 
         def failed(text):
             if path != self.checkpoint_path:
                 return
             self.checkpoint = None
-            self.model_status = "failed"
+            self.model_status = ModelStatus.FAILED
             self.model_panel.show_message(f"Could not load this checkpoint: {text}", error=True)
             self.show_error(f"Could not load the model: {text}")
-            if self.transport.state == "loading":
-                self.transport.set_state("idle")
+            if self.transport.state is TransportState.LOADING:
+                self.transport.set_state(TransportState.IDLE)
 
         self.load_task = workers.run_task(work, done=done, failed=failed, name="load checkpoint")
         return self.load_task
@@ -272,7 +274,7 @@ class MainWindow(QMainWindow):
         if self.session is not None and self.session.active:
             return
         if self.checkpoint is None:
-            if self.model_status == "loading":
+            if self.model_status is ModelStatus.LOADING:
                 self.show_error("The model is still loading; press Generate again in a moment.")
             else:
                 self.show_error(
@@ -310,7 +312,7 @@ class MainWindow(QMainWindow):
         self.browser.refresh()
         if take is not None:
             self.browser.select_ids([take.id])
-            self.statusBar().showMessage(f"Saved “{take.name}” ({take.duration:.1f} s) to the library", 8000)
+            self.status_bar.showMessage(f"Saved “{take.name}” ({take.duration:.1f} s) to the library", 8000)
 
     def refresh(self) -> None:
         """The display timer: every view and readout, from the threads' counters and taps."""
@@ -318,7 +320,8 @@ class MainWindow(QMainWindow):
         session = self.session
         if session is not None:
             shown = session.player_state
-            settled = self.transport.state in ("stopping", "idle", "error")  # the worker's own states
+            # the worker's own states
+            settled = self.transport.state in (TransportState.STOPPING, TransportState.IDLE, TransportState.ERROR)
             if shown is not None and shown != self.transport.state and not settled:
                 self.transport.set_state(shown)
             stats = session.stats()
@@ -388,7 +391,7 @@ class MainWindow(QMainWindow):
             effects=effects,
         ):
             self.monitor.show(self.playback)
-            self.statusBar().showMessage(f"Playing {name}", 3000)
+            self.status_bar.showMessage(f"Playing {name}", 3000)
 
     def use_take_as_seed(self, take) -> None:
         try:
@@ -400,9 +403,9 @@ class MainWindow(QMainWindow):
 
     def toggle_recording(self, on: bool) -> None:
         if on:
-            self.recorder = Recorder(device=self.controls.values()["input_device"])
+            recorder = self.recorder = Recorder(device=self.controls.values()["input_device"])
             try:
-                self.recorder.start()
+                recorder.start()
             except Exception as error:  # noqa: BLE001 - no microphone, busy device, no server
                 self.recorder = None
                 self.seed_panel.stop_recording_ui()

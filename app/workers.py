@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal
 
@@ -61,11 +62,20 @@ class Task(QRunnable):
 
 _live: set[Task] = set()
 
+Result = TypeVar("Result")
+
+
+def _pool() -> QThreadPool:
+    pool = QThreadPool.globalInstance()
+    if pool is None:  # only after QCoreApplication has been torn down
+        raise RuntimeError("Qt's global thread pool is gone")
+    return pool
+
 
 def run_task(
-    fn: Callable[[Task], object],
+    fn: Callable[[Task], Result],
     *,
-    done: Callable[[object], None] | None = None,
+    done: Callable[[Result], None] | None = None,
     failed: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     message: Callable[[str], None] | None = None,
@@ -82,7 +92,7 @@ def run_task(
         task.signals.message.connect(message)
     _live.add(task)
     task.signals.finished.connect(lambda: _live.discard(task))
-    pool = QThreadPool.globalInstance()
+    pool = _pool()
     # a take holds a thread for as long as it plays: keep room for loads and exports
     # even on a 2-core machine (the work is mostly in JAX, libsndfile and soxr, which
     # release the GIL)
@@ -95,4 +105,4 @@ def wait_all(timeout_ms: int = 10000) -> bool:
     """Waits for every task (used at exit and by tests)."""
     for task in list(_live):
         task.cancel()
-    return QThreadPool.globalInstance().waitForDone(timeout_ms)
+    return _pool().waitForDone(timeout_ms)

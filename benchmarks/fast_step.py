@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 from benchmarks.report import command_line, machine_line, write_section
-from engine.checkpoint import CheckpointError, load_model
+from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model
 from engine.commands.bench import measure_generator, random_checkpoint, startup_times
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend
@@ -34,7 +34,7 @@ def busy_core():
         spinner.wait()
 
 
-def rtf(checkpoint, backend: Backend, voices: int, seconds: float, top_p: float, busy: bool) -> float:
+def rtf(checkpoint: ModelCheckpoint, backend: Backend, voices: int, seconds: float, top_p: float, busy: bool) -> float:
     """Real-time factor per voice of one measurement."""
     with busy_core() if busy else contextlib.nullcontext():
         return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend)["rtf"]
@@ -63,13 +63,15 @@ def main() -> None:
         (large_preset, 1, 1.0, True),
         (main_preset, 8, 1.0, False),
     ]
-    checkpoints = {}
+    checkpoints: dict[str, ModelCheckpoint] = {}
     rows = []
     for name, voices, top_p, busy in cases:
-        checkpoint = checkpoints.setdefault(name, random_checkpoint(name))
+        if name not in checkpoints:  # one random model per preset, built once
+            checkpoints[name] = random_checkpoint(name)
+        checkpoint = checkpoints[name]
         for backend in (Backend.JAX, Backend.KERNEL):  # warm both (compile) before timing
             measure_generator(checkpoint, voices, 0.1, top_p=top_p, backend=backend)
-        per_round = {backend: [] for backend in Backend}
+        per_round: dict[Backend, list[float]] = {backend: [] for backend in Backend}
         for _ in range(args.rounds):  # alternate, so that load changes hit both alike
             for backend in (Backend.JAX, Backend.KERNEL):
                 per_round[backend].append(rtf(checkpoint, backend, voices, seconds, top_p, busy))

@@ -92,7 +92,7 @@ class KernelState:
 class _Builder:
     """Appends arrays to one flat float32 buffer and returns their offsets."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pieces: list[np.ndarray] = []
         self.size = 0
 
@@ -198,8 +198,10 @@ class PackedModel:
         logits = np.asarray(logits, np.float32)
         state = self.zero_state(logits.shape[0])
         state.logits[:] = logits
-        level_state = model_state
+        level_state: LevelState | None = model_state
         for k in range(self.config.num_levels):
+            if level_state is None:
+                raise ValueError(f"the state has {k} levels, the model {self.config.num_levels}")
             row = self.levels[k]
             state.steps[k] = int(level_state.t)
             sides = [(row[K.DOWN_FIRST], level_state.down)]

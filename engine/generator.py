@@ -39,6 +39,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Union
 
 import jax
 import jax.numpy as jnp
@@ -49,10 +51,17 @@ from engine.checkpoint import ModelCheckpoint, load_model
 from engine.mulaw import SAMPLE_RATE
 from engine.sampling import NOISE_BLOCK
 
+if TYPE_CHECKING:
+    from engine.fast_step import KernelState, PackedModel
+
+fast_step: ModuleType | None
 try:
     from engine import fast_step
 except ImportError:  # numba missing or unusable on this platform: the JAX path serves
     fast_step = None
+
+# A take's state between chunks: KERNEL's fast_step.KernelState; JAX's (model state, next logits).
+TakeState = Union["KernelState", tuple[model.ModelState, jax.Array]]
 
 BACKEND_VARIABLE = "HARMONIC_STEP_BACKEND"
 
@@ -182,12 +191,12 @@ class Generator:
         self.model = checkpoint if isinstance(checkpoint, ModelCheckpoint) else load_model(checkpoint)
         self.config = self.model.config
         self.backend = Backend.default() if backend is None else backend
-        if self.backend is Backend.KERNEL and fast_step is None:
-            raise ValueError("the kernel backend needs numba, which did not import; use Backend.JAX")
+        self._packed: PackedModel | None = None
+        if self.backend is Backend.KERNEL:
+            if fast_step is None:
+                raise ValueError("the kernel backend needs numba, which did not import; use Backend.JAX")
+            self._packed = fast_step.PackedModel.pack(self.model.params, self.config)
         self.params = jax.device_put(self.model.params)
-        self._packed = (
-            fast_step.PackedModel.pack(self.model.params, self.config) if self.backend is Backend.KERNEL else None
-        )
         self._settings = settings or GenerationSettings()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -245,7 +254,7 @@ class Generator:
                     )
                     self._prime = self._prime if audio.ndim == 1 else None
             self._stop.clear()
-            self._state = None  # KERNEL: a fast_step.KernelState; JAX: (model state, next logits)
+            self._state: TakeState | None = None
             self.samples_generated = 0  # per voice, excluding the prime
             self._prime_out = 0  # prime samples already returned (include_prime)
             self.compute_seconds = 0.0
@@ -299,7 +308,7 @@ class Generator:
                 return
             self._state = self._initial_state(self.voices, self._prime_tokens, progress)
 
-    def _initial_state(self, voices: int, prime: np.ndarray | None, progress=None):
+    def _initial_state(self, voices: int, prime: np.ndarray | None, progress=None) -> TakeState:
         """The state at the start of a take, in the backend's form."""
         if prime is None:
             if self._packed is not None:
@@ -314,13 +323,17 @@ class Generator:
                 return self._packed.from_model_state(state, logits)
         return state, logits
 
-    def _run_chunk(self, state, first_block: int, settings: GenerationSettings) -> tuple[np.ndarray, object]:
+    def _run_chunk(
+        self, state: TakeState, first_block: int, settings: GenerationSettings
+    ) -> tuple[np.ndarray, TakeState]:
         """One chunk from `state`: (tokens int32 [voices, chunk_samples], next state)."""
         n_blocks = settings.chunk_samples // NOISE_BLOCK
         if self._packed is not None:
+            assert not isinstance(state, tuple)  # the kernel's own state
             uniforms = sampling.chunk_uniforms(settings.seed, first_block, n_blocks, state.voices)
             return self._packed.generate(state, uniforms, settings.temperature, settings.top_p).T, state
         greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
+        assert isinstance(state, tuple)  # JAX's (model state, next logits)
         model_state, logits = state
         tokens, model_state, logits = generate_chunk(
             self.params,
@@ -363,6 +376,7 @@ class Generator:
                 return piece.copy()
             began = time.perf_counter()
             self.start()
+            assert self._state is not None  # start() made it
             first_block = self.samples_generated // NOISE_BLOCK
             tokens, self._state = self._run_chunk(self._state, first_block, settings)
             elapsed = time.perf_counter() - began

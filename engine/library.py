@@ -291,24 +291,18 @@ class Library:
             self._lock_file = self._hold_lock()
             for folder in (self.takes_dir, self.partial_dir, self.trash_dir):
                 folder.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.root / "library.sqlite"), check_same_thread=False, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            self._migrate()
+            db = sqlite3.connect(str(self.root / "library.sqlite"), check_same_thread=False, isolation_level=None)
+            self._db: sqlite3.Connection | None = db  # None once closed
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            _migrate(db)
         except (OSError, sqlite3.Error) as error:
             raise LibraryError(f"Cannot open the sample library at {self.root}: {error}") from error
         self.purge_trash()
         self._recover()
 
     # ---- lifetime ------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        """Adds the columns that a library made by an older version lacks."""
-        have = {row["name"] for row in self._db.execute("PRAGMA table_info(takes)")}
-        for column, definition in _ADDED_COLUMNS.items():
-            if column not in have:
-                self._db.execute(f"ALTER TABLE takes ADD COLUMN {column} {definition}")
 
     def _hold_lock(self) -> IO[str]:
         """Locks the library for this process, or raises LibraryError naming the process
@@ -370,8 +364,9 @@ class Library:
             self._drop_partial(take_id)
             raise _io_error("start a new take", error) from error
 
-    def add_take(self, audio: np.ndarray, meta: dict | None = None) -> Take:
-        """Saves finished audio ([n] or [voices, n]) as a take in one go."""
+    def add_take(self, audio: np.ndarray, meta: dict | None = None) -> Take | None:
+        """Saves finished audio ([n] or [voices, n]) as a take in one go; None (nothing
+        saved) when `audio` has no samples, as `TakeWriter.finish`."""
         audio = np.asarray(audio, np.float32)
         if audio.ndim == 1:
             audio = audio[None]
@@ -566,7 +561,8 @@ class Library:
         starred: only starred (True) or unstarred (False); since/until: ISO dates or
         datetimes (inclusive bounds on `created`); order: created|name|duration|checkpoint|starred.
         """
-        where, args = ["state = 'done'", "deleted = 0"], []
+        where: list[str] = ["state = 'done'", "deleted = 0"]
+        args: list[str | int] = []
         if text:
             where.append("name LIKE ? ESCAPE '\\'")
             args.append("%" + re.sub(r"([\\%_])", r"\\\1", text) + "%")
@@ -710,7 +706,7 @@ class Library:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+    def __init__(self, db: sqlite3.Connection | None, lock: threading.RLock):
         self.db, self.lock = db, lock
 
     def __enter__(self) -> sqlite3.Connection:
@@ -722,10 +718,19 @@ class _Transaction:
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
+        assert self.db is not None  # __enter__ refused a closed library
         try:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.lock.release()
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Adds the columns that a library made by an older version lacks."""
+    have = {row["name"] for row in db.execute("PRAGMA table_info(takes)")}
+    for column, definition in _ADDED_COLUMNS.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE takes ADD COLUMN {column} {definition}")
 
 
 def _safe_name(name: str) -> str:

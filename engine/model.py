@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -123,14 +124,21 @@ def step(params: dict, config: ModelConfig, state: ModelState, token: jax.Array)
     Returns:
       (logits float32 [B, 256] of the next sample, next state).
     """
-    return _network(config).apply({"params": params}, token, state, method=HarmonicRNN.step)
+    # flax types `apply` for the mutable-collections case too (output, variables); without
+    # `mutable` it is the method's own (logits, state).
+    return cast(
+        tuple[jax.Array, ModelState], _network(config).apply({"params": params}, token, state, method=HarmonicRNN.step)
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
 def _prefill_chunk(params: dict, config: ModelConfig, state: ModelState, inputs: jax.Array, length: jax.Array):
     """One chunk of a seed: inputs int32 [B, C] (valid up to `length`) from `state` ->
     (logits [B, 256] after input length - 1, the state after it)."""
-    logits, state = _network(config).apply({"params": params}, inputs, True, length, state)
+    # flax's `apply` type covers the mutable-collections case; without `mutable` it is the call's own.
+    logits, state = cast(
+        tuple[jax.Array, ModelState], _network(config).apply({"params": params}, inputs, True, length, state)
+    )
     return jax.lax.dynamic_index_in_dim(logits, length - 1, axis=1, keepdims=False), state
 
 
@@ -149,7 +157,7 @@ def prefill_chunk_length(length: int, config: ModelConfig, max_steps: int = PREF
 def prefill(
     params: dict,
     config: ModelConfig,
-    tokens: jax.Array,
+    tokens: jax.Array | np.ndarray,
     progress: Callable[[int, int], None] | None = None,
     max_steps: int = PREFILL_CHUNK,
 ) -> tuple[jax.Array, ModelState]:
@@ -162,7 +170,7 @@ def prefill(
 
     Args:
       params, config: the model.
-      tokens: int32 [B, L], the seed's classes, any L >= 0.
+      tokens: int32 [B, L], the seed's classes (host or device array), any L >= 0.
       progress: called as progress(steps_done, steps_total) after each chunk has run
         (steps_total = L + 1); None runs the chunks without waiting for each.
       max_steps: longest chunk (tests use short ones).
@@ -173,9 +181,9 @@ def prefill(
       the concatenated sequence.
     """
     # Chunks are cut on the host: eager device slicing would compile for every length.
-    tokens = np.asarray(tokens, np.int32)
-    batch, length = tokens.shape
-    inputs = np.concatenate([np.full((batch, 1), START_TOKEN, np.int32), tokens], axis=1)
+    seed = np.asarray(tokens, np.int32)
+    batch, length = seed.shape
+    inputs = np.concatenate([np.full((batch, 1), START_TOKEN, np.int32), seed], axis=1)
     chunk = prefill_chunk_length(length, config, max_steps)
     state = init_state(params, config, batch)
     for start in range(0, length + 1, chunk):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from engine.mulaw import NUM_CLASSES
 
@@ -23,7 +24,7 @@ NOISE_BLOCK = 160
 """Samples per noise block (10 ms at 16 kHz); chunk lengths are multiples of it."""
 
 
-def chunk_noise(seed: jax.Array, first_block: jax.Array, n_blocks: int, voices: int) -> jax.Array:
+def chunk_noise(seed: ArrayLike, first_block: ArrayLike, n_blocks: int, voices: int) -> jax.Array:
     """Gumbel noise for `n_blocks` consecutive noise blocks of every voice.
 
     Args:

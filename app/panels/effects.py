@@ -24,7 +24,7 @@ block, its share of the real-time budget, the latency and slots muted by the NaN
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
@@ -93,12 +93,10 @@ class ParameterControl(QWidget):
             self.slider.setRange(0, SLIDER_STEPS)
             span = info.maximum - info.minimum
             decimals = 0 if span >= 1000 else 1 if span >= 100 else 2 if span >= 2 else 3
-            self.spin = QDoubleSpinBox(
-                decimals=decimals,
-                minimum=info.minimum,
-                maximum=info.maximum,
-                singleStep=span / 100 if span > 0 else 0.01,
-            )
+            self.spin = QDoubleSpinBox()
+            self.spin.setDecimals(decimals)
+            self.spin.setRange(info.minimum, info.maximum)
+            self.spin.setSingleStep(span / 100 if span > 0 else 0.01)
             if info.unit:
                 self.spin.setSuffix(f" {info.unit}")
             self.spin.setFixedWidth(104)  # the sliders line up
@@ -180,7 +178,9 @@ class SlotWidget(QFrame):
             ("▼", "Move down", lambda: self.moveRequested.emit(1)),
             ("✕", "Remove", self.removeRequested.emit),
         ):
-            button = QToolButton(text=text, toolTip=tip)
+            button = QToolButton()
+            button.setText(text)
+            button.setToolTip(tip)
             button.clicked.connect(action)
             buttons.append(button)
         self.up_button, self.down_button, self.remove_button = buttons
@@ -300,7 +300,7 @@ class EffectsPanel(QGroupBox):
 
         return workers.run_task(lambda task: loader(), done=done, failed=failed, name="scan plugins")
 
-    def set_catalog(self, plugins: list[PluginInfo], failures: list[ScanFailure] = ()) -> None:
+    def set_catalog(self, plugins: Sequence[PluginInfo], failures: Sequence[ScanFailure] = ()) -> None:
         self.catalog = list(plugins)
         self.failures = list(failures)
         self.plugin_box.clear()
@@ -331,12 +331,14 @@ class EffectsPanel(QGroupBox):
         del self.infos[index]
         self._structure_changed()
 
-    def move(self, index: int, delta: int) -> None:
+    def move_slot(self, index: int, delta: int) -> None:
+        """Moves slot `index` by `delta` places (named apart from QWidget.move, which it used to hide)."""
         target = index + delta
         if not 0 <= target < len(self.spec.slots):
             return
-        for items in (self.spec.slots, self.infos):
-            items[index], items[target] = items[target], items[index]
+        slots, infos = self.spec.slots, self.infos
+        slots[index], slots[target] = slots[target], slots[index]
+        infos[index], infos[target] = infos[target], infos[index]
         self._structure_changed()
 
     def set_parameter(self, index: int, name: str, value: ParameterValue) -> None:
@@ -412,7 +414,7 @@ class EffectsPanel(QGroupBox):
             widget.parameterChanged.connect(lambda name, value, i=index: self.set_parameter(i, name, value))
             widget.bypassChanged.connect(lambda on, i=index: self.set_bypass(i, on))
             widget.mixChanged.connect(lambda mix, i=index: self.set_mix(i, mix))
-            widget.moveRequested.connect(lambda delta, i=index: self.move(i, delta))
+            widget.moveRequested.connect(lambda delta, i=index: self.move_slot(i, delta))
             widget.removeRequested.connect(lambda i=index: self.remove(i))
             widget.up_button.setEnabled(index > 0)
             widget.down_button.setEnabled(index < len(self.infos) - 1)

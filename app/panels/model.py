@@ -74,9 +74,9 @@ class ModelPanel(QGroupBox):
         self.combo.clear()
         for path in shipped:
             self.combo.addItem(f"{path.name} (shipped)", str(path))
-        for path in opened:
-            if self.combo.findData(str(path)) < 0:
-                self.combo.addItem(Path(path).name, str(path))
+        for name in opened:
+            if self.combo.findData(name) < 0:
+                self.combo.addItem(Path(name).name, name)
         if self.combo.count() == 0:
             self.combo.addItem("(no checkpoint: open a folder)", "")
         index = self.combo.findData(current)

@@ -117,13 +117,17 @@ class SeedPanel(QGroupBox):
         if path:
             self.open_file(path)
 
-    def open_file(self, path: str | Path):
+    def open_file(self, path: str | Path) -> workers.Task:
         """Reads and resamples the file in a worker; returns the task."""
         path = Path(path)
         self.label.setText(f"Reading {path.name}…")
         return workers.run_task(
             lambda task: read_audio(path),
             done=lambda audio: self.set_audio(audio, path.name),
-            failed=lambda text: (self._update_label(), self.error.emit(text)),
+            failed=self._read_failed,
             name="read seed",
         )
+
+    def _read_failed(self, text: str) -> None:
+        self._update_label()
+        self.error.emit(text)

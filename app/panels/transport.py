@@ -5,15 +5,17 @@ from __future__ import annotations
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
-STATES = {
-    "idle": ("Ready", "#7b8494"),
-    "loading": ("Loading model…", "#e0a458"),
-    "compiling": ("Compiling…", "#e0a458"),
-    "buffering": ("Buffering…", "#e0a458"),
-    "playing": ("Playing", "#5fb3b3"),
-    "rendering": ("Rendering (no audio device)…", "#5fb3b3"),
-    "stopping": ("Stopping…", "#7b8494"),
-    "error": ("Error", "#e06c75"),
+from app.states import TransportState
+
+STATES = {  # the text and colour of each state
+    TransportState.IDLE: ("Ready", "#7b8494"),
+    TransportState.LOADING: ("Loading model…", "#e0a458"),
+    TransportState.COMPILING: ("Compiling…", "#e0a458"),
+    TransportState.BUFFERING: ("Buffering…", "#e0a458"),
+    TransportState.PLAYING: ("Playing", "#5fb3b3"),
+    TransportState.RENDERING: ("Rendering (no audio device)…", "#5fb3b3"),
+    TransportState.STOPPING: ("Stopping…", "#7b8494"),
+    TransportState.ERROR: ("Error", "#e06c75"),
 }
 
 
@@ -55,18 +57,18 @@ class TransportPanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
         layout.addLayout(grid)
-        self.state = ""
-        self.set_state("idle")
+        self.state = TransportState.IDLE
+        self.set_state(TransportState.IDLE)
 
-    def set_state(self, state: str, detail: str = "") -> None:
+    def set_state(self, state: TransportState, detail: str = "") -> None:
         self.state = state
-        text, colour = STATES.get(state, (state, "#d8dee9"))
+        text, colour = STATES[state]
         if detail:
             text = f"{text} {detail}"
         self.state_label.setText(f"<span style='color:{colour}; font-weight:600'>● {text}</span>")
-        busy = state not in ("idle", "error")
+        busy = state not in (TransportState.IDLE, TransportState.ERROR)
         self.generate_button.setEnabled(not busy)
-        self.stop_button.setEnabled(busy and state != "stopping")
+        self.stop_button.setEnabled(busy and state is not TransportState.STOPPING)
 
     def set_stats(self, seconds: float, fill: float | None, rtf: float | None, underruns: int) -> None:
         minutes, rest = divmod(max(0.0, seconds), 60)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from engine.audio.devices import AudioUnavailable, resolve, sounddevice, support
 from engine.audio.pipeline import Stage
 from engine.audio.ring import RingBuffer
 from engine.mulaw import SAMPLE_RATE
+
+if TYPE_CHECKING:  # loaded at run time through `sounddevice()`, which reports a missing PortAudio
+    import sounddevice as sd
 
 STATES = ("idle", "compiling", "buffering", "playing", "paused", "draining", "finished", "stopped", "error")
 
@@ -93,7 +97,7 @@ class Player:
         self._gen_seconds = 0.0
         self._gen_samples_timed = 0
         self._thread: threading.Thread | None = None
-        self._stream = None
+        self._stream: sd.OutputStream | None = None
         self.device_rate = SAMPLE_RATE
         self._ring = RingBuffer(max(1, int(buffer_seconds * SAMPLE_RATE)))
 
@@ -131,12 +135,12 @@ class Player:
     def pause(self) -> None:
         """Stops the sound card; the worker fills the buffer and waits."""
         if self._state == "playing":
-            self._stream.stop()
+            self._opened_stream().stop()
             self._state = "paused"
 
     def resume(self) -> None:
         if self._state == "paused":
-            self._stream.start()
+            self._opened_stream().start()
             self._state = "playing"
 
     def stop(self) -> None:
@@ -328,8 +332,14 @@ class Player:
 
     def _begin(self) -> None:
         if self._state == "buffering":
-            self._stream.start()
+            self._opened_stream().start()
             self._state = "playing"
+
+    def _opened_stream(self) -> sd.OutputStream:
+        """The output stream, which `start` opens before any state that plays or pauses."""
+        if self._stream is None:
+            raise RuntimeError(f"Player has no output stream in state {self._state!r}")
+        return self._stream
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None

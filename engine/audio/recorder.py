@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.audio.devices import AudioUnavailable, resolve, sounddevice, supports_rate
 from engine.mulaw import SAMPLE_RATE
+
+if TYPE_CHECKING:  # loaded at run time through `sounddevice()`, which reports a missing PortAudio
+    import sounddevice as sd
 
 
 class Recorder:
@@ -46,7 +50,7 @@ class Recorder:
         self._frames = 0
         self._peak = 0.0
         self._rms = 0.0
-        self._stream = None
+        self._stream: sd.InputStream | None = None
         self._full = threading.Event()
         self._state = "idle"
 
@@ -61,14 +65,14 @@ class Recorder:
             )
         self._limit = None if self.max_seconds is None else int(round(self.max_seconds * self.sample_rate))
         try:
-            self._stream = sd.InputStream(
+            self._stream = stream = sd.InputStream(
                 samplerate=self.sample_rate,
                 device=info.index,
                 channels=self.channels,
                 dtype="float32",
                 callback=self._callback,
             )
-            self._stream.start()
+            stream.start()
         except Exception as error:
             raise AudioUnavailable(
                 f"cannot open input device {info.name!r} at {self.sample_rate} Hz: {error}"

@@ -7,17 +7,23 @@ The measuring functions are reused by `benchmarks/generation_cpu.py`.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.mulaw import SAMPLE_RATE
 
+if TYPE_CHECKING:  # imported where used at run time: jax and orbax are slow to import
+    from engine.checkpoint import ModelCheckpoint
 
-def random_checkpoint(preset: str, seed: int = 0):
+
+def random_checkpoint(preset: str, seed: int = 0) -> ModelCheckpoint:
     """A `ModelCheckpoint` with random weights of a preset."""
     import jax
 
@@ -96,13 +102,15 @@ def _probe_main(target: str) -> None:
     gen.next_chunk()
 
 
-def targets(presets: list[str], include_shipped: bool = True) -> list[tuple[str, object]]:
+def targets(presets: list[str], include_shipped: bool = True) -> list[tuple[str, Callable[[], ModelCheckpoint]]]:
     """(label, loader) pairs: random-weight presets, then shipped checkpoints."""
     from engine.checkpoint import load_model, shipped_checkpoints
 
-    out = [(f"preset {name}", lambda name=name: random_checkpoint(name)) for name in presets]
+    out: list[tuple[str, Callable[[], ModelCheckpoint]]] = [
+        (f"preset {name}", functools.partial(random_checkpoint, name)) for name in presets
+    ]
     if include_shipped:
-        out += [(f"shipped {path.name}", lambda path=path: load_model(path)) for path in shipped_checkpoints()]
+        out += [(f"shipped {path.name}", functools.partial(load_model, path)) for path in shipped_checkpoints()]
     return out
 
 

@@ -151,10 +151,12 @@ def dry_path(args: argparse.Namespace, out: str | None = None) -> Path | None:
         if args.dry_out:
             raise UserError("--dry-out goes with --fx (without effects --out is the dry take)")
         return None
-    out = Path(out or args.out).expanduser()
-    dry = Path(args.dry_out).expanduser() if args.dry_out else out.with_name(f"{out.stem}.dry{out.suffix}")
-    if dry.resolve() == out.resolve():
-        raise UserError(f"--dry-out and --out are both {out}; give the dry take another name")
+    out_path = Path(out or args.out).expanduser()
+    dry = (
+        Path(args.dry_out).expanduser() if args.dry_out else out_path.with_name(f"{out_path.stem}.dry{out_path.suffix}")
+    )
+    if dry.resolve() == out_path.resolve():
+        raise UserError(f"--dry-out and --out are both {out_path}; give the dry take another name")
     return dry
 
 
@@ -189,7 +191,11 @@ def run(args: argparse.Namespace) -> int:
         dry_take = files.enter_context(TakeFile(dry)) if (dry := dry_path(args)) else None
         chain = files.enter_context(open_fx(args)) if args.fx else None
         generator = build_generator(args)
-        source = generator if chain is None else EffectsSource(generator, chain, args.fx_tail, on_dry=dry_take.write)
+        if chain is None:
+            source = generator
+        else:
+            assert dry_take is not None  # --fx gives both the chain and a dry path
+            source = EffectsSource(generator, chain, args.fx_tail, on_dry=dry_take.write)
         began = time.perf_counter()
         total = int(round(args.seconds * SAMPLE_RATE)) + (generator.prime_samples if args.with_prime else 0)
         shown = total / SAMPLE_RATE + (args.fx_tail if chain is not None else 0)
@@ -225,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
     if chain is None:
         print(f"wrote {args.out}: {take.seconds:.2f} s x {generator.voices} voice(s) in {elapsed:.1f} s")
     else:
+        assert dry_take is not None  # --fx gives both the chain and a dry path
         print(
             f"wrote {args.out}: {take.seconds:.2f} s through {args.fx} ({args.fx_tail:g} s of it tail) "
             f"in {elapsed:.1f} s; the dry take: {dry_take.path}, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -56,7 +57,7 @@ def shaped_checkpoint(preset: str):
 
     config = model.preset(preset)
     params = jax_tree_zeros(model.param_shapes(config))
-    return ModelCheckpoint(config, params, {"name": f"{preset} (shapes only)"}, None)
+    return ModelCheckpoint(config, params, {"name": f"{preset} (shapes only)"}, Path(preset))
 
 
 def jax_tree_zeros(shapes):

@@ -6,6 +6,7 @@ Defaults are read from a fresh instance of each effect, so they follow pedalboar
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 
 import pedalboard
@@ -84,7 +85,7 @@ BUILTIN_RANGES: dict[str, tuple[_Range, ...]] = {
     "Invert": (),
 }
 # Choice parameters: attribute name -> the enum whose member names are the choices.
-BUILTIN_CHOICES: dict[str, dict[str, type]] = {"LadderFilter": {"mode": pedalboard.LadderFilter.Mode}}
+BUILTIN_CHOICES: dict[str, dict[str, type[enum.Enum]]] = {"LadderFilter": {"mode": pedalboard.LadderFilter.Mode}}
 
 
 @functools.cache

@@ -97,6 +97,8 @@ class EffectsChain:
         self._lock = threading.Lock()  # held while a block runs, so a snapshot sees whole blocks
         self._pending: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._notices: collections.deque[str] = collections.deque()
+        self._resamplers: tuple[soxr.ResampleStream, soxr.ResampleStream] | None  # set by _start_resampling
+        self._fifo: np.ndarray
         self._start_resampling()
 
     # ----- the audio thread -------------------------------------------------------------
@@ -131,12 +133,13 @@ class EffectsChain:
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def _process(self, block: np.ndarray) -> np.ndarray:
-        if self._up is None:
+        if self._resamplers is None:
             return self._run_slots(block)
-        inner = self._up.resample_chunk(block)
+        up, down = self._resamplers
+        inner = up.resample_chunk(block)
         for start in range(0, len(inner), self._inner_block):
             piece = self._run_slots(inner[start : start + self._inner_block])
-            self._fifo = np.concatenate([self._fifo, self._down.resample_chunk(piece)])
+            self._fifo = np.concatenate([self._fifo, down.resample_chunk(piece)])
         if len(self._fifo) < len(block):  # soxr held back more than ever measured: a gap, not a crash
             self._fifo = np.concatenate([np.zeros(len(block) - len(self._fifo), np.float32), self._fifo])
         out, self._fifo = self._fifo[: len(block)], self._fifo[len(block) :]
@@ -250,10 +253,10 @@ class EffectsChain:
         """(Re)starts the soxr streams of the 48 kHz mode. soxr hands out its output in
         bursts; the FIFO starts with as much silence as the pair ever holds back, so every
         block comes out whole and the delay is constant: that silence is the latency."""
-        self._up = self._down = None
+        self._resamplers = None
         self._fifo = np.zeros(0, np.float32)
         if self.rate != SAMPLE_RATE:
-            self._up, self._down = _resampler_pair(self.rate)
+            self._resamplers = _resampler_pair(self.rate)
             self._fifo = np.zeros(_held_back(self.rate) + FIFO_MARGIN, np.float32)
         self._resampling_latency = len(self._fifo)
 

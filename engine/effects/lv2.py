@@ -82,7 +82,7 @@ def lv2_folders() -> list[Path]:
 class _World:
     """The process's lilv world (every bundle's description, loaded once) and its URIDs."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lib = lilv()
         self.world = self.lib.lilv_world_new()
         path = os.pathsep.join(map(str, lv2_folders())).encode()
@@ -211,20 +211,25 @@ class Lv2Instance(PluginInstance):
         n = audio.shape[1]
         for channel, buffer in enumerate(self._audio_in):
             buffer[:n] = audio[min(channel, audio.shape[0] - 1)]
-        for buffer in self._atom_in:  # an empty sequence: no events this block
-            struct.pack_into("<IIII", buffer, 0, 8, self._world.urid(ATOM + "Sequence"), 0, 0)
-        for buffer in self._atom_out:  # the space the plugin may fill
-            struct.pack_into("<II", buffer, 0, ATOM_CAPACITY - 8, self._world.urid(ATOM + "Chunk"))
+        for atom_buffer in self._atom_in:  # an empty sequence: no events this block
+            struct.pack_into("<IIII", atom_buffer, 0, 8, self._world.urid(ATOM + "Sequence"), 0, 0)
+        for atom_buffer in self._atom_out:  # the space the plugin may fill
+            struct.pack_into("<II", atom_buffer, 0, ATOM_CAPACITY - 8, self._world.urid(ATOM + "Chunk"))
         self._descriptor.run(self._handle, n)
         self._deliver_work_responses()
         return np.stack([buffer[:n] for buffer in self._audio_out[:2]])
 
     def set_parameter(self, name: str, value: ParameterValue) -> None:
         labels = self._choice_values.get(name)
-        self._controls[name].value = labels[value] if labels is not None else float(value)
+        if labels is None:
+            self._controls[name].value = float(value)
+        elif isinstance(value, str):
+            self._controls[name].value = labels[value]
+        else:
+            raise TypeError(f"{name} takes one of {', '.join(labels)}, got {value!r}")
 
     def parameter_values(self) -> dict[str, ParameterValue]:
-        values = {}
+        values: dict[str, ParameterValue] = {}
         for parameter in self.info.parameters:
             value = self._controls[parameter.name].value
             if parameter.kind is ParameterKind.BOOL:
@@ -299,7 +304,7 @@ class Lv2Instance(PluginInstance):
         w = self._world
         self._block_lengths = [ctypes.c_int32(1), ctypes.c_int32(max_block), ctypes.c_int32(max_block)]
         self._rate_value = ctypes.c_float(rate)
-        entries = [
+        entries: list[tuple[str, ctypes.c_int32 | ctypes.c_float, str]] = [
             (BUF_SIZE + "minBlockLength", self._block_lengths[0], ATOM + "Int"),
             (BUF_SIZE + "maxBlockLength", self._block_lengths[1], ATOM + "Int"),
             (BUF_SIZE + "nominalBlockLength", self._block_lengths[2], ATOM + "Int"),
@@ -330,10 +335,13 @@ class Lv2Instance(PluginInstance):
     def _connect_ports(self) -> None:
         """Connects every port; PluginLoadError for a required port of a kind we cannot feed."""
         w = self._world
-        self._audio_in, self._audio_out, self._atom_in, self._atom_out = [], [], [], []
+        self._audio_in: list[np.ndarray] = []
+        self._audio_out: list[np.ndarray] = []
+        self._atom_in: list[ctypes.Array[ctypes.c_uint8]] = []
+        self._atom_out: list[ctypes.Array[ctypes.c_uint8]] = []
         self._controls: dict[str, ctypes.c_float] = {}
         self._control_outputs: list[ctypes.c_float] = []
-        self._buffers = []  # CV silence, kept alive while connected
+        self._buffers: list[np.ndarray] = []  # CV silence, kept alive while connected
         choices = {p.name for p in self.info.parameters if p.kind is ParameterKind.CHOICE}
         self._choice_values: dict[str, dict[str, float]] = {}  # symbol -> label -> port value
         latency_index = (
@@ -365,9 +373,9 @@ class Lv2Instance(PluginInstance):
                 self._buffers.append(buffer)
                 address = buffer.ctypes.data
             elif _is(w, self._plugin, port, ATOM + "AtomPort"):
-                buffer = (ctypes.c_uint8 * ATOM_CAPACITY)()
-                (self._atom_in if is_input else self._atom_out).append(buffer)
-                address = ctypes.addressof(buffer)
+                atom_buffer = (ctypes.c_uint8 * ATOM_CAPACITY)()
+                (self._atom_in if is_input else self._atom_out).append(atom_buffer)
+                address = ctypes.addressof(atom_buffer)
             elif self._lib.lilv_port_has_property(self._plugin, port, w.node(LV2 + "connectionOptional")):
                 address = None
             else:
@@ -407,7 +415,7 @@ class Lv2Instance(PluginInstance):
         if self._worker.end_run:
             self._worker.end_run(self._handle)
 
-    def _port_value_for_state(self, symbol: bytes, _, size, kind) -> int:
+    def _port_value_for_state(self, symbol: bytes, _, size, kind) -> int | None:
         value = self._controls.get(symbol.decode())
         if value is None:
             return None
@@ -448,12 +456,13 @@ def _range(w: _World, plugin: int, port: int) -> tuple[float | None, float | Non
     """(default, minimum, maximum) as the plugin declares them, None where it does not."""
     nodes = [ctypes.c_void_p() for _ in range(3)]
     w.lib.lilv_port_get_range(plugin, port, *map(ctypes.byref, nodes))
-    values = []
+    values: list[float | None] = []
     for node in nodes:
         values.append(w.lib.lilv_node_as_float(node) if node.value else None)
         if node.value:
             w.lib.lilv_node_free(node)
-    return tuple(values)
+    default, minimum, maximum = values
+    return default, minimum, maximum
 
 
 def _default(w: _World, plugin: int, port: int) -> float:

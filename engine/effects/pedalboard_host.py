@@ -7,6 +7,8 @@ processes one block of the largest size (silence) when it is opened.
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 import pedalboard
 
@@ -23,7 +25,7 @@ class PedalboardInstance(PluginInstance):
       rate: the rate it runs at, Hz.
       max_block: the largest block `process` will get.
       choice_types: for a built-in's choice parameters, the (pybind11) enum whose member
-        names are the choices (LadderFilter.Mode).
+        names are the choices (LadderFilter.Mode; pedalboard's stubs type it as an Enum).
     """
 
     def __init__(
@@ -32,7 +34,7 @@ class PedalboardInstance(PluginInstance):
         info: PluginInfo,
         rate: int,
         max_block: int,
-        choice_types: dict[str, type] | None = None,
+        choice_types: dict[str, type[enum.Enum]] | None = None,
     ):
         self.plugin = plugin
         self.info = info
@@ -56,7 +58,12 @@ class PedalboardInstance(PluginInstance):
 
     def set_parameter(self, name: str, value: ParameterValue) -> None:
         choice_type = self._choice_types.get(name)
-        setattr(self.plugin, name, choice_type.__members__[value] if choice_type else value)
+        if choice_type is None:
+            setattr(self.plugin, name, value)
+        elif isinstance(value, str):
+            setattr(self.plugin, name, choice_type.__members__[value])
+        else:
+            raise TypeError(f"{name} takes one of {', '.join(choice_type.__members__)}, got {value!r}")
 
     def parameter_values(self) -> dict[str, ParameterValue]:
         return {name: _plain(getattr(self.plugin, name), kind) for name, kind in self._kinds.items()}

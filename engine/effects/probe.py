@@ -36,12 +36,12 @@ def probe(plugin_format: PluginFormat, path: str) -> dict:
     working, failures = [], []
     for info in lv2.bundle_plugins(path):
         try:
-            instance = lv2.open_lv2(info, PROBE_RATE, PROBE_BLOCK)
+            lv2_instance = lv2.open_lv2(info, PROBE_RATE, PROBE_BLOCK)
         except PluginLoadError as error:
             failures.append([info.ref.id, one_line(error).removeprefix(f"{info.ref.id}: ")])
             continue
-        instance.process(np.repeat(noise[None], instance.input_channels, axis=0))
-        instance.close()
+        lv2_instance.process(np.repeat(noise[None], lv2_instance.input_channels, axis=0))
+        lv2_instance.close()
         working.append(info.to_dict())
     return {"plugins": working, "failures": failures}
 

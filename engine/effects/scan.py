@@ -96,7 +96,7 @@ def load_catalog(rescan: bool = False) -> Catalog:
 
 def find_bundles() -> list[_Bundle]:
     """Every VST3 and LV2 bundle in the standard folders, each once."""
-    found = {}
+    found: dict[Path, _Bundle] = {}
     for plugin_format, folders, suffix in (
         (PluginFormat.VST3, vst3.vst3_folders(), ".vst3"),
         (PluginFormat.LV2, lv2.lv2_folders(), ".lv2"),
@@ -139,6 +139,7 @@ def _probe_in_child(bundles: list[_Bundle]) -> tuple[dict[str, _Result], str | N
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
+            assert child.stdin is not None  # stdin=PIPE opens it
             child.stdin.write(jobs.encode())
             child.stdin.close()
             hung = _wait_while_answering(child, answers)

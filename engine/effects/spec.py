@@ -127,8 +127,8 @@ class PluginSlot:
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         try:
-            plugin_format = PluginFormat(data.get("format"))
-        except ValueError:
+            plugin_format = PluginFormat(data["format"])
+        except (KeyError, ValueError):
             known = ", ".join(PluginFormat)
             raise ValueError(f"{where}: format must be one of {known}, got {data.get('format')!r}") from None
         plugin_id = data.get("id")

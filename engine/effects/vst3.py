@@ -40,9 +40,10 @@ def load_vst3(path: str) -> pedalboard.VST3Plugin:
 
 
 def describe_vst3(plugin: pedalboard.VST3Plugin, path: str) -> PluginInfo:
-    parameters = tuple(
-        _parameter(name, parameter, getattr(plugin, name)) for name, parameter in plugin.parameters.items()
-    )
+    # pedalboard adds `parameters` to its native plugin classes at import, through a Python
+    # mixin (pedalboard/_pedalboard.py); its stubs of the native classes do not have it.
+    described = plugin.parameters.items()  # type: ignore[attr-defined]
+    parameters = tuple(_parameter(name, parameter, getattr(plugin, name)) for name, parameter in described)
     ref = PluginRef(PluginFormat.VST3, path, plugin.name)
     # has_editor stays False: pedalboard's show_editor aborted the whole process with an X
     # error (BadWindow) under Xvfb for the Dragonfly reverb; not offered until it is safe.

@@ -89,11 +89,10 @@ def test_browser_play_rename_star_delete_undo_export(qtbot, window, tmp_path):
     browser = window.browser
     assert len(browser.visible_takes()) == 2
 
-    # play: there is no sound card here, so the window says so instead of failing silently
     browser.select_ids([first.id])
     browser.play_button.click()
-    if not window.playback.playing:
-        assert "audio output device" in window.banner.text()
+    # it plays where a sound card is found; where none is, the window says so
+    assert window.playback.playing or "audio output device" in window.banner.text(), window.banner.text()
 
     # rename through the table's editor, star by clicking the star column
     row = [t.id for t in browser.visible_takes()].index(first.id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import numpy as np
 import pytest
 import soundfile
@@ -9,6 +12,7 @@ import soundfile
 from engine import cli
 from engine.audio import devices as devices_module
 from engine.checkpoint import save_model
+from engine.cli import SELF_COMMAND
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +102,15 @@ def test_bench_prints_the_table(capsys):
     assert "samples/s" in out and "preset tiny" in out
 
 
-def test_warmup_compiles_the_default_programs(checkpoint, tmp_path, capsys, monkeypatch):
-    import engine.compile_cache
-
-    monkeypatch.setattr(engine.compile_cache, "enable_compile_cache", lambda: tmp_path)  # leave JAX's config alone
-    assert cli.main(["warmup", "--checkpoint", checkpoint]) == 0
-    assert "compiled the kernel programs of tiny-test" in capsys.readouterr().out
+def test_warmup_fills_the_compile_caches(checkpoint, tmp_path, capsys):
+    """`harmonic warmup` in a fresh process leaves the kernel compiled in numba's cache
+    folder, where the next process loads it instead of compiling."""
+    caches = tmp_path / "caches"
+    env = dict(os.environ, HARMONIC_COMPILE_CACHE=str(caches / "jax"), NUMBA_CACHE_DIR=str(caches / "numba"))
+    command = [*SELF_COMMAND, "warmup", "--checkpoint", checkpoint]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "compiled the kernel programs of tiny-test" in proc.stdout
+    assert list((caches / "numba").rglob("*.nbi")) and list((caches / "numba").rglob("*.nbc"))
     assert cli.main(["warmup", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err

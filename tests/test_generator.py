@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -119,11 +120,17 @@ def test_include_prime_and_render(tiny):
 
 def test_stop_ends_chunks_from_another_thread(tiny):
     gen = Generator(tiny, GenerationSettings(chunk_ms=10))
+    third_chunk = threading.Event()
+    stopper = threading.Thread(target=lambda: (third_chunk.wait(60), gen.stop()))
+    stopper.start()
     count = 0
     for _ in gen.chunks():
         count += 1
         if count == 3:
-            gen.stop()
+            third_chunk.set()
+            stopper.join(60)  # stop() has returned: no further chunk may come
+        if count == 10:  # stop() did not work: fail here rather than at the test timeout
+            break
     assert count == 3 and gen.stopped
     assert gen.render(1.0).shape == (1, 0)
     gen.reset()

@@ -24,6 +24,39 @@ MIC = "harmonic_mic"
 FORMAT = "rate=16000 channels=1 format=float32le"
 
 
+# The start of every app driver script (`PulseServer.run_app_driver`): the window on a
+# library, settings file and checkpoint from argv, and `wait`, which runs Qt's event loop
+# until a condition holds, recording the transport's states on the way.
+APP_DRIVER_PROLOGUE = r"""
+import json, os, sys, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+import numpy as np
+from PyQt6.QtWidgets import QApplication
+app = QApplication([])
+from engine.compile_cache import enable_compile_cache
+enable_compile_cache()
+from engine.library import Library
+from app.settings import Settings
+from app.window import MainWindow
+
+library, settings, checkpoint, out = sys.argv[1:5]
+window = MainWindow(library=Library(library), settings=Settings(settings), checkpoint=checkpoint)
+window.show()
+states = []
+
+def wait(condition, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        app.processEvents()
+        if not states or states[-1] != window.transport.state:
+            states.append(window.transport.state)
+        if condition():
+            return
+        time.sleep(0.005)
+    raise SystemExit(f"timed out waiting for {what}; messages: {window.messages}; states: {states}")
+"""
+
+
 class PulseServer:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -114,12 +147,12 @@ class PulseServer:
         timeout: float,
         mic: Path | None = None,
     ) -> subprocess.CompletedProcess:
-        """Runs the app driver script `driver` (source text; its arguments: library folder,
-        settings file, checkpoint, output folder `tmp_path`) in a child process against this
-        server, recording the speaker to tmp_path/speaker.raw meanwhile, and playing `mic`
+        """Runs an app driver script, `APP_DRIVER_PROLOGUE` then `driver` (source text; its
+        arguments: library folder, settings file, checkpoint, output folder `tmp_path`), in a
+        child process against this server, recording the speaker to tmp_path/speaker.raw meanwhile, and playing `mic`
         into the microphone if given."""
         script = tmp_path / "driver.py"
-        script.write_text(driver)
+        script.write_text(APP_DRIVER_PROLOGUE + driver)
         root = Path(__file__).resolve().parent.parent
         env = dict(
             self.env,

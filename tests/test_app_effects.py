@@ -266,31 +266,8 @@ def test_an_older_library_gains_the_effects_column(tmp_path):
 
 # ---- live, through a real sound server ---------------------------------------------------
 
+# After pulse.APP_DRIVER_PROLOGUE, which opens the window and defines `wait`.
 DRIVER = r"""
-import json, os, sys, time
-os.environ["QT_QPA_PLATFORM"] = "offscreen"
-import numpy as np
-from PyQt6.QtWidgets import QApplication
-app = QApplication([])
-from engine.compile_cache import enable_compile_cache
-enable_compile_cache()
-from engine.library import Library
-from app.settings import Settings
-from app.window import MainWindow
-
-library, settings, checkpoint, out = sys.argv[1:5]
-window = MainWindow(library=Library(library), settings=Settings(settings), checkpoint=checkpoint)
-window.show()
-
-def wait(condition, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        app.processEvents()
-        if condition():
-            return
-        time.sleep(0.005)
-    raise SystemExit(f"timed out waiting for {what}; messages: {window.messages}")
-
 panel = window.effects_panel
 wait(lambda: window.model_status != "loading" and panel.catalog, 120, "the model and the plugin catalog")
 panel.add_plugin(panel.plugin("Reverb"))

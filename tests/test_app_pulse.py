@@ -19,34 +19,8 @@ import soundfile as sf
 pytestmark = pytest.mark.timeout(600)
 
 
+# After pulse.APP_DRIVER_PROLOGUE, which opens the window and defines `wait`.
 DRIVER = r"""
-import json, os, sys, time
-os.environ["QT_QPA_PLATFORM"] = "offscreen"
-import numpy as np
-from PyQt6.QtWidgets import QApplication
-app = QApplication([])
-from engine.compile_cache import enable_compile_cache
-enable_compile_cache()
-from engine.library import Library
-from app.settings import Settings
-from app.window import MainWindow
-
-library, settings, checkpoint, out = sys.argv[1:5]
-window = MainWindow(library=Library(library), settings=Settings(settings), checkpoint=checkpoint)
-window.show()
-states = []
-
-def wait(condition, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        app.processEvents()
-        if not states or states[-1] != window.transport.state:
-            states.append(window.transport.state)
-        if condition():
-            return
-        time.sleep(0.005)
-    raise SystemExit(f"timed out waiting for {what}; messages: {window.messages}; states: {states}")
-
 wait(lambda: window.model_status != "loading", 120, "the model")
 assert window.checkpoint is not None, window.messages
 window.seed_panel.record_button.setChecked(True)

@@ -67,6 +67,34 @@ def not_blank(path: Path, width: int, height: int) -> None:
     assert np.unique(pixels).size > 200
 
 
+def run_on_screen(xvfb, request, tmp_path_factory, args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """Runs `python ARGS` from the repository root on the Xvfb display as on a desktop (the
+    xcb platform, JAX on the CPU, the tests' shared compile cache, and the private
+    PulseAudio's null sink when there is one) and checks that it succeeds."""
+    try:
+        base = request.getfixturevalue("pulse_server").env
+    except pytest.skip.Exception:
+        base = os.environ
+    env = dict(
+        base,
+        DISPLAY=xvfb,
+        QT_QPA_PLATFORM="xcb",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+        **env,
+    )
+    result = subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def keep_for_docs(screenshot: Path, variable: str) -> None:
+    """Copies the screenshot where $`variable` says: the README's pictures are refreshed on purpose only."""
+    if os.environ.get(variable):
+        shutil.copyfile(screenshot, os.environ[variable])
+
+
 def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
     checkpoint = shipped_or_tiny(tmp_path, preset_params)
     # a library with a few takes, and a seed (a plucked tone) that the take continues
@@ -97,21 +125,11 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
 
     sf.write(str(seed), (np.sin(2 * np.pi * 440 * half) * np.exp(-3 * half) * 0.8).astype(np.float32), rate)
     out = tmp_path / "screenshot.png"
-    try:  # play into the private PulseAudio's null sink when there is one, as on a desktop
-        base = request.getfixturevalue("pulse_server").env
-    except pytest.skip.Exception:
-        base = os.environ
-    env = dict(
-        base,
-        DISPLAY=xvfb,
-        QT_QPA_PLATFORM="xcb",
-        HARMONIC_LIBRARY=str(tmp_path / "library"),
-        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
-        JAX_PLATFORMS="cpu",
-    )
-    result = subprocess.run(
+    result = run_on_screen(
+        xvfb,
+        request,
+        tmp_path_factory,
         [
-            sys.executable,
             "-m",
             "app.main",
             "--checkpoint",
@@ -125,17 +143,11 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
             "--screenshot-after",
             "5",
         ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
+        HARMONIC_LIBRARY=str(tmp_path / "library"),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert out.exists(), result.stderr[-3000:]
     not_blank(out, 1000, 700)
-    if os.environ.get("HARMONIC_SCREENSHOT_OUT"):  # to refresh docs/screenshot.png on purpose
-        shutil.copyfile(out, os.environ["HARMONIC_SCREENSHOT_OUT"])
+    keep_for_docs(out, "HARMONIC_SCREENSHOT_OUT")
 
 
 EFFECTS_DRIVER = r"""
@@ -186,40 +198,16 @@ def test_screenshot_of_the_effects_chain_while_generating(xvfb, tmp_path, tmp_pa
     driver = tmp_path / "driver.py"
     driver.write_text(EFFECTS_DRIVER)
     out = tmp_path / "screenshot-effects.png"
-    try:
-        base = request.getfixturevalue("pulse_server").env
-    except pytest.skip.Exception:
-        base = os.environ
-    env = dict(
-        base,
-        DISPLAY=xvfb,
-        QT_QPA_PLATFORM="xcb",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=str(ROOT),
-        HARMONIC_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "app-jaxcache"),
+    run_on_screen(
+        xvfb,
+        request,
+        tmp_path_factory,
+        [str(driver), str(tmp_path / "library"), str(tmp_path / "s.ini"), str(checkpoint), str(chain), str(out)],
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(driver),
-            str(tmp_path / "library"),
-            str(tmp_path / "s.ini"),
-            str(checkpoint),
-            str(chain),
-            str(out),
-        ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     import json
 
     shown = json.loads(Path(str(out) + ".json").read_text())
     assert shown["messages"] == [] and "% of real time" in shown["cost"]
     assert shown["slots"] == [["Reverb", False], ["Dragonfly Hall Reverb", False], ["Dragonfly Hall Reverb", True]]
     not_blank(out, 700, 900)
-    if os.environ.get("HARMONIC_EFFECTS_SCREENSHOT_OUT"):  # to refresh docs/screenshot-effects.png on purpose
-        shutil.copyfile(out, os.environ["HARMONIC_EFFECTS_SCREENSHOT_OUT"])
+    keep_for_docs(out, "HARMONIC_EFFECTS_SCREENSHOT_OUT")

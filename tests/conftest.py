@@ -11,6 +11,7 @@ import jax
 import pytest
 
 from engine import model
+from engine.cli import SELF_COMMAND
 
 
 @functools.cache
@@ -41,6 +42,22 @@ def crash(library) -> None:
     close(); the kernel closes its files, which drops the library's lock."""
     library._db.close()
     library._lock_file.close()
+
+
+def run_harmonic(env: dict, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`harmonic ARGS` as a child process through this interpreter (engine.cli.SELF_COMMAND:
+    the `harmonic` on PATH may belong to another environment), without standard input."""
+    command = [*SELF_COMMAND, *map(str, args)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one line a command ended with, after checking there is exactly one (progress
+    bars aside) and no traceback."""
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.startswith("harmonic ")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
 
 
 def require(missing: str) -> None:

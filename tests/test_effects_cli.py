@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import error_line, run_harmonic
 from effects_plugins import BUILTIN_REVERB, LV2_DELAY, VST3_REVERB, build_lv2, require_plugins
 
 from engine.audio_file import read_audio
@@ -47,23 +48,10 @@ def env(tmp_path_factory) -> dict:
     }
 
 
-def harmonic(env: dict, *args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SELF_COMMAND, *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def one_line(proc: subprocess.CompletedProcess) -> str:
     """The one line a failed command ended with (exit 2, no traceback)."""
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("harmonic ")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    return lines[0]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    return error_line(proc)
 
 
 def write_chain(path: Path, *slots: PluginSlot, rate: int = 16000) -> Path:
@@ -82,7 +70,7 @@ def test_scan_lists_crashing_and_damaged_plugins_and_carries_on(env, tmp_path):
     garbage.mkdir(parents=True)
     (garbage / "Garbage.so").write_bytes(os.urandom(4096))
     scan_env = {**env, "LV2_PATH": f"{lv2_folder}:/usr/lib/lv2", "VST3_PATH": str(vst3_folder)}
-    proc = harmonic(scan_env, "plugins", "scan")
+    proc = run_harmonic(scan_env, "plugins", "scan")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     failures = {
         line.split()[1].rstrip(":"): line
@@ -94,7 +82,7 @@ def test_scan_lists_crashing_and_damaged_plugins_and_carries_on(env, tmp_path):
     assert str(garbage.parent.parent) in failures, proc.stdout
     for name in ("Dragonfly Hall Reverb", "MDA Delay", "Reverb"):
         assert any(line.startswith(name) for line in proc.stdout.splitlines()), (name, proc.stdout)
-    cached = harmonic(scan_env, "plugins", "list")  # from the cache: the same plugins, no child process
+    cached = run_harmonic(scan_env, "plugins", "list")  # from the cache: the same plugins, no child process
     assert cached.returncode == 0 and cached.stdout == proc.stdout.split("\n\n")[0] + "\n", cached.stdout
 
 
@@ -109,17 +97,17 @@ def test_an_lv2_plugin_gets_its_worker(env, tmp_path):
     chain = write_chain(
         tmp_path / "chain.json", PluginSlot(PluginRef(PluginFormat.LV2, "urn:harmonic-test:worker-gain", "Worker gain"))
     )
-    proc = harmonic({**env, "LV2_PATH": str(lv2_folder)}, "fx", chain, source, tmp_path / "out.wav", "--tail", "0")
+    proc = run_harmonic({**env, "LV2_PATH": str(lv2_folder)}, "fx", chain, source, tmp_path / "out.wav", "--tail", "0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_allclose(soundfile.read(tmp_path / "out.wav", dtype="float32")[0], 0.5 * audio, atol=1e-6)
 
 
 def test_list_params_and_unknown_names(env):
-    proc = harmonic(env, "plugins", "list", "--params", "Dragonfly Hall Reverb")
+    proc = run_harmonic(env, "plugins", "list", "--params", "Dragonfly Hall Reverb")
     assert proc.returncode == 0, proc.stderr
     assert "(vst3," in proc.stdout and "(lv2," in proc.stdout  # both formats of it
     assert any(line.split()[:2] == ["decay_s", "float"] for line in proc.stdout.splitlines()), proc.stdout
-    line = one_line(harmonic(env, "plugins", "list", "--params", "No Such Plugin"))
+    line = one_line(run_harmonic(env, "plugins", "list", "--params", "No Such Plugin"))
     assert "no plugin named 'No Such Plugin'" in line
 
 
@@ -137,7 +125,7 @@ def test_fx_processes_a_file_and_refuses_bad_chains_in_one_line(env, tmp_path):
     )
     out = tmp_path / "out" / "wet.wav"
     out.parent.mkdir()
-    proc = harmonic(env, "fx", chain, source, out, "--tail", "1")
+    proc = run_harmonic(env, "fx", chain, source, out, "--tail", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     written, rate = soundfile.read(out, dtype="float32")
     expected = render_chain(ChainSpec.load(chain), read_audio(source), tail_seconds=1.0)
@@ -155,9 +143,9 @@ def test_fx_processes_a_file_and_refuses_bad_chains_in_one_line(env, tmp_path):
         "not a chain": (tmp_path / "in.flac", "bad chain file: not JSON"),
     }
     for name, (chain_file, words) in bad.items():
-        line = one_line(harmonic(env, "fx", chain_file, source, out.parent / "bad.wav"))
+        line = one_line(run_harmonic(env, "fx", chain_file, source, out.parent / "bad.wav"))
         assert words in line, (name, line)
-    missing_input = one_line(harmonic(env, "fx", chain, tmp_path / "none.wav", out.parent / "bad.wav"))
+    missing_input = one_line(run_harmonic(env, "fx", chain, tmp_path / "none.wav", out.parent / "bad.wav"))
     assert missing_input.endswith("none.wav: not found; check the path"), missing_input
     assert sorted(p.name for p in out.parent.iterdir()) == ["wet.wav"]
 
@@ -165,7 +153,7 @@ def test_fx_processes_a_file_and_refuses_bad_chains_in_one_line(env, tmp_path):
 def test_generate_with_fx_writes_the_processed_and_the_dry_take(env, tmp_path):
     chain = write_chain(tmp_path / "chain.json", PluginSlot(BUILTIN_REVERB, {"room_size": 0.8}))
     out = tmp_path / "take.wav"
-    proc = harmonic(
+    proc = run_harmonic(
         env,
         "generate",
         "--preset",
@@ -190,7 +178,9 @@ def test_generate_with_fx_writes_the_processed_and_the_dry_take(env, tmp_path):
     expected = render_chain(ChainSpec.load(chain), dry.mean(axis=1), tail_seconds=0.5)
     np.testing.assert_allclose(wet, np.clip(expected, -1, 1), atol=1e-4)  # the dry take is 32-bit float: exact
     line = one_line(
-        harmonic(env, "generate", "--preset", "tiny", "--fx", tmp_path / "nothing.json", "--out", tmp_path / "b.wav")
+        run_harmonic(
+            env, "generate", "--preset", "tiny", "--fx", tmp_path / "nothing.json", "--out", tmp_path / "b.wav"
+        )
     )
     assert "nothing.json: not found" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.json", "take.dry.wav", "take.wav"]
@@ -233,7 +223,7 @@ def test_play_with_fx_plays_the_processed_stream(pulse_server, env, tmp_path):
     recorder = pulse_server.record_speaker(raw)
     time.sleep(0.5)
     try:
-        proc = harmonic(
+        proc = run_harmonic(
             {**env, **pulse_server.env},
             "play",
             "--preset",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import error_line, run_harmonic
 
 from engine.audio_file import read_audio
 from engine.checkpoint import DEFAULT_CHECKPOINT, quiet_closed_loop_reports
@@ -39,16 +40,7 @@ def env(tmp_path_factory) -> dict:
 
 
 def generate(env: dict, out: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:
-    command = [*SELF_COMMAND, "generate", "--preset", "tiny", "--seed", "1", "--out", str(out), *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def message(proc: subprocess.CompletedProcess) -> str:
-    """The one line the command ended with, after checking there is exactly one and no traceback."""
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.startswith("harmonic ")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    return lines[0]
+    return run_harmonic(env, "generate", "--preset", "tiny", "--seed", "1", "--out", out, *args, timeout=timeout)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -93,7 +85,7 @@ def test_bad_seed_files_give_one_line(env, tmp_path):
     for name, (seed, words) in bad_seeds(tmp_path).items():
         proc = generate(env, out / "take.wav", "--seconds", "0.1", "--prime", seed)
         assert proc.returncode == 2, (name, proc.stderr[-2000:])
-        line = message(proc)
+        line = error_line(proc)
         assert words in line and str(seed) in line, (name, line)
         assert leftovers(out) == [], name
 
@@ -165,10 +157,10 @@ def test_out_and_seconds_are_checked_first(env, tmp_path):
     (tmp_path / "a folder.wav").mkdir()
     for out, words in cases:
         proc = generate(env, out, "--seconds", "0.1")
-        assert proc.returncode == 2 and words in message(proc), proc.stderr[-2000:]
+        assert proc.returncode == 2 and words in error_line(proc), proc.stderr[-2000:]
     for seconds in ("nan", "inf", "0"):
         proc = generate(env, tmp_path / "take.wav", "--seconds", seconds)
-        assert proc.returncode == 2 and "--seconds must be a number > 0" in message(proc)
+        assert proc.returncode == 2 and "--seconds must be a number > 0" in error_line(proc)
     assert leftovers(tmp_path) == ["a folder.wav"]
 
 
@@ -187,7 +179,7 @@ def interrupt(env: dict, folder: Path, written: int) -> tuple[Path, str]:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
         stderr.seek(0)
-        return out, message(subprocess.CompletedProcess(command, 130, "", stderr.read()))
+        return out, error_line(subprocess.CompletedProcess(command, 130, "", stderr.read()))
 
 
 def test_ctrl_c_before_any_audio_leaves_nothing(env, tmp_path):
@@ -213,14 +205,14 @@ def test_full_disk_leaves_no_file(tmp_path, env, tmpfs):
     for name in ("older.wav", "take.flac"):
         proc = generate(env, disk / name, "--seconds", "8" if name.endswith("flac") else "4")
         assert proc.returncode == 2, proc.stderr[-2000:]
-        assert "the disk is full" in message(proc)
+        assert "the disk is full" in error_line(proc)
         assert leftovers(disk) == ["older.wav"] and (disk / "older.wav").read_bytes() == older
 
 
 def test_read_only_folder(tmp_path, env, tmpfs):
     disk = tmpfs(tmp_path / "ro", "size=1m,ro")
     proc = generate(env, disk / "take.wav", "--seconds", "0.1")
-    assert proc.returncode == 2 and "cannot write there" in message(proc)
+    assert proc.returncode == 2 and "cannot write there" in error_line(proc)
     assert leftovers(disk) == []
 
 
@@ -237,7 +229,7 @@ def test_damaged_checkpoint_gives_one_line(env, tmp_path):
     command = [*SELF_COMMAND, "generate", "--checkpoint", str(damaged), "--seconds", "0.1", "--out", str(out)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert "damaged" in message(proc) and "Event loop is closed" not in proc.stderr
+    assert "damaged" in error_line(proc) and "Event loop is closed" not in proc.stderr
     assert not out.exists() and not list(tmp_path.glob(".*.part"))
 
 

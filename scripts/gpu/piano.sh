@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One block of GPU time for the piano model (issue 15), in one device call of under
-# 10 minutes: render the piano set on the GPU machine's CPUs, resume the run from its
-# packed state in the repository (or start it), train for $MINUTES, pack the state and
-# export the EMA model into $OUT. Here, afterwards:
+# One block of GPU time for the piano models (issue 15), in one device call of under
+# 10 minutes: render the piano set on the GPU machine's CPUs (once per machine), then
+# train every run in $RUNS side by side, one GPU each, for $MINUTES: a run resumes from
+# its folder on a warm machine, else from its packed state in the repository, else it
+# starts. Each run's EMA model comes back as $OUT/NAME-model.tgz (in 15 MiB parts when
+# larger); the runs named in $PACK come back as packed state too. Here, afterwards:
 #     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # the run lives in the repo
 #
 # Carry (docs/gpu-runs.md): .whl (soundfile, cffi, pycparser, soxr, tensorboardX,
@@ -12,11 +14,11 @@
 set -euo pipefail
 
 MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's limit is 10 min)
-HOURS=${HOURS:-10}         # score time of the corpus to render (about 25 s an hour on 16 cores)
-RUN=${RUN:-runs/piano}
-STATE=${STATE:-assets/runs/piano}
+HOURS=${HOURS:-10}         # score time of the corpus to render (about 5 s an hour on 16 cores)
+RUNS=${RUNS:-piano:realtime}   # NAME:PRESET ..., run i on GPU i; the state of NAME is assets/runs/NAME
+PACK=${PACK:-piano}        # runs whose packed state comes back (a realtime state is 24 MiB)
 OUT=${OUT:-/tmp/out}
-PRESET=${PRESET:-realtime} BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # a CPU dry run: PRESET=tiny BATCH=2 SEQ=8000
+BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # a CPU dry run: RUNS=piano:tiny BATCH=2 SEQ=8000
 PYTHON=${PYTHON:-python3}
 
 if [[ ${SETUP:-1} == 1 ]]; then
@@ -27,20 +29,45 @@ fi
 harmonic() { $PYTHON -c "import sys; from engine.cli import main; sys.exit(main())" "$@"; }
 
 mkdir -p data "$OUT"
-tar xJf carry/piano-midi.tar.xz -C data
-harmonic data build piano --out data/piano --midi data/piano-midi --soundfonts carry/soundfonts-train \
-  --max-hours "$HOURS" --workers "$(nproc)" 2> >(tr "\r" "\n" | awk "NR % 100 == 1" >&2)
-
-RESUME=()
-if [[ -f $STATE/meta.json ]]; then
-  harmonic run-state unpack "$STATE" --run "$RUN"
-  RESUME=(--resume)
+if [[ ! -f data/piano/manifest.json ]]; then
+  tar xJf carry/piano-midi.tar.xz -C data
+  echo "$(date +%T) rendering $HOURS h of scores"
+  timeout 300 $PYTHON -c "import sys; from engine.cli import main; sys.exit(main())" data build piano --out data/piano --midi data/piano-midi --soundfonts carry/soundfonts-train \
+    --max-hours "$HOURS" --workers "$(nproc)" 2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
+  echo "$(date +%T) rendered"
 fi
-# Constant learning rate after warm-up: the run is extended block after block.
-harmonic train --data data/piano --run "$RUN" "${RESUME[@]}" --preset "$PRESET" --batch-size "$BATCH" --seq-len "$SEQ" \
-  --lr 2e-3 --warmup-steps 500 --schedule constant --steps 1000000 --eval-every 1000 --eval-clips 128 \
-  --eval-batch-size 32 --save-every 500 --keep-checkpoints 2 --log-every 50 --max-minutes "$MINUTES" --no-progress
-harmonic run-state pack "$RUN" --out "$OUT/piano-state"
-harmonic export "$RUN" --out /tmp/piano-model --name "piano (realtime)" --no-test
-tar czf "$OUT/piano-model.tgz" -C /tmp piano-model
+
+train_run() {  # NAME PRESET GPU: resume or start one run on one GPU, then bring its results back
+  local name=$1 preset=$2 gpu=$3 resume=()
+  if [[ -f runs/$name/config.json ]]; then
+    resume=(--resume)
+  elif [[ -f assets/runs/$name/meta.json ]]; then
+    harmonic run-state unpack "assets/runs/$name" --run "runs/$name"
+    resume=(--resume)
+  fi
+  # Constant learning rate after warm-up: the run is extended block after block.
+  CUDA_VISIBLE_DEVICES=$gpu harmonic train --data data/piano --run "runs/$name" "${resume[@]}" --preset "$preset" \
+    --batch-size "$BATCH" --seq-len "$SEQ" --lr 2e-3 --warmup-steps 500 --schedule constant --steps 1000000 \
+    --eval-every 1000 --eval-clips 128 --eval-batch-size 32 --save-every 500 --keep-checkpoints 2 --log-every 50 \
+    --max-minutes "$MINUTES" --no-progress 2>&1 | sed -u "s/^/[$name] /"
+  if [[ " $PACK " == *" $name "* ]]; then
+    harmonic run-state pack "runs/$name" --out "$OUT/$name-state"
+  fi
+  rm -rf "/tmp/$name-model"
+  CUDA_VISIBLE_DEVICES=$gpu harmonic export "runs/$name" --out "/tmp/$name-model" --name "$name ($preset)" --no-test
+  cp "runs/$name/metrics.csv" "/tmp/$name-model/"
+  tar czf "/tmp/$name-model.tgz" -C /tmp "$name-model"
+  if [[ $(stat -c %s "/tmp/$name-model.tgz") -gt 15728640 ]]; then
+    split -b 15M -d "/tmp/$name-model.tgz" "$OUT/$name-model.tgz."   # cat the parts back together here
+  else
+    cp "/tmp/$name-model.tgz" "$OUT/"
+  fi
+}
+
+gpu=0
+for spec in $RUNS; do
+  train_run "${spec%%:*}" "${spec#*:}" "$gpu" &
+  gpu=$((gpu + 1))
+done
+wait
 $PYTHON -c "import json; m = json.load(open('data/piano/manifest.json')); print(json.dumps({k: m[k] for k in ('hours', 'clips', 'works', 'splits')}))"

@@ -14,10 +14,10 @@ from types import TracebackType
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
+from app.library import LibraryError
 from engine.audio import AudioUnavailable
 from engine.checkpoint import CheckpointError
 from engine.errors import UserError, log_unexpected
-from engine.library import LibraryError
 
 # failures whose message already tells the user what went wrong and what to do
 EXPECTED: tuple[type[Exception], ...] = (LibraryError, CheckpointError, AudioUnavailable, UserError)

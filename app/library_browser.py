@@ -40,10 +40,10 @@ from PyQt6.QtWidgets import (
 )
 
 from app import workers
+from app.library import EXPORT_RATES, ExportAudio, Library, LibraryError, Take
 from app.views import theme
 from engine.effects import ChainSpec, EffectsChain
 from engine.errors import UserError
-from engine.library import EXPORT_RATES, ExportAudio, Library, LibraryError, Take
 
 COLUMNS = ["★", "Waveform", "Name", "Checkpoint", "Date", "Length", "Settings", "Effects"]
 STAR, WAVE, NAME, CHECKPOINT, DATE, LENGTH, SETTINGS, EFFECTS = range(len(COLUMNS))

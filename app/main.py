@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     from PyQt6.QtWidgets import QApplication, QMessageBox
 
     from app import errors, style
+    from app.library import Library, LibraryError
     from app.settings import Settings
     from app.window import MainWindow
     from engine.compile_cache import enable_compile_cache
-    from engine.library import Library, LibraryError
 
     reporter = errors.install()
     enable_compile_cache()  # a second start loads the generator's programs from disk

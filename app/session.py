@@ -18,9 +18,9 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app import workers
+from app.library import TakeWriter
 from app.states import TransportState
 from engine.audio import RingBuffer, Stage
-from engine.library import TakeWriter
 from engine.mulaw import SAMPLE_RATE as RATE
 
 
@@ -54,7 +54,7 @@ class GenerationSession(QObject):
     stateChanged = pyqtSignal(object)  # TransportState (an object signal keeps the enum)
     error = pyqtSignal(str)
     notice = pyqtSignal(str)
-    takeSaved = pyqtSignal(object)  # engine.library.Take or None
+    takeSaved = pyqtSignal(object)  # app.library.Take or None
 
     def __init__(self, checkpoint, values: dict, seed, library, effects=None, parent=None):
         super().__init__(parent)

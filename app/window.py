@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app import workers
+from app.library import Library, LibraryError
 from app.library_browser import LibraryBrowser
 from app.monitor import Monitor
 from app.panels.controls import ControlsPanel
@@ -40,7 +41,6 @@ from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform, theme
 from engine.audio import Recorder
 from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
 from engine.errors import UserError
-from engine.library import Library, LibraryError
 
 
 class ErrorBanner(QWidget):

@@ -17,9 +17,9 @@ import sys
 
 from benchmarks.report import command_line, machine_line, write_section
 from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model
-from engine.commands.bench import measure_generator, random_checkpoint, startup_times
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend
+from engine.measure import measure_generator, random_checkpoint, startup_times
 from training.doc_sections import markdown_table
 
 
@@ -37,7 +37,7 @@ def busy_core():
 def rtf(checkpoint: ModelCheckpoint, backend: Backend, voices: int, seconds: float, top_p: float, busy: bool) -> float:
     """Real-time factor per voice of one measurement."""
     with busy_core() if busy else contextlib.nullcontext():
-        return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend)["rtf"]
+        return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend).rtf
 
 
 def load_average() -> str:
@@ -115,7 +115,7 @@ def main() -> None:
             f"Time to first audio of a new process: Python start, imports, loading {startup_name}, compiling or "
             "loading the programs from the caches (JAX's and numba's, both emptied for the cold start), and the first "
             "50 ms chunk of the generator, the path `harmonic play` and the app take before the sound card starts "
-            "(`engine.commands.bench.probe_startup`).",
+            "(`engine.measure.probe_startup`).",
             markdown_table(startup_header, startup_rows),
         ]
     )

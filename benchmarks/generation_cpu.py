@@ -21,9 +21,9 @@ import numpy as np
 
 from benchmarks.report import command_line, machine_line, write_section
 from engine import model, sampling
-from engine.commands.bench import measure_generator, random_checkpoint, startup_times
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend
+from engine.measure import measure_generator, random_checkpoint, startup_times
 from engine.mulaw import SAMPLE_RATE
 from training.doc_sections import markdown_table
 
@@ -83,7 +83,7 @@ def main() -> None:
         checkpoint = random_checkpoint(name)
         scan_rates, naive_rates = [], []
         for _ in range(args.rounds):
-            scan_rates.append(measure_generator(checkpoint, batch, seconds, backend=Backend.JAX)["rtf"] * SAMPLE_RATE)
+            scan_rates.append(measure_generator(checkpoint, batch, seconds, backend=Backend.JAX).rtf * SAMPLE_RATE)
             naive_rates.append(naive_loop_rate(checkpoint, batch, naive_steps))
         scan, naive = statistics.median(scan_rates), statistics.median(naive_rates)
         rows.append(
@@ -104,11 +104,11 @@ def main() -> None:
     if not args.quick:
         realtime = random_checkpoint("realtime")
         m = measure_generator(realtime, 1, seconds, top_p=0.95, backend=Backend.JAX)
-        extra.append(["realtime", 1, "top-p 0.95", f"{m['samples_per_s']:,.0f}", f"{m['rtf']:.2f}x"])
+        extra.append(["realtime", 1, "top-p 0.95", f"{m.samples_per_s:,.0f}", f"{m.rtf:.2f}x"])
         paper = random_checkpoint("paper")
         for batch in (1, 8):
             m = measure_generator(paper, batch, seconds / 2, backend=Backend.JAX)
-            extra.append(["paper", batch, "plain", f"{m['samples_per_s']:,.0f}", f"{m['rtf']:.2f}x"])
+            extra.append(["paper", batch, "plain", f"{m.samples_per_s:,.0f}", f"{m.rtf:.2f}x"])
         for row in extra:
             print(markdown_table(extra_header, [row]).splitlines()[-1], flush=True)
     target = "tiny" if args.quick else "realtime"

@@ -1,7 +1,7 @@
 """Batched stepwise generation on an accelerator: samples per second in total and per
 stream at batch 1, 64 and 1024, for the `realtime` and `paper` presets (issue 5).
 
-Uses the product's chunked generator (`engine.commands.bench.measure_generator`); random
+Uses the product's chunked generator (`engine.measure.measure_generator`); random
 weights cost the same as trained ones.
 
     python -m benchmarks.generation_gpu            # on the GPU machine
@@ -15,7 +15,7 @@ import argparse
 import jax
 
 from benchmarks.report import command_line, machine_line, write_section
-from engine.commands.bench import measure_generator, random_checkpoint
+from engine.measure import measure_generator, random_checkpoint
 from training.doc_sections import markdown_table
 
 
@@ -36,10 +36,10 @@ def main():
                 [
                     preset,
                     batch,
-                    f"{result['samples_per_s']:,.0f}",
-                    f"{result['samples_per_s'] / batch:,.0f}",
-                    f"{result['rtf']:.2f}x",
-                    f"{result['first_chunk_s']:.1f}",
+                    f"{result.samples_per_s:,.0f}",
+                    f"{result.samples_per_s / batch:,.0f}",
+                    f"{result.rtf:.2f}x",
+                    f"{result.first_chunk_s:.1f}",
                 ]
             )
             print(rows[-1], flush=True)

@@ -38,7 +38,7 @@ def tiny_checkpoint(tmp_path_factory, preset_params):
 
 
 def crash(library) -> None:
-    """What a killed process leaves of an open `engine.library.Library`: no finish(), no
+    """What a killed process leaves of an open `app.library.Library`: no finish(), no
     close(); the kernel closes its files, which drops the library's lock."""
     library._db.close()
     library._lock_file.close()

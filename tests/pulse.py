@@ -35,7 +35,7 @@ from PyQt6.QtWidgets import QApplication
 app = QApplication([])
 from engine.compile_cache import enable_compile_cache
 enable_compile_cache()
-from engine.library import Library
+from app.library import Library
 from app.settings import Settings
 from app.window import MainWindow
 

@@ -19,10 +19,10 @@ from full_disk import FullDiskFile  # noqa: E402
 from PyQt6.QtCore import Qt  # noqa: E402
 
 from app import workers  # noqa: E402
+from app.library import Library  # noqa: E402
 from app.library_browser import NAME, STAR  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
-from engine.library import Library  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -236,7 +236,7 @@ def test_interrupted_take_is_recovered_at_start(qtbot, tmp_path, tiny_checkpoint
 
 def test_full_disk_while_generating_is_reported(qtbot, window, monkeypatch):
 
-    from engine import library as lib
+    from app import library as lib
 
     original = lib.TakeWriter.write
 

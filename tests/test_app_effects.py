@@ -21,6 +21,7 @@ from effects_plugins import LV2_DELAY, LV2_SHAPER, VST3_REVERB, require_plugins 
 from PyQt6.QtCore import Qt  # noqa: E402
 
 from app import workers  # noqa: E402
+from app.library import ExportAudio, Library  # noqa: E402
 from app.panels.effects import EffectsPanel  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
@@ -33,7 +34,6 @@ from engine.effects import (  # noqa: E402
     builtin_plugins,
     describe,
 )
-from engine.library import ExportAudio, Library  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 

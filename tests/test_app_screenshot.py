@@ -98,7 +98,7 @@ def keep_for_docs(screenshot: Path, variable: str) -> None:
 def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_params, request):
     checkpoint = shipped_or_tiny(tmp_path, preset_params)
     # a library with a few takes, and a seed (a plucked tone) that the take continues
-    from engine.library import Library
+    from app.library import Library
 
     rate = 16000
     t = np.arange(rate * 2) / rate

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from effects_plugins import BUILTIN_REVERB, LV2_DELAY, LV2_REVERB, LV2_SHAPER, VST3_REVERB, require_plugins
 
+from engine.audio import Stage
 from engine.effects import ChainSpec, EffectsChain, PluginFormat, PluginRef, PluginSlot, describe, render_chain
 from engine.errors import UserError
 
@@ -171,6 +172,28 @@ def test_stereo_plugins_take_mono_and_the_48k_mode_keeps_its_latency():
             assert np.argmax(np.abs(out)) == 3000 + chain.latency_samples > 3000
     rendered = render_chain(spec, impulse, tail_seconds=0.5)
     assert len(rendered) == len(impulse) + RATE // 2 and np.argmax(np.abs(rendered)) == 3000
+
+
+def test_the_live_and_the_aligned_stage_are_one_stream_the_chains_delay_apart():
+    """`Stage.process` (the app, live) and `Stage.aligned` (--fx, `harmonic fx`, re-rendered
+    takes) run the one take tap -> mix-down -> chain step: the aligned stream is the live
+    one with the chain's delay cut and its ring-out appended; both taps get every chunk."""
+    rng = np.random.default_rng(2)
+    chunks = [rng.uniform(-0.5, 0.5, (2, n)).astype(np.float32) for n in (800, 5000, 3, 4096)]
+    frames = sum(chunk.shape[1] for chunk in chunks)
+    spec = ChainSpec([PluginSlot(BUILTIN_REVERB, {"room_size": 0.8})], rate=48000)  # 48 kHz: a delay to cut
+    live_taps: list[np.ndarray] = []
+    aligned_taps: list[np.ndarray] = []
+    with EffectsChain(spec) as live_chain, EffectsChain(spec) as aligned_chain:
+        stage = Stage(live_chain, on_chunk=live_taps.append)
+        live = np.concatenate([stage.process(chunk) for chunk in chunks] + [live_chain.tail(1.0)])
+        delay = live_chain.latency_samples
+        aligned = np.concatenate(list(Stage(aligned_chain, on_chunk=aligned_taps.append).aligned(chunks, 0.5)))
+    assert delay > 0 and len(aligned) == frames + RATE // 2
+    np.testing.assert_allclose(aligned, live[delay : delay + len(aligned)], atol=1e-6)
+    assert rms(aligned[frames:]) > 1e-3  # the reverb rings on
+    np.testing.assert_array_equal(stage.program.latest(frames), live[:frames])  # live feeds the program tap
+    assert all(a is b is c for a, b, c in zip(live_taps, aligned_taps, chunks, strict=True))
 
 
 def test_plugins_list_their_parameters():

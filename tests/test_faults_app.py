@@ -32,7 +32,7 @@ import pytest  # noqa: E402
 from PyQt6.QtCore import QTimer  # noqa: E402
 
 from app import errors, workers  # noqa: E402
-from engine.library import Library, LibraryError  # noqa: E402
+from app.library import Library, LibraryError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 16000

@@ -12,8 +12,8 @@ import soundfile as sf
 from conftest import crash
 from full_disk import FullDiskFile
 
-from engine import library as lib
-from engine.library import Library, LibraryError
+from app import library as lib
+from app.library import Library, LibraryError
 
 
 def tone(seconds: float, freq: float = 440.0, voices: int = 1) -> np.ndarray:

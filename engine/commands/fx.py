@@ -56,16 +56,17 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Reads IN whole (16 kHz mono is small), writes OUT block by block, atomically."""
+    from engine.audio import Stage
     from engine.audio_file import read_audio
     from engine.effects import ChainSpec, EffectsChain
-    from engine.effects.chain import aligned
 
     if not 0 <= args.tail < math.inf:
         raise UserError(f"--tail must be a number >= 0, got {args.tail}")
     spec = ChainSpec.load(args.chain)
     with TakeFile(args.output) as take, EffectsChain(spec) as chain:  # both checked before the file is read
         audio = read_audio(args.input)
-        for piece in aligned(chain, [audio], args.tail):
+        blocks = (audio[i : i + chain.max_block] for i in range(0, len(audio), chain.max_block))
+        for piece in Stage(chain).aligned(blocks, args.tail):
             take.write(piece[None, :])
             print_notices(chain)
         take.finish()

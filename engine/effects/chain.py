@@ -23,15 +23,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import soxr
 
+from engine.audio.pipeline import Stage
 from engine.effects.instance import PluginInstance
 from engine.effects.plugins import open_plugin
 from engine.effects.spec import ChainSpec, ParameterValue, PluginSlot, check_value
@@ -44,7 +44,7 @@ AVERAGE_WEIGHT = 0.05
 FIFO_MARGIN = 32
 PROBE_BLOCK = 16  # block size when measuring what soxr holds back: small blocks show the most
 RUNAWAY_PEAK = 1000.0  # +60 dBFS: no effect sends this on purpose
-RENDER_BLOCK = 4096
+MAX_BLOCK = 4096  # the longest block `process` takes by default, at 16 kHz (256 ms)
 
 
 @dataclasses.dataclass
@@ -77,7 +77,7 @@ class EffectsChain:
       muted: per slot, True once the guard muted it (NaN, Inf or runaway output).
     """
 
-    def __init__(self, spec: ChainSpec, max_block: int = 4096):
+    def __init__(self, spec: ChainSpec, max_block: int = MAX_BLOCK):
         self.rate = spec.rate
         self.max_block = max_block
         self._factor = spec.rate / SAMPLE_RATE
@@ -318,27 +318,10 @@ def _channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(audio[:1], channels, axis=0)
 
 
-def aligned(chain: EffectsChain, blocks: Iterable[np.ndarray], tail_seconds: float) -> Iterator[np.ndarray]:
-    """`blocks` (float32 [n] each, of any length) through `chain`, then `tail_seconds` of its
-    ring-out, with the chain's delay removed: output sample i lines up with input sample i.
-    Yields float32 [m] pieces (shorter than their blocks while the delay is cut)."""
-    skip = chain.latency_samples
-    tail = int(round(tail_seconds * SAMPLE_RATE)) + skip
-    size = chain.max_block
-    pieces = (block[i : i + size] for block in blocks for i in range(0, len(block), size))
-    silence = (np.zeros(min(size, tail - done), np.float32) for done in range(0, tail, size))
-    for block in itertools.chain(pieces, silence):
-        out = chain.process(block)
-        cut = min(skip, len(out))
-        skip -= cut
-        if cut < len(out):
-            yield out[cut:]
-
-
 def render_chain(spec: ChainSpec, audio: np.ndarray, tail_seconds: float = 2.0) -> np.ndarray:
     """Offline: float32 [n] at 16 kHz -> processed float32 [n + tail_seconds x 16 kHz], the
     chain's delay removed (output sample i lines up with input sample i)."""
     audio = np.asarray(audio, np.float32)
-    with EffectsChain(spec, max_block=RENDER_BLOCK) as chain:
-        pieces = list(aligned(chain, [audio], tail_seconds))
+    with EffectsChain(spec) as chain:
+        pieces = list(Stage(chain).aligned([audio], tail_seconds))
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

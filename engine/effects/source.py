@@ -5,8 +5,8 @@
     Player(source, ...)                 # plays the processed mono stream, then the chain's tail
     for chunk in source.chunks(n): ...  # float32 [1, m]
 
-The voices are mixed to mono (their mean, as `Player` plays them) before the chain; the
-chain's delay is removed and its tail follows the end of the take.
+The pipeline's `Stage` does the work (take tap, mix-down, chain) on its aligned path:
+the chain's delay is removed and its tail follows the end of the take.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from engine.audio import mix_down
-from engine.effects.chain import EffectsChain, aligned
+from engine.audio.pipeline import Stage
+from engine.effects.chain import EffectsChain
 
 
 class EffectsSource:
@@ -36,20 +36,13 @@ class EffectsSource:
         on_dry: Callable[[np.ndarray], None] | None = None,
     ):
         self.generator = generator
-        self.chain = chain
+        self.stage = Stage(chain, on_chunk=on_dry)
         self.tail_seconds = tail_seconds
-        self.on_dry = on_dry
 
     def chunks(self, max_samples: int | None = None) -> Iterator[np.ndarray]:
         """Processed float32 [1, m] chunks: the take, then the tail."""
-        for piece in aligned(self.chain, self._dry_mono(max_samples), self.tail_seconds):
+        for piece in self.stage.aligned(self.generator.chunks(max_samples), self.tail_seconds):
             yield piece[None, :]
-
-    def _dry_mono(self, max_samples: int | None) -> Iterator[np.ndarray]:
-        for chunk in self.generator.chunks(max_samples):
-            if self.on_dry is not None:
-                self.on_dry(chunk)
-            yield mix_down(chunk)
 
     def stop(self) -> None:
         self.generator.stop()

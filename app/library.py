@@ -204,8 +204,8 @@ class Take:
           GUI builds the chain there and renders in a worker. None: built here.
         """
         # imported here: pedalboard and the plugin hosts load only when a chain is rendered
+        from engine.audio import Stage
         from engine.effects import ChainSpec, render_chain
-        from engine.effects.chain import aligned
         from engine.errors import UserError
 
         mix = self.read().mean(axis=1)
@@ -214,7 +214,7 @@ class Take:
         try:
             if chain is None:
                 return render_chain(ChainSpec.from_json(self.effects), mix, tail_seconds)
-            return np.concatenate(list(aligned(chain, [mix], tail_seconds)))
+            return np.concatenate(list(Stage(chain).aligned([mix], tail_seconds)))
         except (UserError, ValueError) as error:
             raise LibraryError(f"Could not re-render take {self.name!r} through its effects: {error}") from error
 

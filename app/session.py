@@ -171,7 +171,7 @@ class GenerationSession(QObject):
         settings = GenerationSettings(
             temperature=float(v["temperature"]),
             top_p=float(v["top_p"]),
-            seed=int(v["seed"]),
+            random_seed=int(v["seed"]),
             voices=int(v["voices"]),
             include_prime=self.seed is not None,
         )
@@ -191,7 +191,7 @@ class GenerationSession(QObject):
             "checkpoint_path": str(self.checkpoint.path or ""),
             "temperature": settings.temperature,
             "top_p": settings.top_p,
-            "seed": settings.seed,
+            "seed": settings.random_seed,
             "voices": settings.voices,
             "seed_audio": source,
             "seed_frames": self.prime_samples,

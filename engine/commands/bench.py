@@ -46,7 +46,9 @@ def measure_generator(
     """
     from engine.generator import GenerationSettings, Generator
 
-    gen = Generator(checkpoint, GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, seed=1), backend)
+    gen = Generator(
+        checkpoint, GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, random_seed=1), backend
+    )
     began = time.perf_counter()
     gen.next_tokens()
     first = time.perf_counter() - began
@@ -98,7 +100,7 @@ def _probe_main(target: str) -> None:
     from engine import model
 
     checkpoint = random_checkpoint(target) if target in model.PRESETS else load_model(target)
-    gen = Generator(checkpoint, GenerationSettings(seed=1))
+    gen = Generator(checkpoint, GenerationSettings(random_seed=1))
     gen.next_chunk()
 
 

@@ -25,7 +25,7 @@ class GenerationSettings:
         not depend on how many voices there are.
       chunk_ms: audio per compiled chunk, rounded to whole 10 ms noise blocks.
       include_prime: the output starts with the (mu-law decoded) seed audio.
-      prime_scale: how a seed clip is scaled into [-1, 1] before encoding
+      prime_scale: how seed audio is scaled into [-1, 1] before encoding
         ("minmax" as in training, "peak", or "none"); see `engine.mulaw.scale`.
     """
 

@@ -17,14 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
+from jaxtyping import Array, Float, Int
 
+from engine.array_typing import typed
 from engine.mulaw import NUM_CLASSES
 
 NOISE_BLOCK = 160
 """Samples per noise block (10 ms at 16 kHz); chunk lengths are multiples of it."""
 
 
-def chunk_noise(random_seed: ArrayLike, first_block: ArrayLike, n_blocks: int, voices: int) -> jax.Array:
+@typed
+def chunk_noise(
+    random_seed: ArrayLike, first_block: ArrayLike, n_blocks: int, voices: int
+) -> Float[Array, "time voices 256"]:
     """Gumbel noise for `n_blocks` consecutive noise blocks of every voice.
 
     Args:
@@ -51,7 +56,7 @@ def chunk_noise(random_seed: ArrayLike, first_block: ArrayLike, n_blocks: int, v
     return noise.transpose(0, 2, 1, 3).reshape(n_blocks * NOISE_BLOCK, voices, NUM_CLASSES)
 
 
-def chunk_uniforms(random_seed: int, first_block: int, n_blocks: int, voices: int) -> np.ndarray:
+def chunk_uniforms(random_seed: int, first_block: int, n_blocks: int, voices: int) -> Float[np.ndarray, "time voices"]:
     """Uniform draws in [0, 1), one per sample, for the fast CPU path (`engine.fast_step`).
 
     It samples by inverting the cumulative distribution at one uniform per sample rather
@@ -71,15 +76,16 @@ def chunk_uniforms(random_seed: int, first_block: int, n_blocks: int, voices: in
     return out.reshape(n_blocks * NOISE_BLOCK, voices)
 
 
+@typed
 def sample(
-    logits: jax.Array,
-    gumbel: jax.Array,
-    temperature: jax.Array | float,
-    top_p: jax.Array | float,
+    logits: Float[Array, "batch 256"],
+    gumbel: Float[Array, "batch 256"],
+    temperature: Float[ArrayLike, ""],
+    top_p: Float[ArrayLike, ""],
     *,
     greedy: bool = False,
     nucleus: bool = False,
-) -> jax.Array:
+) -> Int[Array, " batch"]:
     """Draws one class per stream.
 
     Args:
@@ -106,7 +112,7 @@ NUCLEUS_FAST_CLASSES = 32
 NUCLEUS_ITERATIONS = 16
 
 
-def nucleus_threshold(scaled: jax.Array, top_p: jax.Array | float) -> jax.Array:
+def nucleus_threshold(scaled: Float[Array, "batch 256"], top_p: Float[ArrayLike, ""]) -> Float[Array, "batch 1"]:
     """The nucleus as a threshold: keep the classes with scaled >= threshold.
 
     Fast path (exact): the NUCLEUS_FAST_CLASSES most likely classes (`lax.top_k`); if they

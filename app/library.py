@@ -85,9 +85,9 @@ CREATE TABLE IF NOT EXISTS takes (
     checkpoint_path TEXT NOT NULL DEFAULT '',
     temperature REAL,
     top_p REAL,
-    seed INTEGER,
-    seed_audio TEXT NOT NULL DEFAULT '',       -- where the seed came from ('' = none)
-    seed_frames INTEGER NOT NULL DEFAULT 0,    -- leading frames of the take that are the seed
+    seed INTEGER,                              -- the random seed (Take.random_seed)
+    seed_audio TEXT NOT NULL DEFAULT '',       -- where the seed audio came from ('' = none)
+    seed_frames INTEGER NOT NULL DEFAULT 0,    -- leading frames of the take that are seed audio
     extra TEXT NOT NULL DEFAULT '{}',          -- JSON: anything else worth keeping
     thumbnail BLOB,                            -- float32 [2, THUMBNAIL_BUCKETS]: min, max
     effects TEXT NOT NULL DEFAULT ''           -- the effects chain played (ChainSpec JSON); '' = none
@@ -103,11 +103,14 @@ _META_FIELDS = (
     "checkpoint_path",
     "temperature",
     "top_p",
-    "seed",
+    "random_seed",
     "seed_audio",
     "seed_frames",
     "effects",
 )
+# Fields stored in a column of another name: the random seed keeps its first column name,
+# "seed", so that libraries written by earlier versions open unchanged.
+_COLUMN_OF = {"random_seed": "seed"}
 # Seconds of the effects chain's ring-out kept after a processed take.
 PROCESSED_TAIL_SECONDS = 2.0
 
@@ -171,7 +174,7 @@ class Take:
     checkpoint_path: str
     temperature: float | None
     top_p: float | None
-    seed: int | None
+    random_seed: int | None
     seed_audio: str
     seed_frames: int
     starred: bool
@@ -345,7 +348,7 @@ class Library:
 
     def begin_take(self, meta: dict | None = None, voices: int = 1) -> TakeWriter:
         """Starts a take. `meta` may hold name, checkpoint, checkpoint_path, temperature,
-        top_p, seed, seed_audio, seed_frames and any other JSON-able keys (kept in extra)."""
+        top_p, random_seed, seed_audio, seed_frames and any other JSON-able keys (kept in extra)."""
         meta = dict(meta or {})
         voices = int(meta.pop("voices", voices))
         take_id = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -358,7 +361,7 @@ class Library:
                     (take_id, name, _now(), voices, json.dumps(meta, default=str)),
                 )
                 for key, value in fields.items():
-                    db.execute(f"UPDATE takes SET {key} = ? WHERE id = ?", (value, take_id))
+                    db.execute(f"UPDATE takes SET {_COLUMN_OF.get(key, key)} = ? WHERE id = ?", (value, take_id))
             return TakeWriter(self, take_id, voices)
         except (OSError, sqlite3.Error) as error:
             self._drop_partial(take_id)
@@ -411,7 +414,7 @@ class Library:
                 extra = json.loads(row["extra"]) if row else {}
                 extra.update(extra_updates)
                 for key, value in updates.items():
-                    db.execute(f"UPDATE takes SET {key} = ? WHERE id = ?", (value, take_id))
+                    db.execute(f"UPDATE takes SET {_COLUMN_OF.get(key, key)} = ? WHERE id = ?", (value, take_id))
                 db.execute(
                     "UPDATE takes SET state = 'done', frames = ?, thumbnail = ?, recovered = ?, extra = ? WHERE id = ?",
                     (
@@ -519,7 +522,7 @@ class Library:
             checkpoint_path=row["checkpoint_path"],
             temperature=row["temperature"],
             top_p=row["top_p"],
-            seed=row["seed"],
+            random_seed=row[_COLUMN_OF["random_seed"]],
             seed_audio=row["seed_audio"],
             seed_frames=row["seed_frames"],
             starred=bool(row["starred"]),

@@ -129,9 +129,9 @@ class TakesModel(QAbstractTableModel):
                 parts = [
                     f"T {take.temperature:g}" if take.temperature is not None else "",
                     f"p {take.top_p:g}" if take.top_p is not None else "",
-                    f"seed {take.seed}" if take.seed is not None else "",
+                    f"random seed {take.random_seed}" if take.random_seed is not None else "",
                     f"{take.voices} voices" if take.voices > 1 else "",
-                    "seeded" if take.seed_audio else "",
+                    "from seed audio" if take.seed_audio else "",
                 ]
                 return ", ".join(p for p in parts if p)
             if column == EFFECTS:
@@ -150,8 +150,8 @@ class TakesModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and column == STAR and take.starred:
             return QColor(theme.SEED)
         if role == Qt.ItemDataRole.ToolTipRole:
-            seed = f"\nseed audio: {take.seed_audio}" if take.seed_audio else ""
-            return f"{take.name}\n{take.checkpoint_path or take.checkpoint}\n{take.path}{seed}"
+            seed_audio = f"\nseed audio: {take.seed_audio}" if take.seed_audio else ""
+            return f"{take.name}\n{take.checkpoint_path or take.checkpoint}\n{take.path}{seed_audio}"
         return None
 
     def setData(self, index: QModelIndex, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:
@@ -281,7 +281,7 @@ class TakesView(QTableView):
 class LibraryBrowser(QWidget):
     playRequested = pyqtSignal(object)  # Take
     stopRequested = pyqtSignal()
-    useAsSeedRequested = pyqtSignal(object)  # Take
+    useAsSeedAudioRequested = pyqtSignal(object)  # Take
     loadChainRequested = pyqtSignal(object)  # ChainSpec: into the effects panel
     error = pyqtSignal(str)
     status = pyqtSignal(str)
@@ -636,7 +636,7 @@ class LibraryBrowser(QWidget):
         menu.addAction("Play", self.play_selected)
         menu.addAction("Rename", lambda: self.table.edit(self.proxy.index(index.row(), NAME)))
         menu.addAction("Star / unstar", self.star_selected)
-        menu.addAction("Use as seed", lambda: self.useAsSeedRequested.emit(index.data(TakeRole)))
+        menu.addAction("Use as seed audio", lambda: self.useAsSeedAudioRequested.emit(index.data(TakeRole)))
         menu.addAction("Load its effects", self.load_chain_of_selected)
         menu.addAction("Re-render with current effects", self.apply_current_chain)
         menu.addSeparator()

@@ -13,14 +13,21 @@ from app.states import ModelStatus, TransportState
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="harmonic-studio", description="HarmonicRNN Studio: generate audio live, seed it, keep a library of takes."
+        prog="harmonic-studio",
+        description="HarmonicRNN Studio: generate audio live (from silence or seed audio), keep a library of takes.",
     )
     parser.add_argument("--checkpoint", help="a checkpoint folder to load instead of the last used / shipped default")
     parser.add_argument(
         "--library", help="the sample library folder (default: $HARMONIC_LIBRARY or the user data folder)"
     )
     parser.add_argument("--settings", help="an INI file for the settings (default: the user's settings store)")
-    parser.add_argument("--seed", metavar="AUDIO", help="an audio file to use as the seed")
+    parser.add_argument(
+        "--seed-audio",
+        "--seed",  # its first name, kept for scripts that use it
+        dest="seed_audio",
+        metavar="AUDIO",
+        help="seed audio: an audio file the takes start from (not a random seed; --seed is its older name)",
+    )
     parser.add_argument(
         "--effects", metavar="CHAIN", help="an effects chain preset (.json) to play the live stream through"
     )
@@ -66,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     reporter.message.connect(window.show_error)
     wakeup = _close_on_signals(window)  # noqa: F841 - kept alive while the loop runs
     window.show()
-    seed_task = window.seed_panel.open_file(args.seed) if args.seed else None
+    seed_audio_task = window.seed_audio_panel.open_file(args.seed_audio) if args.seed_audio else None
     if args.effects:
         window.effects_panel.load_preset(args.effects)
         window.tabs.setCurrentWidget(window.effects_scroll)
     if args.screenshot:
-        _schedule_screenshot(window, args.screenshot, args.screenshot_after, seed_task)
+        _schedule_screenshot(window, args.screenshot, args.screenshot_after, seed_audio_task)
     elif args.generate:
-        _when_ready(window, seed_task, window.generate)
+        _when_ready(window, seed_audio_task, window.generate)
     return app.exec()
 
 
@@ -96,15 +103,21 @@ def _close_on_signals(window) -> tuple:
     return receive, send, notifier
 
 
-def _when_ready(window, seed_task, action) -> None:
-    """Runs `action` once the model (and the seed, if any) has loaded."""
+def _seed_audio_pending(window, seed_audio_task) -> bool:
+    """Whether the seed audio file given on the command line is still being read."""
+    return (
+        seed_audio_task is not None
+        and (seed_audio_task.running or not window.seed_audio_panel.source)
+        and not window.messages
+    )
+
+
+def _when_ready(window, seed_audio_task, action) -> None:
+    """Runs `action` once the model (and the seed audio, if any) has loaded."""
     from PyQt6.QtCore import QTimer
 
     def check():
-        seed_pending = (
-            seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
-        )
-        if window.model_status is ModelStatus.LOADING or seed_pending:
+        if window.model_status is ModelStatus.LOADING or _seed_audio_pending(window, seed_audio_task):
             QTimer.singleShot(200, check)
         else:
             action()
@@ -112,14 +125,12 @@ def _when_ready(window, seed_task, action) -> None:
     QTimer.singleShot(100, check)
 
 
-def _schedule_screenshot(window, path: str, seconds: float, seed_task=None) -> None:
+def _schedule_screenshot(window, path: str, seconds: float, seed_audio_task=None) -> None:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
     def start():
-        if window.model_status is ModelStatus.LOADING or (
-            seed_task is not None and (seed_task.running or not window.seed_panel.source) and not window.messages
-        ):
+        if window.model_status is ModelStatus.LOADING or _seed_audio_pending(window, seed_audio_task):
             QTimer.singleShot(200, start)
             return
         window.generate()

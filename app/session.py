@@ -1,7 +1,7 @@
 """Generation and clip playback, off the GUI thread.
 
 `GenerationSession` runs one take in a worker thread: it builds the generator (compiling
-its programs), primes it with the seed, opens the sound card, and runs the pipeline
+its programs), primes it with the seed audio, opens the sound card, and runs the pipeline
 (engine.audio.pipeline: generator -> effects chain -> player -> sound card, the take tap
 writing every dry chunk to the library). Its state and errors come back as Qt signals.
 Both classes here are *sources* for the window's one display timer: `program` (the
@@ -11,8 +11,10 @@ processed audio tap), `heard_samples` (how far the sound card has played it) and
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -21,7 +23,26 @@ from app import workers
 from app.library import TakeWriter
 from app.states import TransportState
 from engine.audio import RingBuffer, Stage
+from engine.generation_settings import GenerationSettings
 from engine.mulaw import SAMPLE_RATE as RATE
+
+if TYPE_CHECKING:
+    from app.panels.seed_audio import SeedAudio
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioDevices:
+    """The sound devices chosen in the controls panel.
+
+    Attributes:
+      output: the output device's name (a `sounddevice` id), None for the system default.
+      input: the microphone's name, None for the system default.
+      latency: PortAudio's suggested output latency: "low", "high" or seconds.
+    """
+
+    output: str | None = None
+    input: str | None = None
+    latency: str | float = "high"
 
 
 def start_player(player, report) -> bool:
@@ -47,6 +68,13 @@ class GenerationSession(QObject):
     through `player_state`.
 
     Args:
+      checkpoint: the loaded `engine.checkpoint.ModelCheckpoint`.
+      settings: the sampling (`include_prime` is set here: the take starts with its seed
+        audio when there is one).
+      seed_audio: what the take continues, or None to start from silence.
+      library: the `app.library.Library` the take is written to.
+      seconds: the generated length (seed audio not counted); None: until Stop.
+      devices: the sound card to play on.
       effects: the effects chain for the live stream (`engine.effects.EffectsChain`) or
         None; `set_effects` swaps it while playing. Its snapshot is stored with the take.
     """
@@ -56,18 +84,30 @@ class GenerationSession(QObject):
     notice = pyqtSignal(str)
     takeSaved = pyqtSignal(object)  # app.library.Take or None
 
-    def __init__(self, checkpoint, values: dict, seed, library, effects=None, parent=None):
+    def __init__(
+        self,
+        checkpoint,
+        settings: GenerationSettings,
+        seed_audio: SeedAudio | None,
+        library,
+        seconds: float | None = None,
+        devices: AudioDevices = AudioDevices(),
+        effects=None,
+        parent=None,
+    ):
         super().__init__(parent)
         self.checkpoint = checkpoint
-        self.values = dict(values)
-        self.seed = seed  # (audio float32 [n] at 16 kHz, source) or None
+        self.settings = dataclasses.replace(settings, include_prime=seed_audio is not None)
+        self.seed_audio = seed_audio
+        self.seconds = seconds
+        self.devices = devices
         self.library = library
         self.stage = Stage(effects, on_chunk=self._on_chunk)
         self.generator = None
         self.output = None  # the engine.audio.Player while it plays
         self.task: workers.Task | None = None
-        self.rendered = 0  # per voice, seed included: rendered without a sound card so far
-        self.generated = 0  # per voice, seed included: generated so far
+        self.rendered = 0  # per voice, seed audio included: rendered without a sound card so far
+        self.generated = 0  # per voice, seed audio included: generated so far
         self.writer: TakeWriter | None = None  # set before the stage's take tap runs
         self._write_error: Exception | None = None
         self.prime_samples = 0
@@ -165,40 +205,30 @@ class GenerationSession(QObject):
             self._done.set()
 
     def _generate(self):
-        from engine.generator import GenerationSettings, Generator
+        from engine.generator import Generator  # here, not at start-up: it loads numba (about 1 s)
 
-        v = self.values
-        settings = GenerationSettings(
-            temperature=float(v["temperature"]),
-            top_p=float(v["top_p"]),
-            seed=int(v["seed"]),
-            voices=int(v["voices"]),
-            include_prime=self.seed is not None,
-        )
+        settings = self.settings
         generator = Generator(self.checkpoint, settings)
-        source = ""
-        if self.seed is not None:
-            audio, source = self.seed
-            generator.prime(np.asarray(audio, np.float32), RATE)
+        if self.seed_audio is not None:
+            generator.prime(self.seed_audio.audio, RATE)
         self.prime_samples = generator.prime_samples
         self.generator = generator
         if self._stop.is_set():
             return None
-        seconds = v.get("seconds")
-        total = None if seconds is None else self.prime_samples + int(round(seconds * RATE))
+        total = None if self.seconds is None else self.prime_samples + int(round(self.seconds * RATE))
         meta = {
             "checkpoint": self.checkpoint.name,
             "checkpoint_path": str(self.checkpoint.path or ""),
             "temperature": settings.temperature,
             "top_p": settings.top_p,
-            "seed": settings.seed,
+            "random_seed": settings.random_seed,
             "voices": settings.voices,
-            "seed_audio": source,
+            "seed_audio": self.seed_audio.source if self.seed_audio is not None else "",
             "seed_frames": self.prime_samples,
         }
         device_error = self._check_output()
-        # compile (or load from the compile cache) before the sound card starts: with a
-        # seed the player would otherwise play the seed and then starve while compiling
+        # compile (or load from the compile cache) before the sound card starts: with seed
+        # audio the player would otherwise play it and then starve while compiling
         generator.warmup()
         if self._stop.is_set():
             return None
@@ -227,7 +257,7 @@ class GenerationSession(QObject):
         from engine.audio import AudioUnavailable, resolve
 
         try:
-            resolve(self.values.get("output_device"), "output")
+            resolve(self.devices.output, "output")
         except AudioUnavailable as error:
             reason = str(error).split("; render")[0]  # drop the command-line hint
             return f"No sound: {reason}. The take is generated into the library without playing."
@@ -245,8 +275,8 @@ class GenerationSession(QObject):
 
         player = Player(
             generator,
-            device=self.values.get("output_device"),
-            latency=self.values.get("latency") or "high",
+            device=self.devices.output,
+            latency=self.devices.latency,
             keep=False,
             max_seconds=None if total is None else total / RATE,
             buffer_seconds=1.5,
@@ -294,13 +324,13 @@ class GenerationSession(QObject):
             for chunk in generator.chunks(total):
                 if self._stop.is_set():
                     break
-                in_seed = self.rendered < self.prime_samples
+                in_seed_audio = self.rendered < self.prime_samples
                 self.stage.process(chunk)
                 if self._write_error is not None:
                     return self._write_error
                 self.rendered += chunk.shape[-1]
                 ahead = self.rendered / RATE - (time.perf_counter() - started)
-                if ahead > 0.25 and not in_seed:
+                if ahead > 0.25 and not in_seed_audio:
                     self._stop.wait(ahead - 0.2)
         except Exception as failure:  # noqa: BLE001 - keep what was made, then report
             return failure
@@ -308,7 +338,7 @@ class GenerationSession(QObject):
 
 
 class Playback(QObject):
-    """Plays a clip (a take or the seed) with the engine's Player, through an effects
+    """Plays a clip (a take or the seed audio) with the engine's Player, through an effects
     chain when one is given; a source for the display timer like `GenerationSession`.
     Errors come through `error`."""
 
@@ -321,7 +351,9 @@ class Playback(QObject):
         self.seed_frames = 0
         self._ended.connect(self._report)
 
-    def play(self, audio: np.ndarray, device=None, latency="high", seed_frames: int = 0, effects=None) -> bool:
+    def play(
+        self, audio: np.ndarray, devices: AudioDevices = AudioDevices(), seed_frames: int = 0, effects=None
+    ) -> bool:
         """audio: float32 [voices, n] or [n] at 16 kHz; voices are mixed."""
         from engine.audio import Player
 
@@ -330,8 +362,8 @@ class Playback(QObject):
         pieces = [audio[..., i : i + 1600] for i in range(0, audio.shape[-1], 1600)]
         player = Player(
             pieces,
-            device=device or None,
-            latency=latency,
+            device=devices.output,
+            latency=devices.latency,
             keep=False,
             start_seconds=0.1,
             stage=Stage(effects),

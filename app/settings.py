@@ -1,7 +1,8 @@
 """Settings that persist between runs, on QSettings.
 
 `Settings()` uses the user's native settings store ("HarmonicRNN"/"HarmonicRNN Studio");
-`$HARMONIC_SETTINGS` or `Settings(path)` use an INI file instead (tests do).
+`$HARMONIC_SETTINGS` or `Settings(path)` use an INI file instead (tests do). A key that was
+renamed is still read under its former name until it is next saved (`FORMER_KEYS`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from PyQt6.QtCore import QSettings
 DEFAULTS = {
     "controls/temperature": 1.0,
     "controls/top_p": 1.0,
-    "controls/seed": 0,
+    "controls/random_seed": 0,
     "controls/voices": 1,
     "controls/endless": True,
     "controls/seconds": 10.0,
@@ -31,6 +32,10 @@ DEFAULTS = {
     "window/geometry": None,
     "window/state": None,
 }
+# key -> the name it was saved under by earlier versions
+FORMER_KEYS = {
+    "controls/random_seed": "controls/seed",
+}
 
 
 class Settings:
@@ -44,6 +49,8 @@ class Settings:
     def get(self, key: str, default=None):
         fallback = DEFAULTS.get(key) if default is None else default
         value = self._q.value(key)
+        if value is None and key in FORMER_KEYS:
+            value = self._q.value(FORMER_KEYS[key])
         if value is None:
             return fallback
         try:

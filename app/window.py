@@ -1,5 +1,5 @@
 """The main window: transport, model and controls on the left; live views, the seed
-take and the effects chain (tabs), and the sample library on the right.
+audio and the effects chain (tabs), and the sample library on the right.
 
 One display timer (`refresh`) drains the pipeline's program tap into the views and
 updates every readout: transport, effects cost and latency, recording."""
@@ -32,7 +32,7 @@ from app.monitor import Monitor
 from app.panels.controls import ControlsPanel
 from app.panels.effects import EffectsPanel
 from app.panels.model import ModelPanel
-from app.panels.seed import SeedPanel
+from app.panels.seed_audio import SeedAudioPanel
 from app.panels.transport import TransportPanel
 from app.session import GenerationSession, Playback
 from app.settings import Settings
@@ -107,7 +107,7 @@ class MainWindow(QMainWindow):
         self.transport = TransportPanel()
         self.model_panel = ModelPanel()
         self.controls = ControlsPanel(self.settings)
-        self.seed_panel = SeedPanel()
+        self.seed_audio_panel = SeedAudioPanel()
         self.effects_panel = EffectsPanel(plugin_catalog)
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         stack = QVBoxLayout()
         legend = QLabel(
             f"<span style='color:{theme.ACCENT}'>■</span> generated &nbsp; "
-            f"<span style='color:{theme.SEED}'>■</span> seed"
+            f"<span style='color:{theme.SEED}'>■</span> seed audio"
         )
         legend.setObjectName("muted")
         stack.addWidget(legend)
@@ -148,7 +148,7 @@ class MainWindow(QMainWindow):
         self.effects_scroll.setWidget(self.effects_panel)
         self.effects_scroll.setWidgetResizable(True)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.seed_panel, "Seed")
+        self.tabs.addTab(self.seed_audio_panel, "Seed audio")
         self.tabs.addTab(self.effects_scroll, "Effects")
         self.right_split = QSplitter(Qt.Orientation.Vertical)
         self.right_split.addWidget(views)
@@ -176,12 +176,12 @@ class MainWindow(QMainWindow):
         self.transport.stopClicked.connect(self.stop)
         self.model_panel.checkpointChosen.connect(self.load_checkpoint)
         self.controls.liveChanged.connect(self._live_controls)
-        self.seed_panel.recordToggled.connect(self.toggle_recording)
-        self.seed_panel.playRequested.connect(lambda audio: self.play_clip(audio, "seed"))
-        self.seed_panel.error.connect(self.show_error)
+        self.seed_audio_panel.recordToggled.connect(self.toggle_recording)
+        self.seed_audio_panel.playRequested.connect(lambda audio: self.play_clip(audio, "the seed audio"))
+        self.seed_audio_panel.error.connect(self.show_error)
         self.browser.playRequested.connect(self.play_take)
         self.browser.stopRequested.connect(self.playback.stop)
-        self.browser.useAsSeedRequested.connect(self.use_take_as_seed)
+        self.browser.useAsSeedAudioRequested.connect(self.use_take_as_seed_audio)
         self.browser.loadChainRequested.connect(self._load_chain)
         self.effects_panel.chainReady.connect(self._chain_ready)
         self.effects_panel.error.connect(self.show_error)
@@ -283,14 +283,21 @@ class MainWindow(QMainWindow):
             return
         self.banner.hide()
         self.playback.stop()
-        values = self.controls.values()
-        seed = self.seed_panel.seed()
         # a fresh chain: the take starts without the last one's tails, and re-renders to the
         # same audio (reset() leaves the Dragonfly reverbs' modulation where it was)
         if self.effects_panel.spec.slots and not self.effects_panel.rebuild():
             return
         chain = self.effects_panel.chain
-        self.session = GenerationSession(self.checkpoint, values, seed, self.library, effects=chain, parent=self)
+        self.session = GenerationSession(
+            self.checkpoint,
+            self.controls.generation_settings(),
+            self.seed_audio_panel.seed_audio(),
+            self.library,
+            seconds=self.controls.take_seconds(),
+            devices=self.controls.audio_devices(),
+            effects=chain,
+            parent=self,
+        )
         self.monitor.show(self.session)
         self.session.stateChanged.connect(self.transport.set_state)
         self.session.error.connect(self.show_error)
@@ -327,7 +334,7 @@ class MainWindow(QMainWindow):
             stats = session.stats()
             self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
         if self.recorder is not None:
-            self.seed_panel.show_recording(self.recorder.recorded_so_far())
+            self.seed_audio_panel.show_recording(self.recorder.recorded_so_far())
         self.effects_panel.show_stats(self.sounding_chain())
 
     def sounding_chain(self) -> EffectsChain | None:
@@ -382,42 +389,40 @@ class MainWindow(QMainWindow):
         if self.session is not None and self.session.active:
             self.show_error("Stop generating before playing a clip.")
             return
-        values = self.controls.values()
         if self.playback.play(
             np.asarray(audio, np.float32),
-            device=values["output_device"],
-            latency=values["latency"] or "high",
+            devices=self.controls.audio_devices(),
             seed_frames=seed_frames,
             effects=effects,
         ):
             self.monitor.show(self.playback)
             self.status_bar.showMessage(f"Playing {name}", 3000)
 
-    def use_take_as_seed(self, take) -> None:
+    def use_take_as_seed_audio(self, take) -> None:
         try:
             audio = take.read().mean(axis=1)
         except LibraryError as error:
             self.show_error(str(error))
             return
-        self.seed_panel.set_audio(audio, f"take “{take.name}”")
+        self.seed_audio_panel.set_audio(audio, f"take “{take.name}”")
 
     def toggle_recording(self, on: bool) -> None:
         if on:
-            recorder = self.recorder = Recorder(device=self.controls.values()["input_device"])
+            recorder = self.recorder = Recorder(device=self.controls.audio_devices().input)
             try:
                 recorder.start()
             except Exception as error:  # noqa: BLE001 - no microphone, busy device, no server
                 self.recorder = None
-                self.seed_panel.stop_recording_ui()
+                self.seed_audio_panel.stop_recording_ui()
                 self.show_error(f"Cannot record from the microphone: {error}")
                 return
         elif self.recorder is not None:
             audio = self.recorder.stop()
             self.recorder = None
             if audio.size:
-                self.seed_panel.set_audio(audio, "microphone")
+                self.seed_audio_panel.set_audio(audio, "microphone")
             else:
-                self.seed_panel.clear()
+                self.seed_audio_panel.clear()
                 self.show_error("The microphone recorded nothing.")
 
     # ---- lifetime ------------------------------------------------------------------

@@ -55,7 +55,7 @@ def main() -> None:
     seconds = 2.0 if args.quick else args.seconds
     enable_compile_cache()
     checkpoint = load_model(None)
-    generator = Generator(checkpoint, GenerationSettings(seed=1))
+    generator = Generator(checkpoint, GenerationSettings(random_seed=1))
     specs = chains()
     running = {name: EffectsChain(spec, max_block=generator.chunk_samples) for name, spec in specs.items()}
     generator.next_chunk()  # compiles (or loads) the program: not timed

@@ -1,7 +1,7 @@
-"""The one reader of audio files (seeds, data sets, the app's seed panel).
+"""The one reader of audio files (seed audio, data sets, the app's seed audio panel).
 
     from engine.audio_file import read_audio
-    audio = read_audio("seed.flac")   # float32 [n], mono, 16 kHz
+    audio = read_audio("piano.flac")  # float32 [n], mono, 16 kHz
 
 Any format libsndfile reads (wav, flac, ogg, mp3, aiff, ...), any channel count, rate
 and sample format. The file is read in blocks, each mixed to mono and resampled to the

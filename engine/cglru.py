@@ -20,6 +20,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from engine.scan import Complex, fold_across_shards, linear_scan, linear_step
 
@@ -67,7 +68,7 @@ class BlockDiagonalLinear(nn.Module):
     blocks: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Float[Array, "*batch features_in"]) -> Float[Array, "*batch features_out"]:
         size_in, size_out = self.features_in // self.blocks, self.features_out // self.blocks
         kernel = self.param(
             "kernel",
@@ -137,8 +138,11 @@ class CGLRU(nn.Module):
         return self.out_proj(jnp.concatenate([h.re, h.im], axis=-1))
 
     def __call__(
-        self, x: jax.Array, state: CGLRUState | None = None, length: jax.Array | int | None = None
-    ) -> tuple[jax.Array, CGLRUState]:
+        self,
+        x: Float[Array, "batch time width"],
+        state: CGLRUState | None = None,
+        length: jax.Array | int | None = None,
+    ) -> tuple[Float[Array, "batch time width"], CGLRUState]:
         """Parallel over time.
 
         Args:
@@ -158,7 +162,7 @@ class CGLRU(nn.Module):
         h_last = jax.tree.map(lambda part: jax.lax.dynamic_index_in_dim(part, last, 1, False), h)
         return self._output(h), CGLRUState(h_last)
 
-    def step(self, x: jax.Array, state: CGLRUState) -> tuple[jax.Array, CGLRUState]:
+    def step(self, x: Float[Array, "batch width"], state: CGLRUState) -> tuple[Float[Array, "batch width"], CGLRUState]:
         """One step: x [B, d] -> (y [B, d], next state)."""
         a, b = self._coefficients(x)
         h = linear_step(a, b, state.h)

@@ -11,7 +11,7 @@ arithmetic (tests/test_fast_step.py holds its logits within 1e-5 of it). It samp
 the same distribution (softmax at the temperature, the same top-p nucleus) but by
 inverting the cumulative distribution at one uniform draw per sample
 (`engine.sampling.chunk_uniforms`) instead of Gumbel-argmax over 256 noise values: a
-seed gives one reproducible take on each path, not the same take on both.
+random seed gives one reproducible take on each path, not the same take on both.
 
 Several voices run on all cores (`fast_kernel.run_voices_in_parallel`), one voice on the
 calling thread.

@@ -2,7 +2,7 @@
 
     from engine.generator import Generator, GenerationSettings
 
-    gen = Generator(None, GenerationSettings(temperature=1.0, top_p=0.95, seed=7, voices=2))
+    gen = Generator(None, GenerationSettings(temperature=1.0, top_p=0.95, random_seed=7, voices=2))
     gen.prime(seed_audio, sample_rate=44100)   # optional: float32 [n] or [voices, n]
     audio = gen.render(seconds=4.0)            # float32 [voices, 64000], or:
     for chunk in gen.chunks():                 # float32 [voices, chunk_samples] each
@@ -19,9 +19,9 @@ overrides the default):
   per chunk, with the chunk's Gumbel noise drawn inside the same program.
 
 Either way no Python runs per sample, pooled levels step only when their down-pool
-fires, and a seed is consumed by `model.prefill`, parallel over time in chunks of
+fires, and seed audio is consumed by `model.prefill`, parallel over time in chunks of
 bounded size, for any length (the kernel then continues from the converted state).
-Both sample from the same distribution; a seed gives one reproducible take per backend.
+Both sample from the same distribution; a random seed gives one reproducible take per backend.
 
 Thread use: one thread (a player's worker) calls `next_chunk`/`chunks`; any thread may
 call `stop`, `update` and read the statistics properties. The kernel (nogil) and JAX
@@ -48,6 +48,7 @@ import numpy as np
 
 from engine import model, mulaw, sampling
 from engine.checkpoint import ModelCheckpoint, load_model
+from engine.generation_settings import GenerationSettings
 from engine.mulaw import SAMPLE_RATE
 from engine.sampling import NOISE_BLOCK
 
@@ -84,52 +85,13 @@ class Backend(enum.Enum):
         return cls.KERNEL if fast_step is not None else cls.JAX
 
 
-@dataclasses.dataclass(frozen=True)
-class GenerationSettings:
-    """How to generate a take.
-
-    Attributes:
-      temperature: >= 0; logits are divided by it (1 = the model's distribution, 0 = greedy).
-      top_p: nucleus sampling mass in (0, 1]; 1 disables it (and its per-step sort).
-      seed: the take's random seed: same checkpoint + settings + prime = same audio.
-      voices: independent streams generated at once (the batch); voice v of a take does
-        not depend on how many voices there are.
-      chunk_ms: audio per compiled chunk, rounded to whole 10 ms noise blocks.
-      include_prime: the output starts with the (mu-law decoded) seed audio.
-      prime_scale: how a seed clip is scaled into [-1, 1] before encoding
-        ("minmax" as in training, "peak", or "none"); see `engine.mulaw.scale`.
-    """
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    voices: int = 1
-    chunk_ms: float = 50.0
-    include_prime: bool = False
-    prime_scale: str = "minmax"
-
-    def __post_init__(self):
-        sampling.static_flags(self.temperature, self.top_p)  # validates
-        if self.voices < 1:
-            raise ValueError(f"voices must be >= 1, got {self.voices}")
-        if self.chunk_ms <= 0:
-            raise ValueError(f"chunk_ms must be > 0, got {self.chunk_ms}")
-        if not 0 <= self.seed < 2**32:
-            raise ValueError(f"seed must lie in 0..2**32-1, got {self.seed}")
-
-    @property
-    def chunk_samples(self) -> int:
-        """Samples per chunk: chunk_ms rounded to a multiple of NOISE_BLOCK (>= 1 block)."""
-        return NOISE_BLOCK * max(1, round(self.chunk_ms * SAMPLE_RATE / 1000 / NOISE_BLOCK))
-
-
 @functools.partial(jax.jit, static_argnames=("config", "n_blocks", "greedy", "nucleus"))
 def generate_chunk(
     params: dict,
     config: model.ModelConfig,
     state: model.ModelState,
     logits: jax.Array,
-    seed: jax.Array,
+    random_seed: jax.Array,
     first_block: jax.Array,
     temperature: jax.Array,
     top_p: jax.Array,
@@ -145,7 +107,7 @@ def generate_chunk(
       state: the model state after the last sampled token was fed to `step`.
       logits: float32 [B, 256], the distribution of the next sample (from the last
         `step` or from `prefill`).
-      seed, first_block: select the noise (`sampling.chunk_noise`).
+      random_seed, first_block: select the noise (`sampling.chunk_noise`).
       temperature, top_p: sampling controls (traced).
       n_blocks, greedy, nucleus: static.
 
@@ -153,7 +115,7 @@ def generate_chunk(
       (tokens int32 [n, B], next state, next logits [B, 256]). Per sample t:
       token_t = sample(logits_t, noise_t); logits_{t+1}, state = step(state, token_t).
     """
-    noise = sampling.chunk_noise(seed, first_block, n_blocks, logits.shape[0])
+    noise = sampling.chunk_noise(random_seed, first_block, n_blocks, logits.shape[0])
 
     def body(carry, gumbel):
         state, logits = carry
@@ -201,7 +163,7 @@ class Generator:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._prime_tokens: np.ndarray | None = None  # int32 [voices, L]
-        self._prime: tuple[np.ndarray, int] | None = None  # the seed as given, for reset()
+        self._prime: tuple[np.ndarray, int] | None = None  # the seed audio as given, for reset()
         self._compiled: set[tuple] = set()
         self.first_chunk_seconds: float | None = None  # first chunk of the first take: load + compile
         self.reset()
@@ -224,7 +186,7 @@ class Generator:
     def update(self, **changes) -> None:
         """Changes temperature and/or top_p from the next chunk on (thread-safe).
 
-        Other fields (seed, voices, chunk_ms, prime) define the take: change them with
+        Other fields (random_seed, voices, chunk_ms, prime) define the take: change them with
         `reset(settings)`. Turning top_p below 1 the first time compiles a new program.
         """
         allowed = {"temperature", "top_p"}
@@ -239,8 +201,8 @@ class Generator:
         """Starts the take again from the beginning; clears `stop`.
 
         Args:
-          settings: new settings for the take (None keeps them). The seed given to `prime`
-            is kept (re-encoded if the number of voices changes; a per-voice seed
+          settings: new settings for the take (None keeps them). The seed audio given to
+            `prime` is kept (re-encoded if the number of voices changes; a per-voice one
             [voices, n] is dropped then).
         """
         with self._lock:
@@ -248,7 +210,7 @@ class Generator:
                 old, self._settings = self._settings, settings
                 if self._prime is not None and (settings.voices, settings.prime_scale) != (old.voices, old.prime_scale):
                     audio, rate = self._prime
-                    # A per-voice seed [voices, n] cannot follow a change of voices: dropped.
+                    # Per-voice seed audio [voices, n] cannot follow a change of voices: dropped.
                     self._prime_tokens = (
                         prime_tokens(audio, rate, settings.voices, settings.prime_scale) if audio.ndim == 1 else None
                     )
@@ -272,10 +234,10 @@ class Generator:
     # ----- priming -------------------------------------------------------------------------
 
     def prime(self, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE) -> None:
-        """Seeds the take with audio (or clears the seed with None) and resets it.
+        """Starts the take from seed audio (or clears it with None) and resets the take.
 
         Args:
-          audio: float array [n] (the same seed for every voice) or [voices, n], any n >= 0,
+          audio: float array [n] (the same seed audio for every voice) or [voices, n], any n >= 0,
             at `sample_rate`; it is resampled to 16 kHz, scaled with settings.prime_scale
             and mu-law encoded.
           sample_rate: the audio's rate in Hz.
@@ -291,17 +253,17 @@ class Generator:
 
     @property
     def prime_samples(self) -> int:
-        """Length of the seed in samples at 16 kHz (0 without a seed)."""
+        """Length of the seed audio in samples at 16 kHz (0 without one)."""
         return 0 if self._prime_tokens is None else self._prime_tokens.shape[1]
 
     # ----- generation --------------------------------------------------------------------------
 
     def start(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Computes the state at the start of the take now, consuming the seed (the first
+        """Computes the state at the start of the take now, consuming the seed audio (the first
         chunk does it otherwise); a no-op once started.
 
         Args:
-          progress: called as progress(samples_done, samples_total) while a seed primes.
+          progress: called as progress(samples_done, samples_total) while seed audio primes.
         """
         with self._lock:
             if self._state is not None:
@@ -330,7 +292,7 @@ class Generator:
         n_blocks = settings.chunk_samples // NOISE_BLOCK
         if self._packed is not None:
             assert not isinstance(state, tuple)  # the kernel's own state
-            uniforms = sampling.chunk_uniforms(settings.seed, first_block, n_blocks, state.voices)
+            uniforms = sampling.chunk_uniforms(settings.random_seed, first_block, n_blocks, state.voices)
             return self._packed.generate(state, uniforms, settings.temperature, settings.top_p).T, state
         greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
         assert isinstance(state, tuple)  # JAX's (model state, next logits)
@@ -340,7 +302,7 @@ class Generator:
             self.config,
             model_state,
             logits,
-            np.uint32(settings.seed),
+            np.uint32(settings.random_seed),
             np.int32(first_block),
             np.float32(max(settings.temperature, 1e-6)),
             np.float32(settings.top_p),
@@ -360,14 +322,14 @@ class Generator:
                 self._packed.precompile()  # a later take may have another number of voices
             self._run_chunk(self._initial_state(settings.voices, None), 0, settings)
             if self._prime_tokens is not None:
-                # One chunk's worth compiles the program a seed of any length runs.
-                seed = self._prime_tokens[:, : model.PREFILL_CHUNK]
-                jax.block_until_ready(model.prefill(self.params, self.config, seed))
+                # One chunk's worth compiles the program seed audio of any length runs.
+                first_chunk = self._prime_tokens[:, : model.PREFILL_CHUNK]
+                jax.block_until_ready(model.prefill(self.params, self.config, first_chunk))
         return time.perf_counter() - began
 
     def next_tokens(self) -> np.ndarray:
         """The next chunk as mu-law classes, int32 [voices, n]: n = chunk_samples, or
-        with include_prime first the seed's tokens in pieces of at most chunk_samples."""
+        with include_prime first the seed audio's tokens in pieces of at most chunk_samples."""
         with self._lock:
             settings = self._settings
             if settings.include_prime and self._prime_tokens is not None and self._prime_out < self.prime_samples:
@@ -407,7 +369,7 @@ class Generator:
             yield chunk
 
     def render(self, seconds: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Generates `seconds` of new audio (plus the seed first with include_prime).
+        """Generates `seconds` of new audio (plus the seed audio first with include_prime).
 
         Args:
           seconds: length of the generated part.

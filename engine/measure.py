@@ -63,7 +63,9 @@ def measure_generator(
 ) -> GenerationSpeed:
     """Runs the chunked generator for about `seconds` of wall time after its first chunk
     (and at least two chunks), on `backend` (None: the default)."""
-    gen = Generator(checkpoint, GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, seed=1), backend)
+    gen = Generator(
+        checkpoint, GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, random_seed=1), backend
+    )
     began = time.perf_counter()
     gen.next_tokens()
     first = time.perf_counter() - began

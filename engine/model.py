@@ -5,12 +5,16 @@
     logits = forward(params, config, tokens)            # [B, T] -> [B, T, 256]
     state = init_state(params, config, batch)
     logits, state = step(params, config, state, token)  # [B] -> [B, 256]
-    logits, state = prefill(params, config, tokens)     # seed [B, L] -> next [B, 256]
+    logits, state = prefill(params, config, tokens)     # seed audio [B, L] -> next [B, 256]
 
 `forward(...)[:, t]` is the distribution of `tokens[:, t]` given `tokens[:, :t]`: the
 model shifts its input right by one and puts START_TOKEN first. Feeding START_TOKEN to
 `step`, then tokens[:, 0], tokens[:, 1], ... gives at call t the logits of
 `forward(...)[:, t]`.
+
+Array shapes are annotated (`engine.array_typing`) and checked when `forward` and `step`
+are traced and when `prefill` is called: a wrongly shaped input fails with a message that
+names the argument, its shape and the expected axes.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from typing import cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
+from engine.array_typing import typed
 from engine.config import PRESETS, ModelConfig, preset
 from engine.halo import left_context
 from engine.mulaw import SILENCE
 from engine.unet import HarmonicRNN, LevelState
 
 START_TOKEN = SILENCE
-# Most steps a seed is consumed in at once (rounded up to the pooling product): a
+# Most steps seed audio is consumed in at once (rounded up to the pooling product): a
 # quarter second of audio, whose activations take little memory. On a 2-core CPU this
 # length compiled twice as fast as 16384 steps and ran faster per step too.
 PREFILL_CHUNK = 1 << 12
@@ -65,7 +71,7 @@ def init_params(config: ModelConfig, key: jax.Array) -> dict:
     return _network(config).init({"params": key}, dummy)["params"]
 
 
-def shift_right(tokens: jax.Array, sequence_axis: str | None = None) -> jax.Array:
+def shift_right(tokens: Int[Array, "batch time"], sequence_axis: str | None = None) -> Int[Array, "batch time"]:
     """tokens [B, T] -> inputs [B, T]: START_TOKEN, tokens[:, 0], ..., tokens[:, T-2].
 
     Under context parallelism each chunk's first input is the previous chunk's last token.
@@ -77,14 +83,15 @@ def shift_right(tokens: jax.Array, sequence_axis: str | None = None) -> jax.Arra
 
 
 @functools.partial(jax.jit, static_argnames=("config", "sequence_axis", "remat"))
+@typed
 def forward(
     params: dict,
     config: ModelConfig,
-    tokens: jax.Array,
+    tokens: Int[Array, "batch time"],
     dropout_key: jax.Array | None = None,
     sequence_axis: str | None = None,
     remat: bool = False,
-) -> jax.Array:
+) -> Float[Array, "batch time 256"]:
     """Next-token logits for every position, parallel over time.
 
     Args:
@@ -113,7 +120,10 @@ def init_state(params: dict, config: ModelConfig, batch: int) -> ModelState:
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def step(params: dict, config: ModelConfig, state: ModelState, token: jax.Array) -> tuple[jax.Array, ModelState]:
+@typed
+def step(
+    params: dict, config: ModelConfig, state: ModelState, token: Int[Array, " batch"]
+) -> tuple[Float[Array, "batch 256"], ModelState]:
     """One generation step.
 
     Args:
@@ -133,7 +143,7 @@ def step(params: dict, config: ModelConfig, state: ModelState, token: jax.Array)
 
 @functools.partial(jax.jit, static_argnums=(1,))
 def _prefill_chunk(params: dict, config: ModelConfig, state: ModelState, inputs: jax.Array, length: jax.Array):
-    """One chunk of a seed: inputs int32 [B, C] (valid up to `length`) from `state` ->
+    """One chunk of seed audio: inputs int32 [B, C] (valid up to `length`) from `state` ->
     (logits [B, 256] after input length - 1, the state after it)."""
     # flax's `apply` type covers the mutable-collections case; without `mutable` it is the call's own.
     logits, state = cast(
@@ -143,10 +153,10 @@ def _prefill_chunk(params: dict, config: ModelConfig, state: ModelState, inputs:
 
 
 def prefill_chunk_length(length: int, config: ModelConfig, max_steps: int = PREFILL_CHUNK) -> int:
-    """Steps per compiled prefill chunk for a seed of `length` tokens (plus START_TOKEN).
+    """Steps per compiled prefill chunk for seed audio of `length` tokens (plus START_TOKEN).
 
     A multiple of the pooling product, so that every chunk starts at a pooling boundary
-    of every level: the product times the next power of two for short seeds (few
+    of every level: the product times the next power of two for short clips (few
     programs, little padding), at most `max_steps` rounded up to the product.
     """
     blocks = math.ceil((length + 1) / config.total_pooling)
@@ -154,36 +164,37 @@ def prefill_chunk_length(length: int, config: ModelConfig, max_steps: int = PREF
     return min(bucket, config.total_pooling * math.ceil(max_steps / config.total_pooling))
 
 
+@typed
 def prefill(
     params: dict,
     config: ModelConfig,
-    tokens: jax.Array | np.ndarray,
+    tokens: Int[Array | np.ndarray, "batch length"],
     progress: Callable[[int, int], None] | None = None,
     max_steps: int = PREFILL_CHUNK,
-) -> tuple[jax.Array, ModelState]:
-    """Consumes a seed in parallel over time, chunk by chunk.
+) -> tuple[Float[Array, "batch 256"], ModelState]:
+    """Consumes seed audio in parallel over time, chunk by chunk.
 
-    START_TOKEN and the seed are cut into chunks of `prefill_chunk_length` steps (the
+    START_TOKEN and the seed audio are cut into chunks of `prefill_chunk_length` steps (the
     last padded; the causal model keeps the padding out of the result), each run by one
     compiled program from the state the chunk before left. Memory is that of one chunk
-    and seeds of any length share one program per chunk length.
+    and clips of any length share one program per chunk length.
 
     Args:
       params, config: the model.
-      tokens: int32 [B, L], the seed's classes (host or device array), any L >= 0.
+      tokens: int32 [B, L], the seed audio's classes (host or device array), any L >= 0.
       progress: called as progress(steps_done, steps_total) after each chunk has run
         (steps_total = L + 1); None runs the chunks without waiting for each.
       max_steps: longest chunk (tests use short ones).
 
     Returns:
-      (logits float32 [B, 256] of the sample after the seed, the state after START_TOKEN
+      (logits float32 [B, 256] of the sample after the seed audio, the state after START_TOKEN
       and all L tokens): continuing with `step(..., tokens_next)` matches `forward` on
       the concatenated sequence.
     """
     # Chunks are cut on the host: eager device slicing would compile for every length.
-    seed = np.asarray(tokens, np.int32)
-    batch, length = seed.shape
-    inputs = np.concatenate([np.full((batch, 1), START_TOKEN, np.int32), seed], axis=1)
+    prime = np.asarray(tokens, np.int32)
+    batch, length = prime.shape
+    inputs = np.concatenate([np.full((batch, 1), START_TOKEN, np.int32), prime], axis=1)
     chunk = prefill_chunk_length(length, config, max_steps)
     state = init_state(params, config, batch)
     for start in range(0, length + 1, chunk):

@@ -6,6 +6,7 @@ Classes are int32 in 0..255; class 128 is silence. Encoding is vectorised over a
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Float, Int
 
 SAMPLE_RATE = 16_000  # Hz: the one rate the model, its data and its audio I/O use
 MU = 255
@@ -20,25 +21,25 @@ _NEG_STEPS = 128.0
 _POS_STEPS = 127.0
 
 
-def compand(x: np.ndarray) -> np.ndarray:
+def compand(x: Float[np.ndarray, "*shape"]) -> Float[np.ndarray, "*shape"]:
     """Mu-law compression c = sign(x) ln(1 + 255|x|) / ln(256), elementwise, float64."""
     x = np.asarray(x, dtype=np.float64)
     return np.sign(x) * np.log1p(MU * np.abs(x)) / np.log1p(MU)
 
 
-def expand(c: np.ndarray) -> np.ndarray:
+def expand(c: Float[np.ndarray, "*shape"]) -> Float[np.ndarray, "*shape"]:
     """Inverse of `compand`: x = sign(c) (256^|c| - 1) / 255, elementwise, float64."""
     c = np.asarray(c, dtype=np.float64)
     return np.sign(c) * np.expm1(np.abs(c) * np.log1p(MU)) / MU
 
 
-def class_centre(q: np.ndarray) -> np.ndarray:
+def class_centre(q: Int[np.ndarray, "*shape"]) -> Float[np.ndarray, "*shape"]:
     """Companded value c at the centre of each class, float64 of q's shape."""
     offset = np.asarray(q, dtype=np.float64) - SILENCE
     return np.where(offset < 0, offset / _NEG_STEPS, offset / _POS_STEPS)
 
 
-def encode(x: np.ndarray) -> np.ndarray:
+def encode(x: Float[np.ndarray, "*shape"]) -> Int[np.ndarray, "*shape"]:
     """Encodes audio samples in [-1, 1] to mu-law classes.
 
     Args:
@@ -64,7 +65,7 @@ def encode(x: np.ndarray) -> np.ndarray:
     return (SILENCE + offset).astype(np.int32)
 
 
-def decode(q: np.ndarray) -> np.ndarray:
+def decode(q: Int[np.ndarray, "*shape"]) -> Float[np.ndarray, "*shape"]:
     """Decodes mu-law classes to audio samples at each class centre.
 
     Args:
@@ -80,7 +81,7 @@ def decode(q: np.ndarray) -> np.ndarray:
     return expand(class_centre(q)).astype(np.float32)
 
 
-def scale(x: np.ndarray, mode: str = "minmax") -> np.ndarray:
+def scale(x: Float[np.ndarray, " samples"], mode: str = "minmax") -> Float[np.ndarray, " samples"]:
     """Scales one clip into [-1, 1] before encoding.
 
     Args:

@@ -13,6 +13,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from engine.halo import pad_left, window_before
 
@@ -35,7 +36,7 @@ class DownPool(nn.Module):
         )
         self.bias = self.param("bias", nn.initializers.zeros, (self.features_out,))
 
-    def pool(self, windows: jax.Array) -> jax.Array:
+    def pool(self, windows: Float[Array, "*batch pool width_in"]) -> Float[Array, "*batch width_out"]:
         """windows [..., p, w_in] (oldest first) -> pooled [..., w_out]."""
         g = self.groups
         grouped = windows.reshape(windows.shape[:-1] + (g, self.features_in // g))
@@ -43,8 +44,11 @@ class DownPool(nn.Module):
         return y.reshape(y.shape[:-2] + (self.features_out,)) + self.bias
 
     def __call__(
-        self, x: jax.Array, length: jax.Array | int, window: jax.Array | None = None
-    ) -> tuple[jax.Array, jax.Array]:
+        self,
+        x: Float[Array, "batch time width_in"],
+        length: jax.Array | int,
+        window: Float[Array, "batch window width_in"] | None = None,
+    ) -> tuple[Float[Array, "batch pooled width_out"], Float[Array, "batch window width_in"]]:
         """Parallel over time.
 
         Args:
@@ -66,7 +70,9 @@ class DownPool(nn.Module):
         return self.pool(windows), window_before(padded, p - 1, length)
 
     @staticmethod
-    def push(window: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def push(
+        window: Float[Array, "batch window width_in"], x: Float[Array, "batch width_in"]
+    ) -> tuple[Float[Array, "batch pool width_in"], Float[Array, "batch window width_in"]]:
         """Adds one input to the buffered window.
 
         Args:
@@ -97,14 +103,14 @@ class UpPool(nn.Module):
         )
         self.bias = self.param("bias", nn.initializers.zeros, (self.factor, self.features_out))
 
-    def expand(self, z: jax.Array) -> jax.Array:
+    def expand(self, z: Float[Array, "*batch width_in"]) -> Float[Array, "*batch pool width_out"]:
         """z [..., w_in] -> [..., p, w_out], the p outputs of one pooled step."""
         g = self.groups
         grouped = z.reshape(z.shape[:-1] + (g, self.features_in // g))
         y = jnp.einsum("...gi,kgio->...kgo", grouped, self.kernel)
         return y.reshape(y.shape[:-2] + (self.features_out,)) + self.bias
 
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def __call__(self, z: Float[Array, "batch pooled width_in"]) -> Float[Array, "batch time width_out"]:
         """z [B, J, w_in] -> [B, J * p, w_out]."""
         y = self.expand(z)
         return y.reshape(z.shape[0], z.shape[1] * self.factor, self.features_out)

@@ -4,11 +4,11 @@ Sampling is Gumbel-argmax: `argmax(logits / temperature + g)` with g ~ Gumbel(0,
 an exact draw from softmax(logits / temperature), and the noise for a whole chunk can be
 drawn up front, outside the per-sample loop (no key split per step).
 
-The noise of a take depends only on (seed, voice, absolute sample index): it is drawn in
+The noise of a take depends only on (random seed, voice, absolute sample index): it is drawn in
 blocks of `NOISE_BLOCK` samples, block b of voice v from key
-`fold_in(fold_in(key(seed), v), b)`. So a take is reproducible whatever the chunk size
+`fold_in(fold_in(key(random_seed), v), b)`. So a take is reproducible whatever the chunk size
 and wherever it is stopped, and voice 0 of a 4-voice take equals the 1-voice take with
-the same seed.
+the same random seed.
 """
 
 from __future__ import annotations
@@ -17,18 +17,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
+from jaxtyping import Array, Float, Int
 
+from engine.array_typing import typed
 from engine.mulaw import NUM_CLASSES
 
 NOISE_BLOCK = 160
 """Samples per noise block (10 ms at 16 kHz); chunk lengths are multiples of it."""
 
 
-def chunk_noise(seed: ArrayLike, first_block: ArrayLike, n_blocks: int, voices: int) -> jax.Array:
+@typed
+def chunk_noise(
+    random_seed: ArrayLike, first_block: ArrayLike, n_blocks: int, voices: int
+) -> Float[Array, "time voices 256"]:
     """Gumbel noise for `n_blocks` consecutive noise blocks of every voice.
 
     Args:
-      seed: int32/uint32 [] take seed.
+      random_seed: int32/uint32 [], the take's random seed.
       first_block: int32 [], index of the first block (absolute sample index / NOISE_BLOCK).
       n_blocks: static number of blocks.
       voices: static number of voices (batch).
@@ -36,7 +41,7 @@ def chunk_noise(seed: ArrayLike, first_block: ArrayLike, n_blocks: int, voices: 
     Returns:
       float32 [n_blocks * NOISE_BLOCK, voices, 256], time first (ready for lax.scan).
     """
-    base = jax.random.key(seed)
+    base = jax.random.key(random_seed)
 
     def one(voice, block):
         key = jax.random.fold_in(jax.random.fold_in(base, voice), block)
@@ -51,13 +56,13 @@ def chunk_noise(seed: ArrayLike, first_block: ArrayLike, n_blocks: int, voices: 
     return noise.transpose(0, 2, 1, 3).reshape(n_blocks * NOISE_BLOCK, voices, NUM_CLASSES)
 
 
-def chunk_uniforms(seed: int, first_block: int, n_blocks: int, voices: int) -> np.ndarray:
+def chunk_uniforms(random_seed: int, first_block: int, n_blocks: int, voices: int) -> Float[np.ndarray, "time voices"]:
     """Uniform draws in [0, 1), one per sample, for the fast CPU path (`engine.fast_step`).
 
     It samples by inverting the cumulative distribution at one uniform per sample rather
     than by Gumbel-argmax over 256 noise values: 256 times less noise to draw (drawing it
     cost a third of a step). Like `chunk_noise`, block b of voice v depends only on
-    (seed, voice, block): numpy's counter-based Philox with key `seed` and counter
+    (random_seed, voice, block): numpy's counter-based Philox with key `random_seed` and counter
     (0, b, v, 0); a block uses the first 40 counter values, so blocks never overlap.
 
     Returns:
@@ -66,20 +71,21 @@ def chunk_uniforms(seed: int, first_block: int, n_blocks: int, voices: int) -> n
     out = np.empty((n_blocks, NOISE_BLOCK, voices), np.float32)
     for block in range(n_blocks):
         for voice in range(voices):
-            bits = np.random.Philox(key=seed, counter=[0, first_block + block, voice, 0])
+            bits = np.random.Philox(key=random_seed, counter=[0, first_block + block, voice, 0])
             out[block, :, voice] = np.random.Generator(bits).random(NOISE_BLOCK, np.float32)
     return out.reshape(n_blocks * NOISE_BLOCK, voices)
 
 
+@typed
 def sample(
-    logits: jax.Array,
-    gumbel: jax.Array,
-    temperature: jax.Array | float,
-    top_p: jax.Array | float,
+    logits: Float[Array, "batch 256"],
+    gumbel: Float[Array, "batch 256"],
+    temperature: Float[ArrayLike, ""],
+    top_p: Float[ArrayLike, ""],
     *,
     greedy: bool = False,
     nucleus: bool = False,
-) -> jax.Array:
+) -> Int[Array, " batch"]:
     """Draws one class per stream.
 
     Args:
@@ -106,7 +112,7 @@ NUCLEUS_FAST_CLASSES = 32
 NUCLEUS_ITERATIONS = 16
 
 
-def nucleus_threshold(scaled: jax.Array, top_p: jax.Array | float) -> jax.Array:
+def nucleus_threshold(scaled: Float[Array, "batch 256"], top_p: Float[ArrayLike, ""]) -> Float[Array, "batch 1"]:
     """The nucleus as a threshold: keep the classes with scaled >= threshold.
 
     Fast path (exact): the NUCLEUS_FAST_CLASSES most likely classes (`lax.top_k`); if they

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 
 from engine.block_stack import BlockStack
 from engine.blocks import TemporalBlockState, make_norm
@@ -95,8 +96,12 @@ class Level(nn.Module):
             self.up_blocks = side("up_blocks")
 
     def __call__(
-        self, x: jax.Array, length: jax.Array | int, deterministic: bool = True, state: LevelState | None = None
-    ) -> tuple[jax.Array, LevelState]:
+        self,
+        x: Float[Array, "batch time width"],
+        length: jax.Array | int,
+        deterministic: bool = True,
+        state: LevelState | None = None,
+    ) -> tuple[Float[Array, "batch time width"], LevelState]:
         """Parallel over time.
 
         Args:
@@ -127,7 +132,7 @@ class Level(nn.Module):
         x, up_states = self.up_blocks(up[:, : x.shape[1]] + skip, t, deterministic, None if state is None else state.up)
         return x, LevelState(t_before + t, down, up_states, pool_window, pending, inner_state)
 
-    def step(self, x: jax.Array, state: LevelState) -> tuple[jax.Array, LevelState]:
+    def step(self, x: Float[Array, "batch width"], state: LevelState) -> tuple[Float[Array, "batch width"], LevelState]:
         """One step of this level: x [B, d] -> (y [B, d], next state)."""
         x, down = self.down_blocks.step(x, state.down)
         if self.is_deepest:
@@ -169,11 +174,11 @@ class HarmonicRNN(nn.Module):
 
     def __call__(
         self,
-        inputs: jax.Array,
+        inputs: Int[Array, "batch time"],
         deterministic: bool = True,
         length: jax.Array | int | None = None,
         state: LevelState | None = None,
-    ) -> tuple[jax.Array, LevelState]:
+    ) -> tuple[Float[Array, "batch time 256"], LevelState]:
         """inputs int32 [B, T] -> (logits float32 [B, T, 256], state after step length - 1).
 
         `length` (int32 [], default T) marks the valid inputs; the rest is padding.
@@ -187,7 +192,7 @@ class HarmonicRNN(nn.Module):
         x, state = self.root(self.embed(inputs), length, deterministic, state)
         return self.head(self.final_norm(x)).astype(jnp.float32), state
 
-    def step(self, inputs: jax.Array, state: LevelState) -> tuple[jax.Array, LevelState]:
+    def step(self, inputs: Int[Array, " batch"], state: LevelState) -> tuple[Float[Array, "batch 256"], LevelState]:
         """inputs int32 [B] -> (logits float32 [B, 256], next state)."""
         x, state = self.root.step(self.embed(inputs), state)
         return self.head(self.final_norm(x)).astype(jnp.float32), state

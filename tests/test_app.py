@@ -21,8 +21,11 @@ from PyQt6.QtCore import Qt  # noqa: E402
 from app import workers  # noqa: E402
 from app.library import Library  # noqa: E402
 from app.library_browser import NAME, STAR  # noqa: E402
+from app.main import build_parser  # noqa: E402
+from app.panels.controls import ControlsPanel  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
+from engine.generation_settings import GenerationSettings  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -64,13 +67,13 @@ def test_window_opens_with_the_card_and_one_click_generates_into_the_library(qtb
     assert "tiny-test" in card and "34,160" in card and "random weights" in card and "8.000" in card
     window.controls.temperature.setValue(0.9)
     window.controls.top_p.setValue(0.95)
-    window.controls.seed.setValue(42)
+    window.controls.random_seed.setValue(42)
     drawn, columns = window.waveform.frames_drawn, window.spectrogram.columns_added
     states = []
     take = generate(qtbot, window, seconds=1.5)
     states.append(window.transport.state)
     assert take is not None and take.frames == 24000 and take.checkpoint == "tiny-test"
-    assert (take.temperature, take.top_p, take.seed, take.voices) == (0.9, 0.95, 42, 1)
+    assert (take.temperature, take.top_p, take.random_seed, take.voices) == (0.9, 0.95, 42, 1)
     assert take.path.exists() and sf.info(str(take.path)).frames == 24000
     # the live views received data while generating
     assert window.waveform.frames_drawn > drawn and window.spectrogram.columns_added > columns
@@ -141,24 +144,24 @@ def test_browser_play_rename_star_delete_undo_export(qtbot, window, tmp_path):
     assert sf.info(url.toLocalFile()).samplerate == 48000
 
 
-def test_seed_from_a_file_then_generate(qtbot, window, tmp_path):
+def test_seed_audio_from_a_file_then_generate(qtbot, window, tmp_path):
     t = np.arange(22050) / 44100
     path = tmp_path / "seed.wav"
     sf.write(str(path), (0.5 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 44100)
-    task = window.seed_panel.open_file(path)
-    qtbot.waitUntil(lambda: not task.running and window.seed_panel.use.isChecked(), timeout=30000)
-    assert window.seed_panel.waveform.audio.size == 8000  # resampled to 16 kHz
-    window.seed_panel.waveform.set_trim(0, 6400)  # trim to 0.4 s
-    audio, source = window.seed_panel.seed()
-    assert audio.size == 6400 and source == "seed.wav"
+    task = window.seed_audio_panel.open_file(path)
+    qtbot.waitUntil(lambda: not task.running and window.seed_audio_panel.use.isChecked(), timeout=30000)
+    assert window.seed_audio_panel.waveform.audio.size == 8000  # resampled to 16 kHz
+    window.seed_audio_panel.waveform.set_trim(0, 6400)  # trim to 0.4 s
+    seed_audio = window.seed_audio_panel.seed_audio()
+    assert seed_audio.audio.size == 6400 and seed_audio.source == "seed.wav"
     take = generate(qtbot, window, seconds=0.5)
     assert take.seed_audio == "seed.wav" and take.seed_frames == 6400 and take.frames == 6400 + 8000
     data = take.read()[:, 0]
-    assert np.corrcoef(data[:6400], audio)[0, 1] > 0.9  # the take starts with the seed
+    assert np.corrcoef(data[:6400], seed_audio.audio)[0, 1] > 0.9  # the take starts with the seed audio
     assert window.monitor.position == 14400
     np.testing.assert_allclose(window.waveform.data[-14400:], take.read()[:, 0], atol=1e-4)  # the views drew the take
-    seed_flags = window.waveform.seed[-14400:]
-    assert seed_flags[:6400].all() and not seed_flags[6400:].any()  # drawn in the seed colour
+    seed_flags = window.waveform.seed_audio[-14400:]
+    assert seed_flags[:6400].all() and not seed_flags[6400:].any()  # drawn in the seed audio colour
 
 
 def test_errors_are_shown_in_the_window(qtbot, tmp_path, tiny_checkpoint):
@@ -173,7 +176,7 @@ def test_errors_are_shown_in_the_window(qtbot, tmp_path, tiny_checkpoint):
     assert "No model is loaded" in window.banner.text()
     bad = tmp_path / "not-audio.wav"
     bad.write_bytes(b"this is not audio")
-    task = window.seed_panel.open_file(bad)
+    task = window.seed_audio_panel.open_file(bad)
     qtbot.waitUntil(lambda: not task.running, timeout=10000)
     qtbot.waitUntil(lambda: "not-audio.wav: not an audio file" in window.banner.text(), timeout=5000)
     window.close()
@@ -193,17 +196,36 @@ def test_missing_default_checkpoint_still_opens(qtbot, tmp_path, monkeypatch):
 def test_settings_persist(qtbot, tmp_path, tiny_checkpoint):
     window = make_window(qtbot, tmp_path, tiny_checkpoint)
     window.controls.temperature.setValue(0.7)
-    window.controls.seed.setValue(1234)
+    window.controls.random_seed.setValue(1234)
     window.controls.endless.setChecked(False)
     window.controls.voices.setValue(3)
     window.browser.format_box.setCurrentText("flac")
     window.close()
     workers.wait_all()
     again = make_window(qtbot, tmp_path, None)
-    values = again.controls.values()
-    assert (values["temperature"], values["seed"], values["voices"], values["seconds"]) == (0.7, 1234, 3, 10.0)
+    settings = again.controls.generation_settings()
+    assert (settings.temperature, settings.random_seed, settings.voices) == (0.7, 1234, 3)
+    assert again.controls.take_seconds() == 10.0
     assert again.checkpoint_path == str(tiny_checkpoint)  # the last model is reopened
     again.close()
+
+
+def test_settings_saved_by_an_earlier_version_are_read(qtbot, tmp_path):
+    """The random seed was saved as controls/seed; it is read until saved under its new name."""
+    path = tmp_path / "old.ini"
+    path.write_text("[controls]\nseed=4321\ntemperature=0.8\n")
+    settings = Settings(str(path))
+    controls = ControlsPanel(settings)
+    qtbot.addWidget(controls)
+    assert controls.generation_settings() == GenerationSettings(temperature=0.8, random_seed=4321)
+    controls.random_seed.setValue(5)  # saves under the new name, which wins from now on
+    settings.sync()
+    assert Settings(str(path)).get("controls/random_seed") == 5
+
+
+def test_seed_audio_option_keeps_its_older_name():
+    assert build_parser().parse_args(["--seed-audio", "a.wav"]).seed_audio == "a.wav"
+    assert build_parser().parse_args(["--seed", "b.wav"]).seed_audio == "b.wav"
 
 
 def test_stop_ends_an_endless_take_and_keeps_it(qtbot, window):
@@ -308,11 +330,15 @@ def test_killed_while_generating_recovers_the_take(tmp_path, tmp_path_factory, t
 
 
 def test_controls_model_panel_and_filters(qtbot, window, tmp_path, tiny_checkpoint):
-    before = window.controls.seed.value()
-    window.controls.new_seed.click()
-    assert window.controls.seed.value() != before
+    before = window.controls.random_seed.value()
+    window.controls.new_random_seed.click()
+    assert window.controls.random_seed.value() != before
     window.controls.endless.setChecked(False)
-    assert window.controls.seconds.isEnabled() and window.controls.values()["seconds"] == 10.0
+    assert window.controls.seconds.isEnabled() and window.controls.take_seconds() == 10.0
+    # the two meanings of "seed" have their own names on screen
+    form = window.controls.layout()
+    assert form.labelForField(window.controls.random_seed.parentWidget()).text() == "Random seed"
+    assert window.seed_audio_panel.title() == "Seed audio" and window.tabs.tabText(0) == "Seed audio"
     assert window.controls.output_device.itemText(0) == "System default"
     # a checkpoint folder opened by the user is listed, loaded, its card shown, remembered
     import shutil

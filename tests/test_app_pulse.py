@@ -23,12 +23,12 @@ pytestmark = pytest.mark.timeout(600)
 DRIVER = r"""
 wait(lambda: window.model_status != "loading", 120, "the model")
 assert window.checkpoint is not None, window.messages
-window.seed_panel.record_button.setChecked(True)
+window.seed_audio_panel.record_button.setChecked(True)
 wait(lambda: window.recorder is not None and window.recorder.seconds >= 1.5, 30, "the microphone")
-live_points = window.seed_panel.waveform.audio.size
-window.seed_panel.record_button.setChecked(False)
-seed, source = window.seed_panel.seed()
-np.save(os.path.join(out, "seed.npy"), seed)
+live_points = window.seed_audio_panel.waveform.audio.size
+window.seed_audio_panel.record_button.setChecked(False)
+seed_audio = window.seed_audio_panel.seed_audio()
+np.save(os.path.join(out, "seed.npy"), seed_audio.audio)
 
 window.controls.endless.setChecked(False)
 window.controls.seconds.setValue(2.0)
@@ -44,7 +44,7 @@ wait(lambda: window.playback.player is not None
      and window.playback.player.state in ("finished", "error", "stopped"), 60, "playback")
 window.refresh()
 json.dump({
-    "states": states, "messages": window.messages, "source": source, "live_points": live_points,
+    "states": states, "messages": window.messages, "source": seed_audio.source, "live_points": live_points,
     "take": str(take.path), "seed_frames": take.seed_frames, "frames": take.frames, "seed_audio": take.seed_audio,
     "underruns": stats["underruns"], "drawn": drawn, "played_back": window.playback.played,
     "playback_state": window.playback.player.state,

@@ -113,7 +113,7 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
                     "checkpoint": "piano-realtime",
                     "temperature": 1.0 - 0.1 * i,
                     "top_p": 0.95,
-                    "seed": 100 + i,
+                    "random_seed": 100 + i,
                     "name": name,
                 },
             )
@@ -136,7 +136,7 @@ def test_screenshot_while_generating(xvfb, tmp_path, tmp_path_factory, preset_pa
             str(checkpoint),
             "--settings",
             str(tmp_path / "s.ini"),
-            "--seed",
+            "--seed-audio",
             str(seed),
             "--screenshot",
             str(out),

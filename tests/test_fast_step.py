@@ -172,7 +172,7 @@ def test_generator_runs_the_kernel_by_default(tiny, monkeypatch):
     """The default generator is the kernel's, and its take equals the kernel driven by
     hand with the take's uniforms, across chunk boundaries and after a seed."""
     monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
-    settings = GenerationSettings(seed=4, voices=2, temperature=0.8, top_p=0.95, chunk_ms=20)
+    settings = GenerationSettings(random_seed=4, voices=2, temperature=0.8, top_p=0.95, chunk_ms=20)
     generator = Generator(tiny, settings)
     assert generator.backend is Backend.KERNEL
     seed_audio = np.sin(np.arange(900) * 0.07).astype(np.float32) * 0.5
@@ -188,7 +188,7 @@ def test_generator_runs_the_kernel_by_default(tiny, monkeypatch):
 
 def test_the_jax_path_serves_when_the_kernel_is_turned_off(tiny, monkeypatch):
     monkeypatch.setenv(BACKEND_VARIABLE, "jax")
-    settings = GenerationSettings(seed=2, chunk_ms=10)
+    settings = GenerationSettings(random_seed=2, chunk_ms=10)
     generator = Generator(tiny, settings)
     assert generator.backend is Backend.JAX and generator._packed is None
     tokens = take(generator, 2 * settings.chunk_samples)

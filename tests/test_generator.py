@@ -33,7 +33,7 @@ def loop_tokens(ckpt, settings, n, prime=None):
     else:
         logits, state = model.prefill(params, config, prime)
     blocks = -(-n // NOISE_BLOCK)
-    noise = sampling.chunk_noise(np.uint32(settings.seed), np.int32(0), blocks, voices)
+    noise = sampling.chunk_noise(np.uint32(settings.random_seed), np.int32(0), blocks, voices)
     greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
     # The same sampling function, jitted on its own (eager lax.cond would retrace per call).
     sample = jax.jit(functools.partial(sampling.sample, greedy=greedy, nucleus=nucleus))
@@ -61,8 +61,8 @@ def take_tokens(ckpt, settings, n, prime_audio=None, backend=Backend.JAX):
 @pytest.mark.parametrize(
     "settings",
     [
-        GenerationSettings(seed=3, chunk_ms=20),
-        GenerationSettings(seed=4, voices=2, temperature=0.7, top_p=0.9, chunk_ms=10),
+        GenerationSettings(random_seed=3, chunk_ms=20),
+        GenerationSettings(random_seed=4, voices=2, temperature=0.7, top_p=0.9, chunk_ms=10),
     ],
     ids=["plain", "nucleus-2voices"],
 )
@@ -74,7 +74,7 @@ def test_chunked_equals_stepwise_loop(tiny, settings):
 
 
 def test_primed_chunked_equals_stepwise_loop(tiny):
-    settings = GenerationSettings(seed=5, chunk_ms=10)
+    settings = GenerationSettings(random_seed=5, chunk_ms=10)
     rng = np.random.default_rng(0)
     audio = np.sin(np.arange(1234) * 0.05).astype(np.float32) * 0.5 + 0.01 * rng.standard_normal(1234).astype(
         np.float32
@@ -87,10 +87,10 @@ def test_primed_chunked_equals_stepwise_loop(tiny):
 
 @pytest.mark.parametrize("backend", list(Backend))
 def test_take_is_reproducible_across_chunk_sizes_and_voice_counts(tiny, backend):
-    a = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=10), 480, backend=backend)
-    b = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=30), 480, backend=backend)
-    c = take_tokens(tiny, GenerationSettings(seed=11, chunk_ms=20, voices=3), 480, backend=backend)
-    d = take_tokens(tiny, GenerationSettings(seed=12, chunk_ms=10), 480, backend=backend)
+    a = take_tokens(tiny, GenerationSettings(random_seed=11, chunk_ms=10), 480, backend=backend)
+    b = take_tokens(tiny, GenerationSettings(random_seed=11, chunk_ms=30), 480, backend=backend)
+    c = take_tokens(tiny, GenerationSettings(random_seed=11, chunk_ms=20, voices=3), 480, backend=backend)
+    d = take_tokens(tiny, GenerationSettings(random_seed=12, chunk_ms=10), 480, backend=backend)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a[0], c[0])
     assert not np.array_equal(c[0], c[1]), "voices must be independent streams"
@@ -108,12 +108,12 @@ def test_top_p_keeps_only_the_nucleus():
 
 def test_include_prime_and_render(tiny):
     audio = np.linspace(-1, 1, 500, dtype=np.float32)
-    gen = Generator(tiny, GenerationSettings(seed=1, chunk_ms=20, include_prime=True))
+    gen = Generator(tiny, GenerationSettings(random_seed=1, chunk_ms=20, include_prime=True))
     gen.prime(audio)
     out = gen.render(0.05)
     assert out.shape == (1, 500 + 800)
     np.testing.assert_allclose(out[0, :500], mulaw.decode(mulaw.encode(audio)), atol=1e-6)
-    plain = Generator(tiny, GenerationSettings(seed=1, chunk_ms=20))
+    plain = Generator(tiny, GenerationSettings(random_seed=1, chunk_ms=20))
     plain.prime(audio)
     np.testing.assert_array_equal(plain.render(0.05), out[:, 500:])
 
@@ -149,9 +149,9 @@ def test_checkpoint_errors_are_clear(tmp_path, tiny):
 
 
 def test_reset_keeps_the_seed_across_a_change_of_voices(tiny):
-    gen = Generator(tiny, GenerationSettings(seed=1, chunk_ms=10))
+    gen = Generator(tiny, GenerationSettings(random_seed=1, chunk_ms=10))
     gen.prime(np.linspace(-1, 1, 300, dtype=np.float32))
     one = gen.next_tokens()
-    gen.reset(GenerationSettings(seed=1, chunk_ms=10, voices=3))
+    gen.reset(GenerationSettings(random_seed=1, chunk_ms=10, voices=3))
     assert gen.prime_samples == 300
     np.testing.assert_array_equal(gen.next_tokens()[0], one[0])

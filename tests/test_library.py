@@ -21,7 +21,21 @@ def tone(seconds: float, freq: float = 440.0, voices: int = 1) -> np.ndarray:
     return np.stack([0.5 * np.sin(2 * np.pi * freq * (v + 1) * t) for v in range(voices)]).astype(np.float32)
 
 
-META = {"checkpoint": "piano-realtime", "checkpoint_path": "/x", "temperature": 0.9, "top_p": 0.95, "seed": 7}
+META = {"checkpoint": "piano-realtime", "checkpoint_path": "/x", "temperature": 0.9, "top_p": 0.95, "random_seed": 7}
+
+
+def test_a_take_written_before_the_random_seed_was_named_so_reads_the_same(tmp_path):
+    """Earlier versions wrote and read the random seed in the column `seed`; it stays
+    there, so their libraries open unchanged and their takes keep their random seed."""
+    with Library(tmp_path) as library:
+        library.add_take(tone(0.1), META)
+    with sqlite3.connect(tmp_path / "library.sqlite") as db:
+        assert db.execute("SELECT seed FROM takes").fetchall() == [(7,)]
+        db.execute("UPDATE takes SET seed = 42")  # as an earlier version would have saved it
+    db.close()
+    with Library(tmp_path) as library:
+        (take,) = library.takes()
+        assert take.random_seed == 42
 
 
 def test_record_incrementally_and_list(tmp_path):
@@ -36,7 +50,7 @@ def test_record_incrementally_and_list(tmp_path):
         assert [t.id for t in listed] == [take.id]
         assert take.frames == 16000 and take.voices == 2 and take.duration == 1.0
         assert take.checkpoint == "piano-realtime" and take.temperature == 0.9 and take.top_p == 0.95
-        assert take.seed == 7 and take.seed_audio == "mic" and take.seed_frames == 160
+        assert take.random_seed == 7 and take.seed_audio == "mic" and take.seed_frames == 160
         assert take.extra == {"mood": "calm"}
         assert take.thumbnail.shape == (2, lib.THUMBNAIL_BUCKETS)
         assert 0.3 < take.thumbnail[1].max() <= 0.5 and take.thumbnail[0].min() < -0.3

@@ -4,10 +4,11 @@ import json
 
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 
-from engine import model
+from engine import model, sampling
 from engine.config import ModelConfig
 
 
@@ -167,3 +168,21 @@ def test_remat_gives_the_same_gradients(preset_params):
     recomputed = jax.grad(loss)(params, True)
     diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), plain, recomputed)
     assert max(jax.tree.leaves(diffs)) < 1e-5
+
+
+def test_wrongly_shaped_inputs_fail_with_a_clear_error(preset_params):
+    """The functional API checks its shape annotations (engine.array_typing) when it is
+    traced or called: the error names the argument, the shape given and the axes expected."""
+    config, params = preset_params("tiny")
+    state = model.init_state(params, config, 2)
+    with pytest.raises(jaxtyping.TypeCheckError, match="parameter 'token'") as error:
+        model.step(params, config, state, jnp.zeros((2, 1), jnp.int32))  # one token per voice: [2]
+    assert "Actual value: i32[2,1]" in str(error.value) and "'batch'" in str(error.value)
+    with pytest.raises(jaxtyping.TypeCheckError, match="parameter 'tokens'") as error:
+        model.forward(params, config, jnp.zeros(8, jnp.int32))  # [batch, time]
+    assert "'batch time'" in str(error.value)
+    with pytest.raises(jaxtyping.TypeCheckError, match="parameter 'tokens'"):
+        model.prefill(params, config, np.zeros(8, np.int32))
+    with pytest.raises(jaxtyping.TypeCheckError, match="parameter 'gumbel'") as error:
+        sampling.sample(jnp.zeros((2, 256)), jnp.zeros((3, 256)), 1.0, 1.0)  # noise of 3 voices for 2
+    assert "batch=2" in str(error.value)

@@ -108,7 +108,7 @@ def run_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def generate_clips(checkpoint, n: int, batch: int, temperature: float, top_p: float, seed: int) -> np.ndarray:
+def generate_clips(checkpoint, n: int, batch: int, temperature: float, top_p: float, random_seed: int) -> np.ndarray:
     """n one-second clips float32 [n, 16000], `batch` voices at a time."""
     from engine.generator import GenerationSettings, Generator
 
@@ -116,7 +116,7 @@ def generate_clips(checkpoint, n: int, batch: int, temperature: float, top_p: fl
     for start in range(0, n, batch):
         voices = min(batch, n - start)
         settings = GenerationSettings(
-            temperature=temperature, top_p=top_p, seed=seed + start, voices=voices, chunk_ms=250
+            temperature=temperature, top_p=top_p, random_seed=random_seed + start, voices=voices, chunk_ms=250
         )
         clips.append(Generator(checkpoint, settings).render(1.0))
         print(f"generated {start + voices}/{n} clips", flush=True)

@@ -1,1 +1,1 @@
-"""The window's side panels: transport, model, controls, seed."""
+"""The window's side panels: transport, model, controls, seed audio, effects."""

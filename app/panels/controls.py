@@ -1,4 +1,4 @@
-"""Controls: sampling (temperature, top-p, seed, voices), length, audio devices."""
+"""Controls: sampling (temperature, top-p, random seed, voices), length, audio devices."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from app.session import AudioDevices
+from engine.generation_settings import GenerationSettings
+
 LATENCIES = [("Low", "low"), ("Normal", "high"), ("50 ms", 0.05), ("100 ms", 0.1), ("250 ms", 0.25)]
 
 
@@ -33,6 +36,8 @@ def list_devices(kind: str) -> list[tuple[str, object]]:
 
 
 class ControlsPanel(QGroupBox):
+    """The take's settings: `generation_settings()`, `take_seconds()` and `audio_devices()`."""
+
     changed = pyqtSignal()
     liveChanged = pyqtSignal(float, float)  # temperature, top_p: applied while playing
 
@@ -43,13 +48,17 @@ class ControlsPanel(QGroupBox):
         self.temperature.setToolTip("1 = the model's own distribution; lower is safer, 0 is greedy")
         self.top_p = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.01, value=1.0)
         self.top_p.setToolTip("Nucleus sampling: keep the most likely classes up to this mass (1 = off)")
-        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
-        self.new_seed = QPushButton("New seed")
-        self.new_seed.clicked.connect(self.randomize_seed)
-        seed_row = QHBoxLayout()
-        seed_row.setContentsMargins(0, 0, 0, 0)
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.new_seed)
+        self.random_seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.random_seed.setToolTip(
+            "The sampler's random seed: the same model, settings and seed audio give the same take"
+        )
+        self.new_random_seed = QPushButton("New")
+        self.new_random_seed.setToolTip("Pick a new random seed")
+        self.new_random_seed.clicked.connect(self.randomize_random_seed)
+        random_seed_row = QHBoxLayout()
+        random_seed_row.setContentsMargins(0, 0, 0, 0)
+        random_seed_row.addWidget(self.random_seed, 1)
+        random_seed_row.addWidget(self.new_random_seed)
         self.voices = QSpinBox(minimum=1, maximum=8, value=1)
         self.voices.setToolTip("Independent streams generated at once; played mixed, saved one channel each")
         self.endless = QCheckBox("Endless")
@@ -69,7 +78,7 @@ class ControlsPanel(QGroupBox):
         form = QFormLayout(self)
         form.addRow("Temperature", self.temperature)
         form.addRow("Top-p", self.top_p)
-        form.addRow("Seed", _wrap(seed_row))
+        form.addRow("Random seed", _wrap(random_seed_row))
         form.addRow("Voices", self.voices)
         form.addRow("Length", _wrap(length_row))
         form.addRow("Output", self.output_device)
@@ -82,7 +91,7 @@ class ControlsPanel(QGroupBox):
         for signal in (
             self.temperature.valueChanged,
             self.top_p.valueChanged,
-            self.seed.valueChanged,
+            self.random_seed.valueChanged,
             self.voices.valueChanged,
             self.seconds.valueChanged,
             self.endless.toggled,
@@ -103,20 +112,28 @@ class ControlsPanel(QGroupBox):
             combo.setCurrentIndex(max(0, combo.findData(current)))
             combo.blockSignals(False)
 
-    def randomize_seed(self) -> None:
-        self.seed.setValue(random.randrange(0, 2**31 - 1))
+    def randomize_random_seed(self) -> None:
+        self.random_seed.setValue(random.randrange(0, 2**31 - 1))
 
-    def values(self) -> dict:
-        return {
-            "temperature": self.temperature.value(),
-            "top_p": self.top_p.value(),
-            "seed": self.seed.value(),
-            "voices": self.voices.value(),
-            "seconds": None if self.endless.isChecked() else self.seconds.value(),
-            "output_device": self.output_device.currentData() or None,
-            "latency": self.latency.currentData(),
-            "input_device": self.input_device.currentData() or None,
-        }
+    def generation_settings(self) -> GenerationSettings:
+        """The sampling of the next take (whether it starts with seed audio is the session's)."""
+        return GenerationSettings(
+            temperature=self.temperature.value(),
+            top_p=self.top_p.value(),
+            random_seed=self.random_seed.value(),
+            voices=self.voices.value(),
+        )
+
+    def take_seconds(self) -> float | None:
+        """The length to generate (seed audio not counted), None for an endless take."""
+        return None if self.endless.isChecked() else self.seconds.value()
+
+    def audio_devices(self) -> AudioDevices:
+        return AudioDevices(
+            output=self.output_device.currentData() or None,
+            input=self.input_device.currentData() or None,
+            latency=self.latency.currentData(),
+        )
 
     def load(self) -> None:
         s = self.settings
@@ -124,7 +141,7 @@ class ControlsPanel(QGroupBox):
             return
         self.temperature.setValue(s.get("controls/temperature"))
         self.top_p.setValue(s.get("controls/top_p"))
-        self.seed.setValue(s.get("controls/seed"))
+        self.random_seed.setValue(s.get("controls/random_seed"))
         self.voices.setValue(s.get("controls/voices"))
         self.endless.setChecked(s.get("controls/endless"))
         self.seconds.setEnabled(not self.endless.isChecked())
@@ -142,7 +159,7 @@ class ControlsPanel(QGroupBox):
             return
         s.set("controls/temperature", self.temperature.value())
         s.set("controls/top_p", self.top_p.value())
-        s.set("controls/seed", self.seed.value())
+        s.set("controls/random_seed", self.random_seed.value())
         s.set("controls/voices", self.voices.value())
         s.set("controls/endless", self.endless.isChecked())
         s.set("controls/seconds", self.seconds.value())

@@ -26,15 +26,15 @@ def envelope(audio: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ScrollingWaveform(pg.PlotWidget):
-    """The last `seconds` heard; seed samples in the seed colour."""
+    """The last `seconds` heard; seed audio in the seed audio colour."""
 
     def __init__(self, seconds: float = 4.0, parent=None):
         super().__init__(parent=parent, background=theme.BACKGROUND)
         self.seconds = seconds
         self.points = 800
         self.frames_drawn = 0  # redraws that showed new data (tests read it)
-        self.data = np.zeros(0, np.float32)  # what was drawn last, and which of it is seed
-        self.seed = np.zeros(0, bool)
+        self.data = np.zeros(0, np.float32)  # what was drawn last, and which of it is seed audio
+        self.seed_audio = np.zeros(0, bool)
         self.setMouseEnabled(False, False)
         self.hideButtons()
         self.setMenuEnabled(False)
@@ -43,30 +43,30 @@ class ScrollingWaveform(pg.PlotWidget):
         self.getPlotItem().hideAxis("bottom")
         self.getPlotItem().hideAxis("left")
         self.curve = self.plot(pen=pg.mkPen(theme.ACCENT, width=1))
-        self.seed_curve = self.plot(pen=pg.mkPen(theme.SEED, width=1), connect="finite")
+        self.seed_audio_curve = self.plot(pen=pg.mkPen(theme.SEED, width=1), connect="finite")
 
     @property
     def samples(self) -> int:
         return int(self.seconds * RATE)
 
-    def draw(self, data: np.ndarray, seed: np.ndarray) -> None:
-        """data: float32 [samples], the newest audio heard; seed: bool [samples], which
-        of it is seed audio."""
-        self.data, self.seed = data, seed
+    def draw(self, data: np.ndarray, seed_audio: np.ndarray) -> None:
+        """data: float32 [samples], the newest audio heard; seed_audio: bool [samples],
+        which of it is seed audio."""
+        self.data, self.seed_audio = data, seed_audio
         x, y = envelope(data, self.points)
         if x.size == 0:
             return
-        seed_env = seed[data.size - (data.size // self.points) * self.points :].reshape(self.points, -1).any(axis=1)
-        seed_mask = np.repeat(seed_env, 2)
+        tail = seed_audio[data.size - (data.size // self.points) * self.points :]
+        seed_mask = np.repeat(tail.reshape(self.points, -1).any(axis=1), 2)
         generated = np.where(seed_mask, np.nan, y)
         seeded = np.where(seed_mask, y, np.nan)
         self.curve.setData(x, generated, connect="finite")
-        self.seed_curve.setData(x, seeded, connect="finite")
+        self.seed_audio_curve.setData(x, seeded, connect="finite")
         self.frames_drawn += 1
 
 
 class TakeWaveform(pg.PlotWidget):
-    """A whole clip with a draggable trim region (for the microphone take and seeds)."""
+    """A whole clip with a draggable trim region (for the microphone take and seed audio)."""
 
     trimChanged = pyqtSignal(int, int)  # start, end sample
 

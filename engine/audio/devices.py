@@ -80,7 +80,7 @@ def resolve(device: int | str | None, kind: str, devices: list[DeviceInfo] | Non
             + (
                 "render to a file instead with `harmonic generate --out FILE`"
                 if kind == "output"
-                else "seed from a file with --prime FILE"
+                else "take the seed audio from a file with --prime FILE"
             )
         )
     if device is None:

@@ -1,8 +1,8 @@
-"""Recording a seed from an input device, resampled to 16 kHz.
+"""Recording seed audio from an input device, resampled to 16 kHz.
 
 from engine.audio import Recorder, record
-seed = record(3.0)                    # float32 [48000] at 16 kHz, blocks until done
-rec = Recorder(device="USB"); rec.start(); ...; rec.level_db; seed = rec.stop()
+clip = record(3.0)                    # float32 [48000] at 16 kHz, blocks until done
+rec = Recorder(device="USB"); rec.start(); ...; rec.level_db; clip = rec.stop()
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from engine.take_file import TakeFile
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that choose the model, the sampling and the seed (shared with `play`)."""
+    """Options that choose the model, the sampling and the seed audio (shared with `play`)."""
     group = parser.add_argument_group("model and sampling")
     source = group.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", metavar="C", help="model checkpoint folder (default: the shipped model)")
@@ -39,17 +39,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--seed",
+        dest="random_seed",
         type=int,
         default=None,
         metavar="N",
-        help="random seed; the same seed repeats a take (default: new, printed)",
+        help="random seed of the sampler; the same one repeats a take (default: new, printed)",
     )
     group.add_argument("--voices", type=int, default=1, metavar="V", help="independent streams at once (default 1)")
     group.add_argument("--chunk-ms", type=float, default=50.0, help="audio per compiled chunk in ms (default 50)")
     prime = group.add_mutually_exclusive_group()
-    prime.add_argument("--prime", metavar="FILE", help="seed the take with an audio file")
+    prime.add_argument("--prime", metavar="FILE", help="seed audio: start the take from this audio file")
     prime.add_argument(
-        "--prime-mic", type=float, metavar="SECONDS", help="seed the take with this many seconds from the microphone"
+        "--prime-mic",
+        type=float,
+        metavar="SECONDS",
+        help="seed audio: start the take from this many seconds recorded from the microphone",
     )
     group.add_argument(
         "--input-device", metavar="DEV", help="microphone for --prime-mic: index or name part (see `harmonic devices`)"
@@ -58,7 +62,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_generator(args: argparse.Namespace):
-    """A primed `Generator` from the shared options; prints the seed. UserError on bad input."""
+    """A primed `Generator` from the shared options; prints the random seed. UserError on bad input."""
     import jax
 
     from engine import model
@@ -67,12 +71,12 @@ def build_generator(args: argparse.Namespace):
     from engine.generator import GenerationSettings, Generator
 
     enable_compile_cache()
-    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    random_seed = secrets.randbelow(2**31) if args.random_seed is None else args.random_seed
     try:
         settings = GenerationSettings(
             temperature=args.temperature,
             top_p=args.top_p,
-            seed=seed,
+            random_seed=random_seed,
             voices=args.voices,
             chunk_ms=args.chunk_ms,
             include_prime=args.with_prime,
@@ -101,7 +105,7 @@ def build_generator(args: argparse.Namespace):
         with tqdm(total=100, bar_format="priming {percentage:3.0f}% [{elapsed}<{remaining}]") as bar:
             generator.start(lambda done, total: bar.update(100 * done / total - bar.n))
     print(
-        f"model: {checkpoint.name}; seed {seed}; {settings.voices} voice(s); "
+        f"model: {checkpoint.name}; random seed {random_seed}; {settings.voices} voice(s); "
         f"temperature {settings.temperature}, top-p {settings.top_p}"
         + (f"; primed with {generator.prime_samples / SAMPLE_RATE:.2f} s" if prime is not None else "")
     )

@@ -3,7 +3,7 @@ caches, so that the first `harmonic play` (or the app) starts in seconds.
 
 `scripts/setup` runs it (skip with HARMONIC_SKIP_WARMUP=1). The generator's default
 backend is the numba kernel (`engine.fast_step`), cached in the user cache folder's
-`numba`; the JAX programs (a seed's prefill, the fallback backend) go to JAX's cache. The
+`numba`; the JAX programs (seed audio's prefill, the fallback backend) go to JAX's cache. The
 caches are keyed by the programs, not the weights: warming with the `realtime` preset also
 serves any checkpoint of that shape, such as the shipped default (the kernel serves any
 shape).

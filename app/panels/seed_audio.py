@@ -1,8 +1,10 @@
-"""Seeding: record from the microphone (live waveform), or open a file; trim the clip
-on its waveform, play it back, and use it as the seed of the next take."""
+"""Seed audio, the clip a take continues: record it from the microphone (live waveform) or
+open a file, trim it on its waveform, play it back, and start the next take from it. (Not
+the random seed, which is one of the controls.)"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +19,28 @@ from engine.mulaw import SAMPLE_RATE as RATE
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.mp3 *.aiff *.aif);;All files (*)"
 
 
-class SeedPanel(QGroupBox):
+@dataclasses.dataclass(frozen=True)
+class SeedAudio:
+    """The clip a take starts from.
+
+    Attributes:
+      audio: float32 [n] at 16 kHz, trimmed.
+      source: where it came from, shown to the user and kept with the take
+        ("microphone", a file's name, a take's name).
+    """
+
+    audio: np.ndarray
+    source: str
+
+
+class SeedAudioPanel(QGroupBox):
     recordToggled = pyqtSignal(bool)
     playRequested = pyqtSignal(object)  # float32 [n] at 16 kHz
     error = pyqtSignal(str)
     changed = pyqtSignal()
 
     def __init__(self, parent=None):
-        super().__init__("Seed", parent)
+        super().__init__("Seed audio", parent)
         self.source = ""
         self.record_button = QPushButton("● Record")
         self.record_button.setCheckable(True)
@@ -42,9 +58,10 @@ class SeedPanel(QGroupBox):
         self.waveform = TakeWaveform()
         self.waveform.setMinimumHeight(70)
         self.waveform.trimChanged.connect(lambda *_: self._update_label())
-        self.use = QCheckBox("Use as seed")
+        self.use = QCheckBox("Start from this audio")
+        self.use.setToolTip("The next take continues this clip; off: it starts from silence")
         self.use.toggled.connect(lambda _: self.changed.emit())
-        self.label = QLabel("No seed: generation starts from silence")
+        self.label = QLabel("No seed audio: generation starts from silence")
         self.label.setObjectName("muted")
         bottom = QHBoxLayout()
         bottom.addWidget(self.use)
@@ -77,12 +94,12 @@ class SeedPanel(QGroupBox):
         self._update_label()
         self.changed.emit()
 
-    def seed(self) -> tuple[np.ndarray, str] | None:
-        """The trimmed seed at 16 kHz and where it came from, or None when not used."""
+    def seed_audio(self) -> SeedAudio | None:
+        """The trimmed clip and where it came from, or None when not used."""
         if not self.use.isChecked():
             return None
         audio = self.waveform.trimmed()
-        return (audio, self.source) if audio.size else None
+        return SeedAudio(audio, self.source) if audio.size else None
 
     def _update_buttons(self) -> None:
         has = self.waveform.audio.size > 0
@@ -92,7 +109,7 @@ class SeedPanel(QGroupBox):
 
     def _update_label(self) -> None:
         if self.waveform.audio.size == 0:
-            self.label.setText("No seed: generation starts from silence")
+            self.label.setText("No seed audio: generation starts from silence")
             return
         start, end = self.waveform.trim()
         self.label.setText(
@@ -125,7 +142,7 @@ class SeedPanel(QGroupBox):
             lambda task: read_audio(path),
             done=lambda audio: self.set_audio(audio, path.name),
             failed=self._read_failed,
-            name="read seed",
+            name="read seed audio",
         )
 
     def _read_failed(self, text: str) -> None:

@@ -14,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 from effects_plugins import LV2_DELAY, LV2_REVERB, require_plugins  # noqa: E402
-from test_app_screenshot import keep_for_docs, run_on_screen, xvfb  # noqa: E402, F401 (xvfb: a fixture)
+from test_app_screenshot import keep_for_docs, run_on_screen  # noqa: E402
 
 from app.panels.effects import EffectsPanel  # noqa: E402
 from engine.effects import describe  # noqa: E402
@@ -35,7 +35,7 @@ from engine.effects import PluginFormat, PluginRef, describe
 
 out = sys.argv[1]
 DECAY_KNOB = (300, 290)  # the Decay knob's centre in Dragonfly Hall's 920x345 UI
-info = describe(PluginRef(PluginFormat.LV2, "https://github.com/michaelwillis/dragonfly-reverb", "Dragonfly Hall Reverb"))
+info = describe(PluginRef(PluginFormat.LV2, sys.argv[2], "Dragonfly Hall Reverb"))
 panel = EffectsPanel()
 panel.set_catalog([info])
 panel.resize(900, 700)
@@ -112,7 +112,7 @@ def test_the_dragonfly_lv2_editor_embeds_follows_the_sliders_and_drives_the_chai
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     out = tmp_path / "editor.json"
-    result = run_on_screen(xvfb, request, tmp_path_factory, [str(driver), str(out)])
+    result = run_on_screen(xvfb, request, tmp_path_factory, [str(driver), str(out), LV2_REVERB.id])
     report = json.loads(out.read_text())
     assert report["embedded"]["ui_is_child"] and report["embedded"]["viewable"], report
     assert report["embedded"]["size"] == [920, 345]

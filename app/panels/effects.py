@@ -11,12 +11,11 @@ only on the main thread once any has been loaded (a second load elsewhere raises
 Every slot's controls are made from the plugin's parameter list: a slider and a spin box
 with the unit for a number, a check box for a switch, a combo box for a choice.
 
-A slot whose plugin has its own editor (`PluginInfo.has_editor`: LV2 plugins with an X11
-UI) gets an "Editor" button: it opens the UI in a window of ours (`plugin_editor.py`),
-on the GUI thread. What the user turns there goes where a slider's change goes (the
-running chain's setter, the slot's spec) and moves the slider; a slider's change is
-shown in the editor. VST3 editors are not offered: pedalboard's `show_editor` runs a
-modal loop on the main thread (docs/effects.md says what a child process gave).
+A slot whose plugin has its own editor (`PluginInfo.has_editor`) gets an "Editor" button
+(`plugin_editor.py`): an LV2 plugin's X11 UI opens in a window of ours, on the GUI
+thread; a VST3 plugin's editor in a child process (pedalboard's `show_editor` is a modal
+loop). What the user turns there goes where a slider's change goes (the running chain's
+setter, the slot's spec) and moves the slider; a slider's change is shown in the editor.
 
 `show_stats` (called by the window's display timer) shows the running chain's cost per
 block, its share of the real-time budget, the latency and slots muted by the NaN guard.
@@ -47,7 +46,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app import workers
-from app.panels.plugin_editor import PluginEditorWindow
+from app.panels.plugin_editor import PluginEditorWindow, Vst3EditorProcess
 from app.views import theme
 from engine.effects import (
     Catalog,
@@ -55,6 +54,7 @@ from engine.effects import (
     EffectsChain,
     ParameterInfo,
     ParameterKind,
+    PluginFormat,
     PluginInfo,
     PluginSlot,
     ScanFailure,
@@ -248,7 +248,7 @@ class EffectsPanel(QGroupBox):
         self.failures: list[ScanFailure] = []
         self.slot_widgets: list[SlotWidget] = []
         # open editor windows by the identity of their slot (a slot keeps its PluginSlot when moved)
-        self.editors: dict[int, PluginEditorWindow] = {}
+        self.editors: dict[int, PluginEditorWindow | Vst3EditorProcess] = {}
 
         self.plugin_box = QComboBox()
         self.plugin_box.setMinimumWidth(150)
@@ -362,20 +362,25 @@ class EffectsPanel(QGroupBox):
         self._live(lambda chain: chain.set_parameter(index, name, value))
         self.spec.slots[index].parameters[name] = value
 
-    def open_editor(self, index: int) -> PluginEditorWindow:
+    def open_editor(self, index: int) -> PluginEditorWindow | Vst3EditorProcess:
         """Opens slot `index`'s plugin editor (or raises the open one)."""
         slot, info = self.spec.slots[index], self.infos[index]
         editor = self.editors.get(id(slot))
         if editor is not None:
-            editor.raise_()
-            editor.activateWindow()
+            editor.bring_to_front()
             return editor
-        editor = PluginEditorWindow(info, self)
+        values = {p.name: slot.parameters.get(p.name, p.default) for p in info.parameters}
+        if info.ref.format is PluginFormat.VST3:  # the slot as it sounds: its plugin's state too
+            editor = Vst3EditorProcess(info, self.current_spec().slots[index].state, values, self)
+            editor.failed.connect(self.error)
+        else:
+            editor = PluginEditorWindow(info, self)
         self.editors[id(slot)] = editor
         editor.changed.connect(lambda name, value: self._edited_in_editor(slot, name, value))
         editor.closed.connect(lambda: self.editors.pop(id(slot), None))
-        editor.show()
-        editor.open_ui({p.name: slot.parameters.get(p.name, p.default) for p in info.parameters})
+        if isinstance(editor, PluginEditorWindow):
+            editor.show()
+            editor.open_ui(values)
         return editor
 
     def _edited_in_editor(self, slot: PluginSlot, name: str, value: ParameterValue) -> None:

@@ -1,4 +1,5 @@
-"""A plugin's own editor in a window of ours: an LV2 plugin's X11 UI, embedded.
+"""A plugin's own editor: an LV2 plugin's X11 UI embedded in a window of ours, or a VST3
+plugin's editor window run by a child process.
 
 The window (non-modal, owned by the effects panel) holds a one-line banner and a native
 child widget whose X window the UI is created in (`engine.effects.lv2_ui.Lv2Editor`).
@@ -9,12 +10,21 @@ gets them at its next block). `set_value` shows the sliders' changes in the UI.
 
 X11 UIs need an X display: on another Qt platform (offscreen, Wayland) the banner says
 so. A UI that fails to start says why in the banner, in one line.
+
+A VST3 editor is JUCE's own window in a child process (`engine.effects.vst3_editor`):
+pedalboard runs it in a modal loop, and a fault there must not end the app.
+`Vst3EditorProcess` talks with it in JSON lines through a QProcess (no thread of ours
+waits on it) and has the same signals and `set_value`; a failure is one line, `failed`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import sys
+
 from PyQt6 import sip
-from PyQt6.QtCore import Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QObject, QProcess, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent, QGuiApplication, QWindow
 from PyQt6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 
@@ -24,6 +34,7 @@ from engine.effects.lv2_ui import Lv2Editor
 from engine.effects.spec import ParameterValue
 
 IDLE_HZ = 30  # how often the UI may draw and read its events
+STDERR_LINES = 20  # of a VST3 editor process, kept to say why it ended
 X11_PLATFORM = "xcb"
 
 
@@ -87,6 +98,10 @@ class PluginEditorWindow(QWidget):
         if self.editor is not None:
             self.editor.set_value(name, value)
 
+    def bring_to_front(self) -> None:
+        self.raise_()
+        self.activateWindow()
+
     def closeEvent(self, event: QCloseEvent | None) -> None:
         self._close_ui()
         self.closed.emit()
@@ -112,3 +127,72 @@ def _window_size(window: int) -> tuple[int, int]:
         return 0, 0
     size = foreign.geometry().size()  # the QWindow is dropped with `foreign`; Qt leaves a foreign X window be
     return size.width(), size.height()
+
+
+class Vst3EditorProcess(QObject):
+    """A VST3 plugin's editor window, run by `python -m engine.effects.vst3_editor` on a copy
+    of the slot's plugin (its state and parameters). Signals: `changed(name, value)` for each
+    parameter the user changes there; `failed(line)` when it cannot open or its process
+    dies; `closed` when the process has ended (after `failed`, if it failed)."""
+
+    changed = pyqtSignal(str, object)
+    failed = pyqtSignal(str)
+    closed = pyqtSignal()
+
+    def __init__(self, info: PluginInfo, state: bytes | None, values: dict[str, ParameterValue], parent=None):
+        super().__init__(parent)
+        self.info = info
+        self._said: list[str] = []  # the process's last stderr lines
+        self._reported = False
+        self.process = QProcess(self)
+        self.process.readyReadStandardOutput.connect(self._read_messages)
+        self.process.readyReadStandardError.connect(self._read_errors)
+        self.process.finished.connect(self._finished)
+        self.process.errorOccurred.connect(self._not_started)
+        self.process.start(sys.executable, ["-m", "engine.effects.vst3_editor", info.ref.id])
+        slot = {"state": None if state is None else base64.b64encode(state).decode("ascii"), "parameters": values}
+        self._write(slot)
+
+    def set_value(self, name: str, value: ParameterValue) -> None:
+        if self.process.state() is not QProcess.ProcessState.NotRunning:
+            self._write({"name": name, "value": value})
+
+    def close(self) -> None:
+        """Ends the editor: its process closes the window when its input ends."""
+        self.process.closeWriteChannel()
+
+    def bring_to_front(self) -> None:
+        """The window is the child's own: the window manager decides; nothing to do here."""
+
+    def _write(self, message: dict) -> None:
+        self.process.write((json.dumps(message) + "\n").encode())
+
+    def _read_messages(self) -> None:
+        while self.process.canReadLine():
+            message = json.loads(bytes(self.process.readLine().data()))
+            if "error" in message:
+                self._fail(message["error"])
+            else:
+                self.changed.emit(message["name"], message["value"])
+
+    def _read_errors(self) -> None:
+        text = bytes(self.process.readAllStandardError().data()).decode(errors="replace")
+        self._said = (self._said + [line for line in text.splitlines() if line.strip()])[-STDERR_LINES:]
+
+    def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._read_messages()
+        self._read_errors()
+        if status is QProcess.ExitStatus.CrashExit or code != 0:
+            x_error = next((line for line in self._said if line.startswith("X Error")), None)
+            self._fail(x_error or (self._said[-1] if self._said else f"its process ended (exit {code})"))
+        self.closed.emit()
+
+    def _not_started(self, error: QProcess.ProcessError) -> None:
+        if error is QProcess.ProcessError.FailedToStart:
+            self._fail(f"its process did not start ({self.process.errorString()})")
+            self.closed.emit()
+
+    def _fail(self, line: str) -> None:
+        if not self._reported:  # the first reason is the one that counts
+            self._reported = True
+            self.failed.emit(f"{self.info.ref.name}'s editor: {line}")

@@ -149,6 +149,9 @@ class Vst3EditorProcess(QObject):
         self.process.readyReadStandardError.connect(self._read_errors)
         self.process.finished.connect(self._finished)
         self.process.errorOccurred.connect(self._not_started)
+        app = QApplication.instance()
+        if app is not None:  # it edits a copy: nothing is lost when the app ends it at quitting
+            app.aboutToQuit.connect(self.process.kill)
         self.process.start(sys.executable, ["-m", "engine.effects.vst3_editor", info.ref.id])
         slot = {"state": None if state is None else base64.b64encode(state).decode("ascii"), "parameters": values}
         self._write(slot)

@@ -380,7 +380,7 @@ class EffectsPanel(QGroupBox):
         editor.closed.connect(lambda: self.editors.pop(id(slot), None))
         if isinstance(editor, PluginEditorWindow):
             editor.show()
-            editor.open_ui(values)
+            editor.open_ui(values, self.spec.rate)
         return editor
 
     def _edited_in_editor(self, slot: PluginSlot, name: str, value: ParameterValue) -> None:

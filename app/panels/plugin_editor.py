@@ -69,9 +69,9 @@ class PluginEditorWindow(QWidget):
         if app is not None:  # a UI's cleanup must run while its X connection and library are alive
             app.aboutToQuit.connect(self.close)
 
-    def open_ui(self, values: dict[str, ParameterValue]) -> bool:
-        """Creates the plugin's UI in the window, showing `values`; False (and the reason in
-        the banner) when it cannot."""
+    def open_ui(self, values: dict[str, ParameterValue], rate: int) -> bool:
+        """Creates the plugin's UI in the window, showing `values` (`rate`: the chain's);
+        False (and the reason in the banner) when it cannot."""
         platform = QGuiApplication.platformName()
         if platform != X11_PLATFORM:
             self.banner.setText(
@@ -82,7 +82,7 @@ class PluginEditorWindow(QWidget):
         parent_window = int(self.host.winId())
         QGuiApplication.sync()  # our X window exists on the server before the UI's connection uses it
         try:
-            self.editor = Lv2Editor(self.info, parent_window, self.changed.emit, values)
+            self.editor = Lv2Editor(self.info, parent_window, self.changed.emit, values, rate)
         except PluginLoadError as error:
             self.banner.setText(f"Cannot open the editor: {error}")
             return False
@@ -108,8 +108,12 @@ class PluginEditorWindow(QWidget):
         super().closeEvent(event)
 
     def _idle(self) -> None:
-        if self.editor is not None and not self.editor.idle():
+        if self.editor is None:
+            return
+        if not self.editor.idle():
             self.close()  # the UI asked to be closed (its own close button)
+        elif self.editor.size is not None and self.editor.size != (self.host.width(), self.host.height()):
+            self.host.setFixedSize(*self.editor.size)  # the UI asked for a new size (ui:resize)
 
     def _close_ui(self) -> None:
         self._timer.stop()

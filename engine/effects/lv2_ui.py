@@ -7,7 +7,7 @@ second), and what the user turns there arrives, as (parameter name, value), thro
 caller routes those changes to the chain as it does its own controls' (applied at the
 next block), and shows it the values the other controls set with `set_value`.
 
-    editor = Lv2Editor(info, window_id, on_change=lambda name, value: ..., values=current)
+    editor = Lv2Editor(info, window_id, on_change=lambda name, value: ..., values=current, rate=16000)
     timer: editor.idle() -> False once the UI asked to be closed
     editor.set_value("decay", 3.0)      # the UI's knob follows
     editor.close()                      # the UI's cleanup; its X window is gone
@@ -48,7 +48,6 @@ from engine.effects.lv2 import (
 from engine.effects.spec import ParameterValue, PluginInfo
 
 FLOAT_PROTOCOL = 0  # a port's value as one float (ui:floatProtocol)
-UI_RATE = 48000.0  # the sample rate a UI is told (it only draws; Dragonfly's asks for one)
 
 
 class Lv2Editor:
@@ -61,6 +60,7 @@ class Lv2Editor:
       on_change: called with (parameter name, checked value) for each control the user
         changes in the UI; never for values given with `set_value`.
       values: the parameters' current values, shown at once.
+      rate: the rate the plugin runs at (the chain's), for a UI that draws a response.
 
     Raises:
       PluginLoadError: (one line) the plugin has no X11 UI, its library does not load, or
@@ -77,6 +77,7 @@ class Lv2Editor:
         parent_window: int,
         on_change: Callable[[str, ParameterValue], None],
         values: Mapping[str, ParameterValue],
+        rate: int,
     ):
         self.info = info
         self.size: tuple[int, int] | None = None
@@ -96,7 +97,7 @@ class Lv2Editor:
             raise PluginLoadError(f"{info.ref.name}: its editor's library has no UI {ui.uri}")
         self._descriptor = descriptor
         self._write = WriteFunction(self._written)
-        self._features = self._make_features(parent_window)
+        self._features = self._make_features(parent_window, rate)
         widget = ctypes.c_void_p()
         self._handle = self._descriptor.instantiate(
             ctypes.addressof(self._descriptor),
@@ -110,7 +111,7 @@ class Lv2Editor:
         if not self._handle:
             raise PluginLoadError(f"{info.ref.name}: its editor refused to start")
         self.window = int(widget.value or 0)
-        self._idle = self._extension(UI + "idleInterface", IdleInterface)
+        self._idle = self._idle_interface()
         for name, value in values.items():
             self.set_value(name, value)
 
@@ -156,10 +157,10 @@ class Lv2Editor:
 
     # ----- set-up -------------------------------------------------------------------------
 
-    def _make_features(self, parent_window: int):
+    def _make_features(self, parent_window: int, rate: int):
         """The NULL-terminated LV2_Feature* array; everything it points to is kept on self."""
         w = world()
-        self._rate = ctypes.c_float(UI_RATE)
+        self._rate = ctypes.c_float(rate)  # Dragonfly's UI requires the sample rate option
         self._options = (Option * 2)(
             Option(0, 0, w.urid(PARAMETERS + "sampleRate"), 4, w.urid(ATOM + "Float"), ctypes.addressof(self._rate))
         )  # the zeroed last entry ends the list
@@ -176,11 +177,11 @@ class Lv2Editor:
             *[ctypes.pointer(f) for f in self._feature_list]
         )
 
-    def _extension(self, uri: str, kind: type[IdleInterface]) -> IdleInterface | None:
+    def _idle_interface(self) -> IdleInterface | None:
         if not self._descriptor.extension_data:
             return None
-        address = self._descriptor.extension_data(uri.encode())
-        return ctypes.cast(address, ctypes.POINTER(kind)).contents if address else None
+        address = self._descriptor.extension_data((UI + "idleInterface").encode())
+        return ctypes.cast(address, ctypes.POINTER(IdleInterface)).contents if address else None
 
 
 def _find_descriptor(descriptor_at, uri: str) -> UiDescriptor | None:

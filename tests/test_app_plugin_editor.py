@@ -20,7 +20,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 from conftest import require  # noqa: E402
-from effects_plugins import LV2_DELAY, LV2_REVERB, VST3_REVERB, require_plugins  # noqa: E402
+from effects_plugins import LV2_DELAY, LV2_REVERB, VST3_REVERB, build_lv2, require_plugins  # noqa: E402
 from test_app_screenshot import keep_for_docs, run_on_screen  # noqa: E402
 
 from app.panels.effects import EffectsPanel  # noqa: E402
@@ -209,6 +209,45 @@ def test_a_vst3_editor_that_dies_of_an_x_error_is_one_line_and_the_app_lives_on(
         "Dragonfly Hall Reverb's editor: X Error of failed request:  BadWindow (invalid Window parameter)"
     ]
     assert panel.editors == {} and panel.chain is not None
+
+
+DAMAGED_UI = """
+@prefix ui: <http://lv2plug.in/ns/extensions/ui#> .
+<urn:harmonic-test:crash> ui:ui <urn:harmonic-test:damaged-ui> .
+<urn:harmonic-test:damaged-ui> a ui:X11UI ; ui:binary <damaged_ui.so> .
+"""
+
+DAMAGED_DRIVER = r"""
+import json, sys
+from PyQt6.QtWidgets import QApplication
+app = QApplication(sys.argv[:1])
+from app.panels.plugin_editor import PluginEditorWindow
+from engine.effects import PluginFormat, PluginRef, describe
+
+info = describe(PluginRef(PluginFormat.LV2, "urn:harmonic-test:crash", "crash"))
+window = PluginEditorWindow(info)
+window.show()
+opened = window.open_ui({}, 16000)
+json.dump({"has_editor": info.has_editor, "opened": opened, "banner": window.banner.text()}, open(sys.argv[1], "w"))
+"""
+
+
+def test_an_editor_that_cannot_load_says_why_in_its_banner(xvfb, tmp_path, tmp_path_factory, request):
+    """An LV2 bundle whose X11 UI binary is text: the window opens and its banner names the
+    loader's reason in one line; nothing else is printed."""
+    bundle = build_lv2(tmp_path / "lv2", "crash", "urn:harmonic-test:crash", "crash")
+    with (bundle / "manifest.ttl").open("a") as manifest:
+        manifest.write(DAMAGED_UI)
+    (bundle / "damaged_ui.so").write_text("not a shared library\n")
+    driver = tmp_path / "driver.py"
+    driver.write_text(DAMAGED_DRIVER)
+    out = tmp_path / "banner.json"
+    result = run_on_screen(xvfb, request, tmp_path_factory, [str(driver), str(out)], LV2_PATH=str(tmp_path / "lv2"))
+    shown = json.loads(out.read_text())
+    assert shown["has_editor"] and not shown["opened"], shown
+    assert shown["banner"].startswith("Cannot open the editor: crash: its editor's library does not load (")
+    assert "damaged_ui.so: file too short)" in shown["banner"] and "\n" not in shown["banner"]
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_without_an_x_server_the_editor_says_so_in_one_line(qtbot):

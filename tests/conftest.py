@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import random
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import jax
@@ -101,3 +104,27 @@ def pulse_server(tmp_path_factory):
     server = pulse.PulseServer(tmp_path_factory.mktemp("pulse")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def xvfb():
+    """A fresh Xvfb server (1280x860, 24 bits) for the test; yields its DISPLAY (":N")."""
+    require("" if shutil.which("Xvfb") else "Xvfb is not installed (scripts/setup installs it)")
+    for _ in range(20):
+        display = random.randint(100, 400)
+        if not Path(f"/tmp/.X11-unix/X{display}").exists() and not Path(f"/tmp/.X{display}-lock").exists():
+            break
+    server = subprocess.Popen(
+        ["Xvfb", f":{display}", "-screen", "0", "1280x860x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 20
+    while not Path(f"/tmp/.X11-unix/X{display}").exists():
+        if server.poll() is not None or time.time() > deadline:
+            server.kill()
+            pytest.fail(f"Xvfb :{display} did not start")
+        time.sleep(0.1)
+    yield f":{display}"
+    server.terminate()
+    server.wait(10)

@@ -19,6 +19,11 @@ LV2_REVERB = PluginRef(PluginFormat.LV2, "https://github.com/michaelwillis/drago
 LV2_DELAY = PluginRef(PluginFormat.LV2, "http://drobilla.net/plugins/mda/Delay", "MDA Delay")  # mda-lv2
 # swh-lv2's waveshaper sends NaN for its lowest shape (-10), a value in its declared range.
 LV2_SHAPER = PluginRef(PluginFormat.LV2, "http://plugin.org.uk/swh-plugins/shaper", "Wave shaper")
+# swh-lv2's lookahead limiter reports its lookahead as latency (80 samples at 16 kHz); below
+# its limit it is a pure delay.
+LV2_LIMITER = PluginRef(
+    PluginFormat.LV2, "http://plugin.org.uk/swh-plugins/fastLookaheadLimiter", "Fast Lookahead limiter"
+)
 BUILTIN_REVERB = PluginRef(PluginFormat.BUILTIN, "Reverb", "Reverb")
 
 BUNDLES = {

@@ -6,44 +6,18 @@ test's temporary folder; set HARMONIC_SCREENSHOT_OUT=docs/screenshot.png
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
 from effects_plugins import BUILTIN_REVERB, LV2_REVERB, VST3_REVERB, require_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def xvfb():
-    require("" if shutil.which("Xvfb") else "Xvfb is not installed (scripts/setup installs it)")
-    for _ in range(20):
-        display = random.randint(100, 400)
-        if not Path(f"/tmp/.X11-unix/X{display}").exists() and not Path(f"/tmp/.X{display}-lock").exists():
-            break
-    server = subprocess.Popen(
-        ["Xvfb", f":{display}", "-screen", "0", "1280x860x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 20
-    while not Path(f"/tmp/.X11-unix/X{display}").exists():
-        if server.poll() is not None or time.time() > deadline:
-            server.kill()
-            pytest.fail(f"Xvfb :{display} did not start")
-        time.sleep(0.1)
-    yield f":{display}"
-    server.terminate()
-    server.wait(10)
 
 
 def shipped_or_tiny(tmp_path, preset_params) -> Path:

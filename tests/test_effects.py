@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from effects_plugins import BUILTIN_REVERB, LV2_DELAY, LV2_REVERB, LV2_SHAPER, VST3_REVERB, require_plugins
+from effects_plugins import (
+    BUILTIN_REVERB,
+    LV2_DELAY,
+    LV2_LIMITER,
+    LV2_REVERB,
+    LV2_SHAPER,
+    VST3_REVERB,
+    require_plugins,
+)
 
 from engine.audio import Stage
 from engine.effects import ChainSpec, EffectsChain, PluginFormat, PluginRef, PluginSlot, describe, render_chain
@@ -194,6 +202,22 @@ def test_the_live_and_the_aligned_stage_are_one_stream_the_chains_delay_apart():
     assert rms(aligned[frames:]) > 1e-3  # the reverb rings on
     np.testing.assert_array_equal(stage.program.latest(frames), live[:frames])  # live feeds the program tap
     assert all(a is b is c for a, b, c in zip(live_taps, aligned_taps, chunks, strict=True))
+
+
+def test_a_mix_delays_the_dry_signal_by_the_plugins_latency():
+    """SWH's lookahead limiter reports 80 samples of delay; below its limit it is a pure
+    delay. At 50% dry/wet an impulse must come out once, whole, 80 samples late (not twice at
+    half height, 80 samples apart: a comb filter), also in blocks shorter than the delay."""
+    impulse = np.zeros(RATE // 2, np.float32)
+    impulse[3000] = 0.5
+    spec = ChainSpec([PluginSlot(LV2_LIMITER, mix=0.5)])
+    for block in (64, 1000):
+        with EffectsChain(spec, max_block=1000) as chain:
+            assert chain.slot_latency == [80] and chain.latency_samples == 80
+            out = in_blocks(chain, impulse, block)
+        np.testing.assert_allclose(out, np.roll(impulse, 80), atol=1e-4)
+    rendered = render_chain(spec, impulse, tail_seconds=0.1)
+    np.testing.assert_allclose(rendered[: len(impulse)], impulse, atol=1e-4)
 
 
 def test_plugins_list_their_parameters():

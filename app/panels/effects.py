@@ -11,11 +11,11 @@ only on the main thread once any has been loaded (a second load elsewhere raises
 Every slot's controls are made from the plugin's parameter list: a slider and a spin box
 with the unit for a number, a check box for a switch, a combo box for a choice.
 
-Plugin editor windows are not offered: pedalboard's `show_editor` runs a modal loop on
-the main thread, which would freeze the window. Run in a child process on a copy of the
-slot's state (tried), Dragonfly's VST3 editor, the one VST3 plugin here, aborts that
-process with an X BadWindow error under Xvfb, so it could not be made to work or be
-tested; the engine reports `has_editor=False` for every plugin.
+A slot whose plugin has its own editor (`PluginInfo.has_editor`) gets an "Editor" button
+(`plugin_editor.py`): an LV2 plugin's X11 UI opens in a window of ours, on the GUI
+thread; a VST3 plugin's editor in a child process (pedalboard's `show_editor` is a modal
+loop). What the user turns there goes where a slider's change goes (the running chain's
+setter, the slot's spec) and moves the slider; a slider's change is shown in the editor.
 
 `show_stats` (called by the window's display timer) shows the running chain's cost per
 block, its share of the real-time budget, the latency and slots muted by the NaN guard.
@@ -46,6 +46,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app import workers
+from app.panels.plugin_editor import PluginEditorWindow, Vst3EditorProcess
 from app.views import theme
 from engine.effects import (
     Catalog,
@@ -53,6 +54,7 @@ from engine.effects import (
     EffectsChain,
     ParameterInfo,
     ParameterKind,
+    PluginFormat,
     PluginInfo,
     PluginSlot,
     ScanFailure,
@@ -155,6 +157,7 @@ class SlotWidget(QFrame):
     mixChanged = pyqtSignal(float)
     moveRequested = pyqtSignal(int)  # -1 up, +1 down
     removeRequested = pyqtSignal()
+    editorRequested = pyqtSignal()
 
     def __init__(self, index: int, info: PluginInfo, slot: PluginSlot, parent=None):
         super().__init__(parent)
@@ -184,10 +187,15 @@ class SlotWidget(QFrame):
             button.clicked.connect(action)
             buttons.append(button)
         self.up_button, self.down_button, self.remove_button = buttons
+        self.editor_button = QPushButton("Editor")
+        self.editor_button.setToolTip("Open the plugin's own editor")
+        self.editor_button.setVisible(info.has_editor)
+        self.editor_button.clicked.connect(self.editorRequested)
         header = QHBoxLayout()
         header.addWidget(title, 1)
         header.addWidget(self.guard_label)
         header.addWidget(self.latency_label)
+        header.addWidget(self.editor_button)
         header.addWidget(self.bypass)
         for button in buttons:
             header.addWidget(button)
@@ -239,6 +247,8 @@ class EffectsPanel(QGroupBox):
         self.catalog: list[PluginInfo] = []
         self.failures: list[ScanFailure] = []
         self.slot_widgets: list[SlotWidget] = []
+        # open editor windows by the identity of their slot (a slot keeps its PluginSlot when moved)
+        self.editors: dict[int, PluginEditorWindow | Vst3EditorProcess] = {}
 
         self.plugin_box = QComboBox()
         self.plugin_box.setMinimumWidth(150)
@@ -342,8 +352,51 @@ class EffectsPanel(QGroupBox):
         self._structure_changed()
 
     def set_parameter(self, index: int, name: str, value: ParameterValue) -> None:
+        """A change from the slot's own controls: to the chain, the spec and the slot's editor."""
+        self._apply_parameter(index, name, value)
+        editor = self.editors.get(id(self.spec.slots[index]))
+        if editor is not None:
+            editor.set_value(name, value)
+
+    def _apply_parameter(self, index: int, name: str, value: ParameterValue) -> None:
         self._live(lambda chain: chain.set_parameter(index, name, value))
         self.spec.slots[index].parameters[name] = value
+
+    def open_editor(self, index: int) -> PluginEditorWindow | Vst3EditorProcess:
+        """Opens slot `index`'s plugin editor (or raises the open one)."""
+        slot, info = self.spec.slots[index], self.infos[index]
+        editor = self.editors.get(id(slot))
+        if editor is not None:
+            editor.bring_to_front()
+            return editor
+        values = {p.name: slot.parameters.get(p.name, p.default) for p in info.parameters}
+        if info.ref.format is PluginFormat.VST3:  # the slot as it sounds: its plugin's state too
+            editor = Vst3EditorProcess(info, self.current_spec().slots[index].state, values, self)
+            editor.failed.connect(self.error)
+        else:
+            editor = PluginEditorWindow(info, self)
+        self.editors[id(slot)] = editor
+        editor.changed.connect(lambda name, value: self._edited_in_editor(slot, name, value))
+        editor.closed.connect(lambda: self.editors.pop(id(slot), None))
+        if isinstance(editor, PluginEditorWindow):
+            editor.show()
+            editor.open_ui(values, self.spec.rate)
+        return editor
+
+    def _edited_in_editor(self, slot: PluginSlot, name: str, value: ParameterValue) -> None:
+        """A change from a plugin's editor: to the chain, the spec and the slider."""
+        index = next((i for i, s in enumerate(self.spec.slots) if s is slot), None)
+        if index is None:
+            return
+        self._apply_parameter(index, name, value)
+        self.slot_widgets[index].controls[name].set_value(value)
+
+    def _close_lost_editors(self) -> None:
+        """Closes the editors of slots that are no longer in the chain."""
+        kept = {id(slot) for slot in self.spec.slots}
+        for key, editor in list(self.editors.items()):
+            if key not in kept:
+                editor.close()
 
     def set_bypass(self, index: int, bypass: bool) -> None:
         self._live(lambda chain: chain.set_bypass(index, bypass))
@@ -384,6 +437,7 @@ class EffectsPanel(QGroupBox):
         return self._structure_changed()
 
     def _structure_changed(self) -> bool:
+        self._close_lost_editors()
         self._rebuild_slots()
         return self.rebuild()
 
@@ -416,6 +470,7 @@ class EffectsPanel(QGroupBox):
             widget.mixChanged.connect(lambda mix, i=index: self.set_mix(i, mix))
             widget.moveRequested.connect(lambda delta, i=index: self.move_slot(i, delta))
             widget.removeRequested.connect(lambda i=index: self.remove(i))
+            widget.editorRequested.connect(lambda i=index: self.open_editor(i))
             widget.up_button.setEnabled(index > 0)
             widget.down_button.setEnabled(index < len(self.infos) - 1)
             self.slots_box.addWidget(widget)

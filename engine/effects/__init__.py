@@ -6,7 +6,8 @@
     out = chain.process(block)                # float32 [n] -> [n] at 16 kHz
 
 One concept a module: `spec` (what a chain is, JSON presets), `chain` (running it),
-`builtin`, `vst3`, `lv2` (the formats), `scan` (finding plugins in a child process).
+`builtin`, `vst3`, `lv2` (the formats), `scan` (finding plugins in a child process),
+`lv2_ui` (an LV2 plugin's X11 editor, embedded), `vst3_editor` (a VST3 editor's child process).
 """
 
 from engine.effects.builtin import builtin_plugins

@@ -49,12 +49,32 @@ MAX_BLOCK = 4096  # the longest block `process` takes by default, at 16 kHz (256
 
 @dataclasses.dataclass
 class _Slot:
-    """A running slot: the plugin and what the chain does around it."""
+    """A running slot: the plugin and what the chain does around it. `dry_tail` holds the
+    last `instance.latency_samples` of the slot's input, float32 [channels, latency]: the
+    dry signal of a dry/wet mix is delayed by the plugin's delay, so the two line up."""
 
     instance: PluginInstance
     bypass: bool
     mix: float
     muted: bool = False
+    dry_tail: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 0), np.float32))
+
+    def delayed_dry(self, dry: np.ndarray) -> np.ndarray:
+        """float32 [c, n] -> [c, n]: `dry` late by the plugin's latency, continuing the last block."""
+        latency = self.instance.latency_samples
+        if self.dry_tail.shape != (dry.shape[0], latency):  # the first block, or the plugin's delay changed
+            self.dry_tail = np.zeros((dry.shape[0], latency), np.float32)
+        if latency == 0:
+            return dry
+        joined = np.concatenate([self.dry_tail, dry], axis=1)
+        self.dry_tail = joined[:, joined.shape[1] - latency :]
+        return joined[:, : dry.shape[1]]
+
+    def reset(self) -> None:
+        """Silences the plugin and the dry delay, and un-mutes the slot."""
+        self.instance.reset()
+        self.dry_tail = np.zeros((1, 0), np.float32)
+        self.muted = False
 
 
 class EffectsChain:
@@ -151,14 +171,15 @@ class EffectsChain:
         for index, slot in enumerate(self._slots):
             if slot.bypass or slot.muted:
                 continue
+            dry = slot.delayed_dry(audio)  # fed every block: turning the mix down later needs no warm-up
             wet = slot.instance.process(_channels(audio, slot.instance.input_channels))
             fault = _fault(wet)
             if fault:
+                slot.reset()  # its state holds the fault too
                 slot.muted = True
-                slot.instance.reset()  # its state holds the fault too
                 self._notices.append(f"{slot.instance.info.ref.name} (slot {index + 1}) sent {fault}: muted")
                 continue
-            audio = wet if slot.mix >= 1 else slot.mix * wet + (1 - slot.mix) * audio
+            audio = wet if slot.mix >= 1 else slot.mix * wet + (1 - slot.mix) * dry
         return audio.mean(axis=0, dtype=np.float32) if audio.shape[0] > 1 else audio[0].astype(np.float32, copy=False)
 
     # ----- any thread -------------------------------------------------------------------
@@ -193,8 +214,7 @@ class EffectsChain:
         """Silences every tail and un-mutes every slot; parameters stay."""
         with self._lock:
             for slot in self._slots:
-                slot.instance.reset()
-                slot.muted = False
+                slot.reset()
             self._start_resampling()
 
     def snapshot(self) -> ChainSpec:

@@ -89,6 +89,41 @@ class Instance(ctypes.Structure):
     _fields_ = [("descriptor", ctypes.POINTER(Descriptor)), ("handle", c_p), ("pimpl", c_p)]
 
 
+# ----- LV2 UI structures (lv2/ui/ui.h)
+
+# write_function(controller, port index, buffer size, protocol (0: a float), buffer)
+WriteFunction = ctypes.CFUNCTYPE(None, c_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, c_p)
+
+
+class UiDescriptor(ctypes.Structure):
+    _fields_ = [
+        ("URI", c_str),
+        (
+            "instantiate",  # (descriptor, plugin URI, bundle path, write, controller, &widget, features)
+            ctypes.CFUNCTYPE(
+                c_p, c_p, c_str, c_str, WriteFunction, c_p, ctypes.POINTER(c_p), ctypes.POINTER(ctypes.POINTER(Feature))
+            ),
+        ),
+        ("cleanup", ctypes.CFUNCTYPE(None, c_p)),
+        ("port_event", ctypes.CFUNCTYPE(None, c_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, c_p)),
+        ("extension_data", ctypes.CFUNCTYPE(c_p, c_str)),
+    ]
+
+
+UiDescriptorFunction = ctypes.CFUNCTYPE(ctypes.POINTER(UiDescriptor), ctypes.c_uint32)  # lv2ui_descriptor(index)
+
+
+class IdleInterface(ctypes.Structure):
+    _fields_ = [("idle", ctypes.CFUNCTYPE(ctypes.c_int, c_p))]  # nonzero: the UI asks to be closed
+
+
+ResizeFunction = ctypes.CFUNCTYPE(ctypes.c_int, c_p, ctypes.c_int, ctypes.c_int)
+
+
+class Resize(ctypes.Structure):
+    _fields_ = [("handle", c_p), ("ui_resize", ResizeFunction)]
+
+
 GetPortValue = ctypes.CFUNCTYPE(c_p, c_str, c_p, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32))
 SetPortValue = ctypes.CFUNCTYPE(None, c_str, c_p, c_p, ctypes.c_uint32, ctypes.c_uint32)
 
@@ -129,6 +164,19 @@ _PROTOTYPES = {  # name: (result type, argument types)
     "lilv_plugin_has_extension_data": (ctypes.c_bool, [c_p, c_p]),
     "lilv_plugin_has_latency": (ctypes.c_bool, [c_p]),
     "lilv_plugin_get_latency_port_index": (ctypes.c_uint32, [c_p]),
+    "lilv_plugin_get_uis": (c_p, [c_p]),  # the plugin's UIs, the caller's to free
+    "lilv_uis_free": (None, [c_p]),
+    "lilv_uis_begin": (c_p, [c_p]),
+    "lilv_uis_get": (c_p, [c_p, c_p]),
+    "lilv_uis_next": (c_p, [c_p, c_p]),
+    "lilv_uis_is_end": (ctypes.c_bool, [c_p, c_p]),
+    "lilv_ui_get_uri": (c_p, [c_p]),
+    "lilv_ui_is_a": (ctypes.c_bool, [c_p, c_p]),
+    "lilv_ui_get_bundle_uri": (c_p, [c_p]),
+    "lilv_ui_get_binary_uri": (c_p, [c_p]),
+    "lilv_world_load_resource": (ctypes.c_int, [c_p, c_p]),  # a UI's own description (its seeAlso files)
+    "lilv_world_find_nodes": (c_p, [c_p, c_p, c_p, c_p]),  # nodes, the caller's to free
+    "lilv_file_uri_parse": (c_p, [c_str, c_p]),  # a char* path, freed with lilv_free
     "lilv_plugin_instantiate": (
         ctypes.POINTER(Instance),
         [c_p, ctypes.c_double, ctypes.POINTER(ctypes.POINTER(Feature))],

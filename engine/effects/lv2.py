@@ -15,6 +15,7 @@ silence, atom ports to empty sequences.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import math
 import os
@@ -54,6 +55,7 @@ STATE = "http://lv2plug.in/ns/ext/state#"
 UNITS = "http://lv2plug.in/ns/extensions/units#"
 PARAMETERS = "http://lv2plug.in/ns/ext/parameters#"
 PORT_PROPS = "http://lv2plug.in/ns/ext/port-props#"
+UI = "http://lv2plug.in/ns/extensions/ui#"
 # Features this host provides; a plugin that requires any other is refused with its name.
 PROVIDED_FEATURES = frozenset(
     {
@@ -64,6 +66,17 @@ PROVIDED_FEATURES = frozenset(
         WORKER + "schedule",
         LV2 + "isLive",
         LV2 + "inPlaceBroken",
+    }
+)
+# Features the editor host (`engine.effects.lv2_ui`) provides to a plugin's X11 UI.
+UI_FEATURES = frozenset(
+    {
+        URID_NS + "map",
+        URID_NS + "unmap",
+        OPTIONS + "options",
+        UI + "parent",
+        UI + "idleInterface",
+        UI + "resize",
     }
 )
 # Lilv's default search path on Linux (and Debian's multiarch folder), after $LV2_PATH.
@@ -169,7 +182,79 @@ def describe_lv2(uri: str) -> PluginInfo:
         for port in _ports(w, plugin)
         if _is(w, plugin, port, LV2 + "ControlPort") and _is(w, plugin, port, LV2 + "InputPort")
     )
-    return PluginInfo(PluginRef(PluginFormat.LV2, uri, name), vendor, parameters)
+    has_editor = editor_ui(uri) is not None
+    return PluginInfo(PluginRef(PluginFormat.LV2, uri, name), vendor, parameters, has_editor=has_editor)
+
+
+@dataclasses.dataclass(frozen=True)
+class EditorUi:
+    """A plugin's X11 UI: its URI, its shared library, and its bundle folder ("/"-ended, as
+    a UI's `instantiate` takes it)."""
+
+    uri: str
+    binary: str
+    bundle: str
+
+
+def editor_ui(uri: str) -> EditorUi | None:
+    """The plugin's first X11 UI that needs no feature beyond `UI_FEATURES`; None if none."""
+    w = world()
+    plugin = w.plugin(uri)
+    uis = w.lib.lilv_plugin_get_uis(plugin)
+    found = None
+    for ui in iterate("uis", uis):
+        if not w.lib.lilv_ui_is_a(ui, w.node(UI + "X11UI")):
+            continue
+        ui_node = w.lib.lilv_ui_get_uri(ui)
+        w.lib.lilv_world_load_resource(w.world, ui_node)  # the UI's own description: what it requires
+        required = w.lib.lilv_world_find_nodes(w.world, ui_node, w.node(LV2 + "requiredFeature"), None)
+        needs = {w.text(node) for node in iterate("nodes", required)}
+        w.lib.lilv_nodes_free(required)
+        if needs <= UI_FEATURES:
+            binary, bundle = (
+                _file_path(w, node) for node in (w.lib.lilv_ui_get_binary_uri(ui), w.lib.lilv_ui_get_bundle_uri(ui))
+            )
+            found = EditorUi(w.text(ui_node), binary, bundle.rstrip("/") + "/")
+            break
+    w.lib.lilv_uis_free(uis)
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlInput:
+    """An input control port: its index, and label -> port value for an enumeration."""
+
+    index: int
+    labels: dict[str, float]
+
+
+def control_inputs(uri: str) -> dict[str, ControlInput]:
+    """The plugin's input control ports (its parameters) by symbol."""
+    w = world()
+    plugin = w.plugin(uri)
+    return {
+        w.text(w.lib.lilv_port_get_symbol(plugin, port)): ControlInput(index, _scale_points(w, plugin, port))
+        for index, port in enumerate(_ports(w, plugin))
+        if _is(w, plugin, port, LV2 + "ControlPort") and _is(w, plugin, port, LV2 + "InputPort")
+    }
+
+
+def port_value(parameter: ParameterInfo, labels: dict[str, float], value: ParameterValue) -> float:
+    """A parameter's value as its control port's float (`labels`: an enumeration's values)."""
+    if parameter.kind is not ParameterKind.CHOICE:
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{parameter.name} takes one of {', '.join(labels)}, got {value!r}")
+    return labels[value]
+
+
+def parameter_value(parameter: ParameterInfo, labels: dict[str, float], value: float) -> ParameterValue:
+    """The inverse of `port_value`: a switch is on above 0.5, a choice is the nearest label."""
+    if parameter.kind is ParameterKind.BOOL:
+        return value > 0.5
+    if parameter.kind is ParameterKind.CHOICE:
+        return min(labels.items(), key=lambda item: abs(item[1] - value))[0]
+    return float(value)
 
 
 def open_lv2(info: PluginInfo, rate: int, max_block: int) -> Lv2Instance:
@@ -220,27 +305,14 @@ class Lv2Instance(PluginInstance):
         return np.stack([buffer[:n] for buffer in self._audio_out[:2]])
 
     def set_parameter(self, name: str, value: ParameterValue) -> None:
-        labels = self._choice_values.get(name)
-        if labels is None:
-            self._controls[name].value = float(value)
-        elif isinstance(value, str):
-            self._controls[name].value = labels[value]
-        else:
-            raise TypeError(f"{name} takes one of {', '.join(labels)}, got {value!r}")
+        labels = self._choice_values.get(name, {})
+        self._controls[name].value = port_value(self.info.parameter(name), labels, value)
 
     def parameter_values(self) -> dict[str, ParameterValue]:
-        values: dict[str, ParameterValue] = {}
-        for parameter in self.info.parameters:
-            value = self._controls[parameter.name].value
-            if parameter.kind is ParameterKind.BOOL:
-                values[parameter.name] = value > 0.5
-            elif parameter.kind is ParameterKind.CHOICE:
-                values[parameter.name] = min(
-                    self._choice_values[parameter.name].items(), key=lambda item: abs(item[1] - value)
-                )[0]
-            else:
-                values[parameter.name] = float(value)
-        return values
+        return {
+            p.name: parameter_value(p, self._choice_values.get(p.name, {}), self._controls[p.name].value)
+            for p in self.info.parameters
+        }
 
     def reset(self) -> None:
         """LV2 plugins clear their state when activated again."""
@@ -437,6 +509,14 @@ def _why_not_instantiated(w: _World, plugin: int, rate: int) -> str:
     except OSError as error:
         return f"its library does not load ({error})"
     return f"the plugin refused to start at {rate} Hz (lilv could not instantiate it)"
+
+
+def _file_path(w: _World, node: int) -> str:
+    """A file: URI node as a local path."""
+    path = w.lib.lilv_file_uri_parse(w.lib.lilv_node_as_uri(node), None)
+    text = ctypes.string_at(path).decode()
+    w.lib.lilv_free(path)
+    return text
 
 
 def _address(value) -> int:

@@ -30,7 +30,7 @@ from engine.effects import lv2, vst3
 from engine.effects.builtin import builtin_plugins
 from engine.effects.spec import PluginFormat, PluginInfo
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: has_editor is set (LV2 plugins with an X11 UI, VST3 plugins)
 # A bundle that takes longer than this to load and run one block is reported as hung.
 PROBE_SECONDS = 30.0
 POLL_SECONDS = 0.05

@@ -45,9 +45,10 @@ def describe_vst3(plugin: pedalboard.VST3Plugin, path: str) -> PluginInfo:
     described = plugin.parameters.items()  # type: ignore[attr-defined]
     parameters = tuple(_parameter(name, parameter, getattr(plugin, name)) for name, parameter in described)
     ref = PluginRef(PluginFormat.VST3, path, plugin.name)
-    # has_editor stays False: pedalboard's show_editor aborted the whole process with an X
-    # error (BadWindow) under Xvfb for the Dragonfly reverb; not offered until it is safe.
-    return PluginInfo(ref, plugin.manufacturer_name or "", parameters, int(plugin.reported_latency_samples or 0))
+    # pedalboard does not say whether a plugin has an editor (show_editor raises if not):
+    # every VST3 is offered one, run in a child process (engine.effects.vst3_editor).
+    latency = int(plugin.reported_latency_samples or 0)
+    return PluginInfo(ref, plugin.manufacturer_name or "", parameters, latency, has_editor=True)
 
 
 def open_vst3(path: str, rate: int, max_block: int) -> PedalboardInstance:

@@ -21,7 +21,7 @@ def first_chunk(target: str) -> None:
     """Loads `target` and generates one chunk, with the persistent compile cache on."""
     enable_compile_cache()
     checkpoint = random_checkpoint(target) if target in model.PRESETS else load_model(target)
-    Generator(checkpoint, GenerationSettings(seed=1)).next_chunk()
+    Generator(checkpoint, GenerationSettings(random_seed=1)).next_chunk()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from engine.config import ModelConfig
-from engine.model import param_shapes
+from engine.shape_cache import expected_shapes, flat_shapes
 
 # Version 2 groups a level side's weights by block pair, {side}_blocks/pair_i/{temporal,
 # mlp} (`engine.block_stack`); version 1 named each block on its own.
@@ -161,10 +161,7 @@ def _load_dir(path: Path) -> ModelCheckpoint:
         params = read_params(path)
     except Exception as error:
         raise CheckpointError(f"{path}: the weights are damaged ({error})") from error
-    expected = param_shapes(config)
-    got = jax.tree.map(lambda leaf: tuple(np.shape(leaf)), params)
-    want = jax.tree.map(lambda leaf: tuple(leaf.shape), expected)
-    if got != want:
+    if flat_shapes(params) != expected_shapes(config):
         raise CheckpointError(f"{path}: the weights do not match the model config saved with them")
     if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params)):
         raise CheckpointError(f"{path}: the weights contain NaN or infinite values")

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from engine import checkpoint
+from engine import checkpoint, model, shape_cache
 
 
 def corrupt_weights(step_dir: Path):
@@ -91,3 +91,21 @@ def test_pair_weights_are_grouped_per_level_side(preset_params):
         deepest = deepest["inner"]
     assert sorted(deepest["down_blocks"]) == ["pair_0", "pair_1"]
     assert sorted(deepest["down_blocks"]["pair_0"]) == ["mlp", "temporal"]
+
+
+def test_the_shapes_a_config_implies_are_kept_in_the_cache_folder(tmp_path, monkeypatch, preset_params):
+    """A warm load reads the config's weight shapes from the cache folder instead of tracing
+    flax's init; the entry is keyed by config, and a damaged entry is computed again."""
+    monkeypatch.setenv("HARMONIC_COMPILE_CACHE", str(tmp_path / "cache"))
+    config, params = preset_params("tiny")
+    checkpoint.save_model(tmp_path / "m", config, params)
+    checkpoint.load_model(tmp_path / "m")
+    (entry,) = (tmp_path / "cache" / "param-shapes").glob("*.json")
+    assert shape_cache.expected_shapes(config) == shape_cache.flat_shapes(model.param_shapes(config))
+    entry.write_text("{\"['embed']\": [1]}")  # a stale or foreign entry would reject good weights
+    with pytest.raises(checkpoint.CheckpointError, match="do not match"):
+        checkpoint.load_model(tmp_path / "m")
+    entry.write_text("{damaged")
+    assert checkpoint.load_model(tmp_path / "m").config == config
+    assert shape_cache.expected_shapes(config.replace(widths=(16, 16, 64))) != shape_cache.expected_shapes(config)
+    assert len(list(entry.parent.glob("*.json"))) == 2

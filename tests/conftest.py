@@ -47,6 +47,18 @@ def crash(library) -> None:
     library._lock_file.close()
 
 
+def child_env(base: Path) -> dict:
+    """The environment of a `harmonic` child process: CPU JAX, and its compile cache, logs and
+    user cache (the plugin scan's) in the folder `base`, shared by the children of one module."""
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "HARMONIC_COMPILE_CACHE": str(base / "jax"),
+        "HARMONIC_LOG_DIR": str(base / "log"),
+        "XDG_CACHE_HOME": str(base / "cache"),
+    }
+
+
 def run_harmonic(env: dict, *args, timeout: float = 300) -> subprocess.CompletedProcess:
     """`harmonic ARGS` as a child process through this interpreter (engine.cli.SELF_COMMAND:
     the `harmonic` on PATH may belong to another environment), without standard input."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import error_line, run_harmonic
+from conftest import child_env, error_line, run_harmonic
 from effects_plugins import BUILTIN_REVERB, LV2_DELAY, VST3_REVERB, build_lv2, require_plugins
 
 from engine.audio_file import read_audio
@@ -37,15 +37,8 @@ def plugins():
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
-    """CPU JAX, a private compile cache, log folder and plugin cache."""
-    base = tmp_path_factory.mktemp("fxcli")
-    return {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "HARMONIC_COMPILE_CACHE": str(base / "jax"),
-        "HARMONIC_LOG_DIR": str(base / "log"),
-        "XDG_CACHE_HOME": str(base / "cache"),
-    }
+    """CPU JAX, and a compile cache, log folder and user cache for this module's children."""
+    return child_env(tmp_path_factory.mktemp("fxcli"))
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:

@@ -8,7 +8,6 @@ disk and a real read-only file system (small tmpfs mounts: tests run as root in 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import error_line, run_harmonic
+from conftest import child_env, error_line, run_harmonic
 
 from engine.audio_file import read_audio
 from engine.checkpoint import DEFAULT_CHECKPOINT, quiet_closed_loop_reports
@@ -29,14 +28,8 @@ from engine.errors import log_unexpected
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
-    """The child's environment: CPU JAX, one compile cache for the module, a log folder."""
-    base = tmp_path_factory.mktemp("faults")
-    return {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "HARMONIC_COMPILE_CACHE": str(base / "cache"),
-        "HARMONIC_LOG_DIR": str(base / "log"),
-    }
+    """CPU JAX, and a compile cache, log folder and user cache for this module's children."""
+    return child_env(tmp_path_factory.mktemp("faults"))
 
 
 def generate(env: dict, out: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -138,7 +138,23 @@ def test_train_kill_resume_eval_export(tmp_path, digits, env):
     assert math.isfinite(exported.card["test_nll_bits"]) and math.isfinite(exported.card["valid_nll_bits"])
     assert exported.card["data"]["kind"] == "digits" and exported.card["wall_seconds"] > 0
 
-    # 6. A damaged newest checkpoint: resume says so and uses the previous one.
+    # 6. A new run starts from the exported weights (--init-from), with a fresh optimiser:
+    # after one step at a negligible learning rate its EMA is the exported model's.
+    started = tmp_path / "started"
+    init = ["--init-from", model_dir, "--steps", "1", "--lr", "1e-9"]
+    harmonic(["train", "--data", digits, "--run", started, *TRAIN, *init], env)
+    for x, y in zip(jax.tree.leaves(ema_params(started)), jax.tree.leaves(exported.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+    assert str(model_dir) in (started / "config.json").read_text()  # the run says where it began
+    wrong = subprocess.run(
+        [*SELF_COMMAND, "train", "--data", digits, "--run", tmp_path / "wrong", *TRAIN, *init, "--preset", "realtime"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr and "not the run's" in wrong.stderr
+
+    # 7. A damaged newest checkpoint: resume says so and uses the previous one.
     newest = run / "checkpoints" / "40"
     for path in (newest / "train_state").rglob("*"):
         if path.is_file() and path.stat().st_size > 100:

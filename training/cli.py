@@ -31,6 +31,7 @@ TRAIN_HELP = {
     "eval_every": "validate every N steps (0: only at the end, -1: never)",
     "save_every": "checkpoint every N steps (and always at the end)",
     "max_minutes": "wall-time budget: stop and save after this many minutes (0: none)",
+    "init_from": "a new run starts from this model's weights (same preset; a fresh optimiser and warm-up)",
     "path": "a built data set, or any folder of audio files (built into a cache first)",
     "seq_len": "training crop length in samples (0: the clip length)",
     "batch_size": "clips per step, over all devices",

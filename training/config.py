@@ -63,6 +63,7 @@ class TrainConfig:
     save_every: int = 500
     keep_checkpoints: int = 3
     max_minutes: float = 0.0  # 0: no wall-time budget
+    init_from: str = ""  # a model checkpoint a new run starts from ("" = random weights)
 
     def validate(self) -> None:
         if self.steps < 1:

@@ -31,7 +31,7 @@ from training.data.resolve import resolve_dataset
 from training.files import write_text
 from training.mesh import batch_sharding, check_shapes, make_mesh, put_replicated, replicated
 from training.metrics import MetricsWriter
-from training.train_step import init_state, make_optimizer, make_train_step
+from training.train_step import init_state, make_optimizer, make_train_step, start_from_model
 from training.validation import evaluate_split, make_eval_fn
 
 
@@ -120,6 +120,8 @@ def set_up(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Sessi
         if resume and primary:
             print(f"no checkpoint yet: starting from step 0 ({run_dir} was stopped before its first save)", flush=True)
         state = jax.jit(lambda: init_state(config, train_cfg, optimizer), out_shardings=replicated(mesh))()
+        if train_cfg.init_from:
+            state = start_from_model(state, train_cfg.init_from, config, optimizer, mesh)
         start = 0
     if primary:
         write_text(run_dir / "config.json", run.to_json())

@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import optax
 
 from engine import model
+from engine.checkpoint import load_model
 from training.config import TrainConfig
 from training.loss import mean_loss
+from training.mesh import put_replicated, replicated
 
 
 def learning_rate(train: TrainConfig) -> optax.Schedule:
@@ -50,6 +52,25 @@ def init_state(config: model.ModelConfig, train: TrainConfig, optimizer: optax.G
         "skipped": jnp.zeros((), jnp.int32),
         "rng": jax.random.key_data(jax.random.fold_in(key, 1)),
         "wall_s": jnp.zeros((), jnp.float32),
+    }
+
+
+def start_from_model(state: dict, path: str, config: model.ModelConfig, optimizer, mesh) -> dict:
+    """`state` (a new run's) with the weights of the model checkpoint at `path` as both
+    params and EMA, and a fresh optimiser state for them (the run warms up again).
+
+    Raises:
+      ValueError: that model's config is not `config` (dropout aside).
+    """
+    loaded = load_model(path)
+    if loaded.config.replace(dropout=config.dropout) != config:
+        raise ValueError(f"--init-from {path}: that model's shape is not the run's (choose its --preset)")
+    params = put_replicated(loaded.params, mesh)
+    return {
+        **state,
+        "params": params,
+        "ema": put_replicated(loaded.params, mesh),
+        "opt_state": jax.jit(optimizer.init, out_shardings=replicated(mesh))(params),
     }
 
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One block of GPU time for the piano models (issue 15), in one device call of under
 # 10 minutes: render the piano set on the GPU machine's CPUs (once per machine), then
-# train every run in $RUNS side by side, one GPU each, for $MINUTES: a run resumes from
-# its folder on a warm machine, else from its packed state in the repository, else it
-# starts. Each run's EMA model comes back as $OUT/NAME-model.tgz (in 15 MiB parts when
-# larger); the runs named in $PACK come back as packed state too. Here, afterwards:
-#     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # the run lives in the repo
+# train every run in $RUNS side by side, one GPU each, for $MINUTES. A run resumes from
+# its folder on a warm machine, else from its packed state in the repository
+# (assets/runs/NAME/meta.json), else from the weights alone (assets/runs/NAME/model, with
+# a fresh optimiser: a larger model's packed state would not fit the 64 MiB that travels),
+# else it starts. Each run's EMA model comes back as $OUT/NAME-model.tgz (in 15 MiB parts
+# when larger), with its metrics.csv; the runs named in $PACK come back as packed state
+# too. Here, afterwards (docs/gpu-runs.md):
+#     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # a packed run
 #
 # Carry (docs/gpu-runs.md): .whl (soundfile, cffi, pycparser, soxr, tensorboardX,
 # platformdirs, tinysoundfont for Python 3.12), carry/piano-midi.tar.xz (the exported
@@ -39,11 +42,13 @@ fi
 
 train_run() {  # NAME PRESET GPU: resume or start one run on one GPU, then bring its results back
   local name=$1 preset=$2 gpu=$3 resume=()
-  if [[ -f runs/$name/config.json ]]; then
+  if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
     resume=(--resume)
-  elif [[ -f assets/runs/$name/meta.json ]]; then
+  elif [[ -f assets/runs/$name/meta.json ]]; then   # a packed run state (weights and optimiser)
     harmonic run-state unpack "assets/runs/$name" --run "runs/$name"
     resume=(--resume)
+  elif [[ -d assets/runs/$name/model ]]; then   # only the weights: a fresh optimiser warms up again
+    resume=(--init-from "assets/runs/$name/model")
   fi
   # Constant learning rate after warm-up: the run is extended block after block.
   CUDA_VISIBLE_DEVICES=$gpu harmonic train --data data/piano --run "runs/$name" "${resume[@]}" --preset "$preset" \

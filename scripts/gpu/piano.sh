@@ -11,7 +11,7 @@
 #     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # a packed run
 #
 # Carry (docs/gpu-runs.md): .whl (soundfile, cffi, pycparser, soxr, tensorboardX,
-# platformdirs, tinysoundfont for Python 3.12), carry/piano-midi.tar.xz (the exported
+# platformdirs, tinysoundfont, beartype for Python 3.12), carry/piano-midi.tar.xz (the exported
 # scores: `harmonic data midi`, then tar) and carry/soundfonts-train (the training pianos:
 # `harmonic data soundfonts`, without the hold-out piano).
 set -euo pipefail

@@ -10,9 +10,10 @@ import numpy as np
 import soundfile
 
 from engine.cli import SELF_COMMAND
-from engine.mulaw import decode
+from engine.mulaw import SILENCE, decode
 from training.data.loader import BatchPlan, Split, eval_batches
 from training.data.manifest import read_manifest
+from training.data.piano import GAP_SECONDS, split_clips
 
 
 def harmonic(*args, timeout=600):
@@ -77,6 +78,11 @@ def test_build_piano_from_exported_scores(tmp_path):
     audio = decode(tokens.astype(np.int32))
     assert 0.5 < np.abs(audio).max() <= 0.95  # peak-normalised per work, not per clip
     assert abs(audio.mean()) < 0.005  # no DC offset: silence is silence
+    for split in ("train", "valid", "test"):  # no clip ends in a work's silent tail (at most a gap)
+        data = Split(out, split)
+        for clip, length in zip(data.tokens, data.lengths, strict=True):
+            sounding = np.flatnonzero(clip[:length] != SILENCE)
+            assert length - 1 - sounding[-1] < (GAP_SECONDS + 0.05) * 16000
 
     holdout = tmp_path / "holdout"
     harmonic(
@@ -95,6 +101,17 @@ def test_build_piano_from_exported_scores(tmp_path):
     manifest = read_manifest(holdout)
     assert manifest["works"] == 3 and manifest["splits"]["test"]["sources"] == 3  # all of it is the hold-out
     assert "MuseScore_General_Lite-pianos.sf3" in manifest["source"]
+
+
+def test_a_splits_works_play_in_turn_and_are_cut_across_their_ends():
+    """Two works, 1.5 s and 9 s, half a second apart: the first clip holds all of the
+    first work, the gap and the start of the second; the second clip the rest, padded."""
+    first, second = np.full(24000, 200, np.uint8), np.full(144000, 60, np.uint8)
+    (a, a_length, a_source), (b, b_length, b_source) = split_clips([("one", first), ("two", second)], 128000)
+    assert (a_length, a_source, b_length, b_source) == (128000, "one", 48000, "two")
+    assert (a[:24000] == 200).all() and (a[24000:32000] == SILENCE).all() and (a[32000:] == 60).all()
+    assert (b[:48000] == 60).all() and (b[48000:] == SILENCE).all()
+    assert split_clips([("rest", np.full(64000, SILENCE, np.uint8))], 128000) == []  # nothing audible
 
 
 def test_folder_skips_bad_files_and_pads_short_clips(tmp_path):

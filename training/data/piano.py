@@ -5,9 +5,13 @@ library, so it renders on a bare GPU machine too) at 32 kHz, with one of several
 timbres chosen per work from its name: a soundfont piano, a velocity scale, and half of
 the works in a synthetic room (exponentially decaying noise, a common reverberation
 model). The render is resampled to 16 kHz with soxr, normalised to the piece's peak
-(so quiet passages stay quiet, unlike per-clip min-max scaling) and cut into 8 s clips;
-silent clips are dropped. Works are split train/valid/test by name, so a split never
-changes when more works are added.
+(so quiet passages stay quiet, unlike per-clip min-max scaling) and trimmed of its silent
+lead-in and of what follows its release. Works are split train/valid/test by name, so a
+split never changes when more works are added; each split's works are then played one
+after another, half a second apart, and cut into 8 s clips. A clip that ends as a work
+ends goes on into the next: the model learns that music follows an ending, where clips
+cut per work taught it that an ending is followed by digital silence for good (its
+takes fell silent for seconds at a time).
 
 The pianos are subsets of Debian's soundfonts (`make_soundfonts`, a few MB): FluidR3's
 Yamaha grand and bright grand, TimGM6mb's and csound's piano 1. MuseScore General's
@@ -26,14 +30,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from training.data.audio_folder import cut_clips
-from training.data.manifest import SAMPLE_RATE, DatasetWriter, clip_to_tokens, split_of
+from engine.mulaw import SILENCE, decode, encode
+from training.data.manifest import SAMPLE_RATE, DatasetWriter, split_of
 from training.data.score_midi import read_index
 
 CLIP_SECONDS = 8
 RENDER_RATE = 32_000  # TinySoundFont interpolates linearly: render above 16 kHz, then resample
 PEAK = 0.9  # the piece's peak after normalising
 TAIL_SECONDS = 2.0  # rendered past the last event, for the release and the room
+AUDIBLE = 1e-3  # -60 dB: a render's quieter lead-in and tail are trimmed
+GAP_SECONDS = 0.5  # silence between one work and the next in a split's stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +140,34 @@ def render(midi: str | Path, soundfonts: str | Path, performance: Performance) -
     return (audio * (PEAK / peak) if peak > 0 else audio).astype(np.float32)
 
 
+def trim_silence(audio: np.ndarray) -> np.ndarray:
+    """`audio` [T] without its leading and trailing samples below AUDIBLE."""
+    loud = np.flatnonzero(np.abs(audio) >= AUDIBLE)
+    return audio[loud[0] : loud[-1] + 1] if loud.size else audio[:0]
+
+
+def split_clips(works: list[tuple[str, np.ndarray]], clip_len: int) -> list[tuple[np.ndarray, int, str]]:
+    """One split's works (name, mu-law tokens uint8 [T]) played in turn, GAP_SECONDS apart,
+    cut into clips: (tokens uint8 [clip_len], length, the work the clip starts in). A last
+    clip under 1 s is dropped, a shorter last one padded with silence; a clip with nothing
+    audible (a work's long rest) is dropped."""
+    works = [(name, tokens) for name, tokens in works if tokens.size]
+    if not works:
+        return []
+    gap = np.full(int(GAP_SECONDS * SAMPLE_RATE), SILENCE, np.uint8)
+    stream = np.concatenate([part for _, tokens in works for part in (tokens, gap)][:-1])
+    starts = np.cumsum([0] + [tokens.size + gap.size for _, tokens in works[:-1]])
+    clips = []
+    for begin in range(0, stream.size, clip_len):
+        piece = stream[begin : begin + clip_len]
+        if piece.size < SAMPLE_RATE or np.abs(decode(piece)).max() < AUDIBLE:
+            continue
+        tokens = np.full(clip_len, SILENCE, np.uint8)
+        tokens[: piece.size] = piece
+        clips.append((tokens, piece.size, works[int(np.searchsorted(starts, begin, side="right")) - 1][0]))
+    return clips
+
+
 def _render_job(job):
     work, midi, soundfonts, pianos = job
     try:
@@ -184,8 +218,8 @@ def build_piano(
         raise RuntimeError(f"{midi_dir} lists no works")
     writer = DatasetWriter(out, CLIP_SECONDS * SAMPLE_RATE, "piano", "none")
     jobs = [(w["id"], str(Path(midi_dir) / w["file"]), str(soundfonts), pianos) for w in works]
-    failed, clips = [], {}
-    # Unordered: a long sonata does not hold up the works behind it; the clips are added
+    failed, streams = [], {}
+    # Unordered: a long sonata does not hold up the works behind it; the streams are joined
     # in the works' order at the end, so the same works always give the same arrays.
     with multiprocessing.get_context("spawn").Pool(workers or os.cpu_count() or 1, maxtasksperchild=50) as pool:
         for work, audio, error in tqdm(
@@ -194,21 +228,18 @@ def build_piano(
             if error:
                 failed.append({"work": work, "error": error})
                 continue
-            # at least 1 s, and not the silence between movements
-            clips[work] = [
-                clip_to_tokens(c, writer.clip_len, writer.scale_mode)
-                for c in cut_clips(audio, writer.clip_len, SAMPLE_RATE)
-                if np.abs(c).max() >= 1e-3
-            ]
-    for work in (w["id"] for w in works if w["id"] in clips):
-        for tokens, length in clips.pop(work):
-            writer.add_tokens(split or split_of(work), tokens, length, source=work)
+            streams[work] = encode(trim_silence(audio)).astype(np.uint8)
+    for name in ("train", "valid", "test"):
+        kept = [w["id"] for w in works if w["id"] in streams and (split or split_of(w["id"])) == name]
+        for tokens, length, source in split_clips([(work, streams.pop(work)) for work in kept], writer.clip_len):
+            writer.add_tokens(name, tokens, length, source=source)
     if writer.count() == 0:
         raise RuntimeError(f"no work rendered; first errors: {failed[:3]}")
     return writer.finish(
         source="music21 corpus rendered by TinySoundFont: "
         + ", ".join(f"{p.soundfont} program {p.program}" for p in pianos),
         scaling=f"each work normalised to a peak of {PEAK}",
+        joined=f"each split's works in turn, trimmed below {AUDIBLE}, {GAP_SECONDS} s apart",
         works=len(works) - len(failed),
         failed=sorted(failed, key=lambda f: f["work"]),
         split_by=f"all works in {split}" if split else "work",

@@ -31,7 +31,7 @@ from engine.shape_cache import expected_shapes, flat_shapes
 FORMAT = "harmonicrnn-model/2"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CHECKPOINTS = ASSETS / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINTS / "piano-realtime"
+DEFAULT_CHECKPOINT = CHECKPOINTS / "piano-realtime-2x"
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,12 @@
 # 10 minutes: render the piano set on the GPU machine's CPUs (once per machine), then
 # train every run in $RUNS side by side, one GPU each, for $MINUTES. A run resumes from
 # its folder on a warm machine, else from its packed state in the repository
-# (assets/runs/NAME/meta.json), else from the weights alone (assets/runs/NAME/model, with
-# a fresh optimiser: a larger model's packed state would not fit the 64 MiB that travels),
-# else it starts. Each run's EMA model comes back as $OUT/NAME-model.tgz (in 15 MiB parts
-# when larger), with its metrics.csv; the runs named in $PACK come back as packed state
-# too. Here, afterwards (docs/gpu-runs.md):
+# (assets/runs/NAME), else from the weights of its MODEL (the shipped checkpoint it
+# improves, with a fresh optimiser that warms up again: a larger model's packed state
+# would not fit the 64 MiB that travels), else it starts. Each run's EMA model comes back as
+# $OUT/NAME-model.tgz (in 15 MiB parts when larger), with its metrics.csv; the runs named
+# in $PACK come back as packed state too. Here, afterwards (docs/gpu-runs.md):
+#     cat OUT/piano-2x-model.tgz.* | tar xz   # then evaluate, and replace the MODEL with it
 #     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # a packed run
 #
 # Carry (docs/gpu-runs.md): .whl (soundfile, cffi, pycparser, soxr, tensorboardX,
@@ -18,8 +19,8 @@ set -euo pipefail
 
 MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's limit is 10 min)
 HOURS=${HOURS:-10}         # score time of the corpus to render (about 5 s an hour on 16 cores)
-RUNS=${RUNS:-piano:realtime}   # NAME:PRESET ..., run i on GPU i; the state of NAME is assets/runs/NAME
-PACK=${PACK:-piano}        # runs whose packed state comes back (a realtime state is 24 MiB)
+RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}   # NAME:PRESET[:MODEL] ..., run i on GPU i
+PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
 OUT=${OUT:-/tmp/out}
 BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # a CPU dry run: RUNS=piano:tiny BATCH=2 SEQ=8000
 PYTHON=${PYTHON:-python3}
@@ -40,15 +41,15 @@ if [[ ! -f data/piano/manifest.json ]]; then
   echo "$(date +%T) rendered"
 fi
 
-train_run() {  # NAME PRESET GPU: resume or start one run on one GPU, then bring its results back
-  local name=$1 preset=$2 gpu=$3 resume=()
+train_run() {  # NAME PRESET [MODEL] GPU: resume or start one run on one GPU, then bring its results back
+  local name=$1 preset=$2 model=$3 gpu=$4 resume=()
   if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
     resume=(--resume)
   elif [[ -f assets/runs/$name/meta.json ]]; then   # a packed run state (weights and optimiser)
     harmonic run-state unpack "assets/runs/$name" --run "runs/$name"
     resume=(--resume)
-  elif [[ -d assets/runs/$name/model ]]; then   # only the weights: a fresh optimiser warms up again
-    resume=(--init-from "assets/runs/$name/model")
+  elif [[ -n $model ]]; then   # only the weights
+    resume=(--init-from "$model")
   fi
   # Constant learning rate after warm-up: the run is extended block after block.
   CUDA_VISIBLE_DEVICES=$gpu harmonic train --data data/piano --run "runs/$name" "${resume[@]}" --preset "$preset" \
@@ -71,7 +72,8 @@ train_run() {  # NAME PRESET GPU: resume or start one run on one GPU, then bring
 
 gpu=0
 for spec in $RUNS; do
-  train_run "${spec%%:*}" "${spec#*:}" "$gpu" &
+  IFS=: read -r name preset model <<<"$spec"
+  train_run "$name" "$preset" "$model" "$gpu" &
   gpu=$((gpu + 1))
 done
 wait

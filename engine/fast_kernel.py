@@ -423,29 +423,31 @@ NUCLEUS_BUCKETS = 64
 
 
 @_jit
-def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mass, buckets):
-    """The least scaled logit of the top-p nucleus: the smallest set of most likely
+def _nucleus_threshold(scaled, weights, total, low, high, top_p, values, masses, bucket_mass, buckets):
+    """The least scaled logit of the top-p nucleus (the smallest set of most likely
     classes whose probability reaches top_p; the kept classes are those with scaled >=
-    the result (ties kept together). Exact, without sorting 256 values: a histogram of
-    the scaled logits over NUCLEUS_BUCKETS equal intervals finds the interval where the
-    nucleus ends (one branch-free pass), then a quickselect on probability mass among
-    that interval's few classes finds the class.
+    the result, ties kept together) and the kept classes' weight. Exact, without sorting
+    256 values: a histogram of the scaled logits over NUCLEUS_BUCKETS equal intervals
+    finds the interval where the nucleus ends (one pass), then a quickselect on
+    probability mass among that interval's few classes finds the class.
 
     Args:
-      scaled: float32 [256], logits / temperature; weights: exp(scaled - max) of them,
-        whose sum is `total`. values, masses: float32 [256], bucket_mass: float32
-        [NUCLEUS_BUCKETS], buckets: int32 [256], scratch.
+      scaled: float32 [256], logits / temperature, from `low` to `high`; weights:
+        exp(scaled - high) of them, whose sum is `total`. values, masses: float32 [256],
+        bucket_mass: float32 [NUCLEUS_BUCKETS], buckets: int32 [256], scratch.
+
+    Returns:
+      (threshold, the sum of the weights of the classes with scaled >= threshold).
     """
     need = top_p * total
-    low, high = scaled.min(), scaled.max()
     if high <= low:
-        return high
+        return high, total
     per_unit = F32(NUCLEUS_BUCKETS) / (high - low)
     bucket_mass[:] = 0.0
     for i in range(NUM_CLASSES):
-        buckets[i] = min(np.int32((scaled[i] - low) * per_unit), np.int32(NUCLEUS_BUCKETS - 1))
-    for i in range(NUM_CLASSES):
-        bucket_mass[buckets[i]] += weights[i]
+        bucket = min(np.int32((scaled[i] - low) * per_unit), np.int32(NUCLEUS_BUCKETS - 1))
+        buckets[i] = bucket
+        bucket_mass[bucket] += weights[i]
     above = F32(0.0)  # mass of the classes already known to be in the nucleus
     boundary = 0
     for bucket in range(NUCLEUS_BUCKETS - 1, -1, -1):
@@ -482,13 +484,18 @@ def _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mas
         if above + greater_mass >= need:
             count = greater
         elif above + greater_mass + equal_mass >= need:
-            return pivot
+            return pivot, above + greater_mass + equal_mass
         else:
             above += greater_mass + equal_mass
             for j in range(count - less):
                 values[j], masses[j] = values[less + j], masses[less + j]
             count -= less
-    return pivot  # rounding left the need just above the total: keep down to the last pivot
+    # Rounding left the need just above the total: keep down to the last pivot.
+    kept = F32(0.0)
+    for i in range(NUM_CLASSES):
+        if scaled[i] >= pivot:
+            kept += weights[i]
+    return pivot, kept
 
 
 @_jit
@@ -498,25 +505,25 @@ def _sample(logits, uniform, temperature, top_p, mode, scaled, weights, values, 
     NUCLEUS mode) at `uniform` in [0, 1)."""
     if mode == GREEDY:
         return np.int32(np.argmax(logits))
+    low, high = F32(np.inf), F32(-np.inf)
     for i in range(NUM_CLASSES):
-        scaled[i] = logits[i] / temperature
-    top = scaled.max()
+        value = logits[i] / temperature
+        scaled[i] = value
+        low, high = min(low, value), max(high, value)
     total = F32(0.0)
     for i in range(NUM_CLASSES):
-        weights[i] = _exp(scaled[i] - top)
+        weights[i] = _exp(scaled[i] - high)
         total += weights[i]
+    threshold = F32(-np.inf)
     if mode == NUCLEUS:
-        threshold = _nucleus_threshold(scaled, weights, total, top_p, values, masses, bucket_mass, buckets)
-        total = F32(0.0)
-        for i in range(NUM_CLASSES):
-            if scaled[i] < threshold:
-                weights[i] = F32(0.0)
-            total += weights[i]
+        threshold, total = _nucleus_threshold(
+            scaled, weights, total, low, high, top_p, values, masses, bucket_mass, buckets
+        )
     target = uniform * total
     running = F32(0.0)
     last = 0
     for i in range(NUM_CLASSES):
-        if weights[i] > 0.0:
+        if scaled[i] >= threshold and weights[i] > 0.0:
             running += weights[i]
             last = i
             if running > target:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+import soxr
 
 from engine import model, mulaw, sampling
 from engine.checkpoint import ModelCheckpoint, load_model
@@ -417,7 +418,5 @@ def prime_tokens(audio: np.ndarray, sample_rate: int, voices: int, scale: str = 
     if audio.ndim != 2 or audio.shape[0] != voices:
         raise ValueError(f"seed audio must be [n] or [voices={voices}, n], got shape {audio.shape}")
     if sample_rate != SAMPLE_RATE and audio.shape[1]:
-        import soxr
-
         audio = np.stack([soxr.resample(voice, sample_rate, SAMPLE_RATE) for voice in audio])
     return np.stack([mulaw.encode(mulaw.scale(voice, scale)) for voice in audio]).astype(np.int32)

@@ -11,8 +11,8 @@ class AudioUnavailable(Exception):
 
 def sounddevice():
     """The sounddevice module, or AudioUnavailable if PortAudio cannot be loaded."""
-    try:
-        import sounddevice as sd
+    try:  # here, not at the top: importing sounddevice loads PortAudio, and fails (OSError) without it
+        import sounddevice as sd  # noqa: PLC0415
     except OSError as error:  # libportaudio missing
         raise AudioUnavailable(
             f"no audio system: PortAudio could not be loaded ({error}); install libportaudio2, "

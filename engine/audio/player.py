@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
+import soxr
 
 from engine.audio.devices import AudioUnavailable, resolve, sounddevice, supports_rate
 from engine.audio.pipeline import Stage
@@ -266,8 +267,6 @@ class Player:
         try:
             resampler = None
             if self.device_rate != SAMPLE_RATE:
-                import soxr
-
                 resampler = soxr.ResampleStream(SAMPLE_RATE, self.device_rate, 1, dtype="float32")
             start_frames = int(self.start_seconds * self.device_rate)
             chunks = self._chunks()

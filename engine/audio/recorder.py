@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import soxr
 
 from engine.audio.devices import AudioUnavailable, resolve, sounddevice, supports_rate
 from engine.mulaw import SAMPLE_RATE
@@ -132,8 +133,6 @@ class Recorder:
         self._state = "stopped"
         audio = self.recorded_so_far()
         if self.sample_rate != SAMPLE_RATE and len(audio):
-            import soxr
-
             audio = soxr.resample(audio, self.sample_rate, SAMPLE_RATE).astype(np.float32)
         return audio.astype(np.float32)
 

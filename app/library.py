@@ -60,9 +60,13 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+import platformdirs
 import soundfile as sf
+import soxr
 
-from engine.errors import is_disk_full
+from engine.audio import Stage
+from engine.effects import ChainSpec, render_chain
+from engine.errors import UserError, is_disk_full
 from engine.mulaw import SAMPLE_RATE as RATE
 
 THUMBNAIL_BUCKETS = 256
@@ -129,8 +133,6 @@ def default_root() -> Path:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("HarmonicRNN Studio", appauthor=False)) / "library"
 
 
@@ -206,11 +208,6 @@ class Take:
           `effects`, fresh): pedalboard loads VST3 plugins on the main thread only, so a
           GUI builds the chain there and renders in a worker. None: built here.
         """
-        # imported here: pedalboard and the plugin hosts load only when a chain is rendered
-        from engine.audio import Stage
-        from engine.effects import ChainSpec, render_chain
-        from engine.errors import UserError
-
         mix = self.read().mean(axis=1)
         if not self.effects:
             return mix
@@ -691,8 +688,6 @@ class Library:
             if mono and samples.shape[1] > 1:
                 samples = samples.mean(axis=1, keepdims=True)
             if rate != RATE:
-                import soxr
-
                 samples = soxr.resample(samples, RATE, rate, quality="HQ").astype(np.float32)
             samples = np.clip(samples, -1.0, 1.0)  # a chain may go over full scale
             target = _unique(folder / f"{_safe_name(take.name)}.{fmt}")

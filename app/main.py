@@ -8,6 +8,9 @@ import signal
 import socket
 import sys
 
+from PyQt6.QtCore import QSocketNotifier, QTimer
+from PyQt6.QtWidgets import QApplication, QMessageBox
+
 from app.states import ModelStatus, TransportState
 
 
@@ -48,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
             "harmonic-studio: no display to open the window on (set DISPLAY, or run it under xvfb-run)", file=sys.stderr
         )
         return 1
-    from PyQt6.QtWidgets import QApplication, QMessageBox
-
-    from app import errors, style
-    from app.library import Library, LibraryError
-    from app.settings import Settings
-    from app.window import MainWindow
-    from engine.compile_cache import enable_compile_cache
+    # Here, not at the top: the window loads jax, flax, orbax and pedalboard (about 1 s), which
+    # `--help`, a wrong argument and the missing display above do not wait for.
+    from app import errors, style  # noqa: PLC0415
+    from app.library import Library, LibraryError  # noqa: PLC0415
+    from app.settings import Settings  # noqa: PLC0415
+    from app.window import MainWindow  # noqa: PLC0415
+    from engine.compile_cache import enable_compile_cache  # noqa: PLC0415
 
     reporter = errors.install()
     enable_compile_cache()  # a second start loads the generator's programs from disk
@@ -89,8 +92,6 @@ def _close_on_signals(window) -> tuple:
     generated is saved. Python runs a signal handler only when the main thread runs Python
     code; the wakeup socket makes Qt's loop call into Python as soon as a signal arrives.
     Returns what must stay alive while the loop runs."""
-    from PyQt6.QtCore import QSocketNotifier, QTimer
-
     receive, send = socket.socketpair()
     for end in (receive, send):
         end.setblocking(False)
@@ -114,7 +115,6 @@ def _seed_audio_pending(window, seed_audio_task) -> bool:
 
 def _when_ready(window, seed_audio_task, action) -> None:
     """Runs `action` once the model (and the seed audio, if any) has loaded."""
-    from PyQt6.QtCore import QTimer
 
     def check():
         if window.model_status is ModelStatus.LOADING or _seed_audio_pending(window, seed_audio_task):
@@ -126,9 +126,6 @@ def _when_ready(window, seed_audio_task, action) -> None:
 
 
 def _schedule_screenshot(window, path: str, seconds: float, seed_audio_task=None) -> None:
-    from PyQt6.QtCore import QTimer
-    from PyQt6.QtWidgets import QApplication
-
     def start():
         if window.model_status is ModelStatus.LOADING or _seed_audio_pending(window, seed_audio_task):
             QTimer.singleShot(200, start)

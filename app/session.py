@@ -22,7 +22,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from app import workers
 from app.library import TakeWriter
 from app.states import TransportState
-from engine.audio import RingBuffer, Stage
+from engine.audio import AudioUnavailable, Player, RingBuffer, Stage, resolve
 from engine.generation_settings import GenerationSettings
 from engine.mulaw import SAMPLE_RATE as RATE
 
@@ -48,8 +48,6 @@ class AudioDevices:
 def start_player(player, report) -> bool:
     """Starts an `engine.audio.Player`; if the sound card cannot be opened, calls
     report(reason) and returns False."""
-    from engine.audio import AudioUnavailable
-
     try:
         player.start()
     except AudioUnavailable as error:
@@ -205,7 +203,7 @@ class GenerationSession(QObject):
             self._done.set()
 
     def _generate(self):
-        from engine.generator import Generator  # here, not at start-up: it loads numba (about 1 s)
+        from engine.generator import Generator  # noqa: PLC0415 - at the first take, not at start-up: numba, +0.2 s
 
         settings = self.settings
         generator = Generator(self.checkpoint, settings)
@@ -254,8 +252,6 @@ class GenerationSession(QObject):
 
     def _check_output(self) -> str | None:
         """None if the output device is there, else a message (checked before compiling)."""
-        from engine.audio import AudioUnavailable, resolve
-
         try:
             resolve(self.devices.output, "output")
         except AudioUnavailable as error:
@@ -271,8 +267,6 @@ class GenerationSession(QObject):
         """The engine's Player running this session's stage on the chosen output device,
         started; None (and a notice) when there is no usable device: the take is then
         rendered without sound."""
-        from engine.audio import Player
-
         player = Player(
             generator,
             device=self.devices.output,
@@ -355,8 +349,6 @@ class Playback(QObject):
         self, audio: np.ndarray, devices: AudioDevices = AudioDevices(), seed_frames: int = 0, effects=None
     ) -> bool:
         """audio: float32 [voices, n] or [n] at 16 kHz; voices are mixed."""
-        from engine.audio import Player
-
         self.stop()
         audio = np.asarray(audio, np.float32)
         pieces = [audio[..., i : i + 1600] for i in range(0, audio.shape[-1], 1600)]

@@ -39,6 +39,7 @@ from app.settings import Settings
 from app.states import ModelStatus, TransportState
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform, theme
 from engine.audio import Recorder
+from engine.checkpoint import CHECKPOINTS, DEFAULT_CHECKPOINT, load_model, shipped_checkpoints
 from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
 from engine.errors import UserError
 
@@ -203,8 +204,6 @@ class MainWindow(QMainWindow):
             )
         self._restore_window()
         self._restore_chain()
-        from engine.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoints
-
         opened = self.settings.get("model/opened")
         current = checkpoint or self.settings.get("model/checkpoint") or str(DEFAULT_CHECKPOINT)
         self.model_panel.set_checkpoints(shipped_checkpoints(), opened + ([current] if checkpoint else []), current)
@@ -235,8 +234,6 @@ class MainWindow(QMainWindow):
             self.transport.set_state(TransportState.LOADING)
 
         def work(task):
-            from engine.checkpoint import load_model
-
             return load_model(path)
 
         def done(checkpoint):
@@ -246,8 +243,6 @@ class MainWindow(QMainWindow):
             self.model_status = ModelStatus.LOADED
             self.model_panel.show_card(checkpoint)
             self.settings.set("model/checkpoint", path)
-            from engine.checkpoint import CHECKPOINTS
-
             if not str(Path(path).resolve()).startswith(str(CHECKPOINTS.resolve())):
                 opened = [p for p in self.settings.get("model/opened") if p != path] + [path]
                 self.settings.set("model/opened", opened[-10:])

@@ -18,6 +18,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.session import AudioDevices
+from engine.audio import list_devices as engine_devices
 from engine.generation_settings import GenerationSettings
 
 LATENCIES = [("Low", "low"), ("Normal", "high"), ("50 ms", 0.05), ("100 ms", 0.1), ("250 ms", 0.25)]
@@ -25,8 +26,6 @@ LATENCIES = [("Low", "low"), ("Normal", "high"), ("50 ms", 0.05), ("100 ms", 0.1
 
 def list_devices(kind: str) -> list[tuple[str, object]]:
     """(label, sounddevice id) of the input or output devices; [] when PortAudio has none."""
-    from engine.audio import list_devices as engine_devices
-
     try:
         devices = engine_devices()
     except Exception:  # noqa: BLE001 - no PortAudio / no server: offer only the default

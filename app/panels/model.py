@@ -8,11 +8,11 @@ from pathlib import Path
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
+from engine.model import count_params
+
 
 def card_html(checkpoint) -> str:
     """A model card as rich text: name, data, parameters, NLL, preset, and the rest."""
-    from engine.model import count_params
-
     card = dict(checkpoint.card)
     rows = [("Model", checkpoint.name)]
     data = card.pop("data", None) or card.pop("dataset", None)

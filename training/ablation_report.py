@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from training.doc_sections import markdown_table, write_section
+from training.metrics import losses, plot_runs, read_metrics
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 RESULTS_HEADER = "# Results: sample quality and ablations (issue 7)\n"
@@ -85,8 +86,6 @@ def bits(value) -> str:
 
 
 def last_train_bits(ablation: Ablation, variant: dict) -> float | None:
-    from training.metrics import losses, read_metrics
-
     path = ablation.run_dir(variant) / "metrics.csv"
     points = losses(read_metrics(path), "train", ablation.summary["evaluated_step"]) if path.exists() else []
     return points[-1][1] if points else None
@@ -238,8 +237,6 @@ def pooling_table(ablation: Ablation) -> tuple[str, str]:
 
 
 def plot(ablation: Ablation, rows: list[dict], out: Path, title: str) -> Path:
-    from training.metrics import plot_runs
-
     labels: dict[str, str | Path] = {v["name"]: ablation.run_dir(v) for v in rows}
     return plot_runs(labels, out, title, ablation.summary["evaluated_step"])
 

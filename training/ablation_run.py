@@ -33,7 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine import model
+from engine.checkpoint import read_meta, step_directories
 from engine.cli import SELF_COMMAND
+from engine.config import ModelConfig
+from training.metrics import losses, read_metrics, stability
 
 SUMMARY = "summary.json"
 FORMAT = "harmonic-ablation/1"
@@ -181,8 +185,6 @@ def run_jobs(jobs: list[Job], parallel: int, env: dict[str, str]) -> None:
 
 def saved_steps(run_dir: Path) -> set[int]:
     """Steps of a run whose checkpoint was written completely."""
-    from engine.checkpoint import step_directories
-
     directory = run_dir / "checkpoints"
     return {int(p.name) for p in step_directories(directory)} if directory.is_dir() else set()
 
@@ -194,16 +196,11 @@ def common_step(runs: list[Path]) -> int:
 
 
 def parameter_count(model_config: dict) -> int:
-    from engine import model
-    from engine.config import ModelConfig
-
     return model.count_params(model.param_shapes(ModelConfig.from_dict(model_config)))
 
 
 def train_record(plan: AblationPlan, variant: Variant, job: Job, step: int) -> dict:
     """A variant's summary entry from its run folder, up to the evaluated `step`."""
-    from training.metrics import losses, read_metrics, stability
-
     run_dir = plan.out / variant.name
     record: dict[str, Any] = {
         "name": variant.name,
@@ -279,8 +276,6 @@ def evaluation_jobs(plan: AblationPlan, names: list[str], step: int) -> list[Job
 
 def evaluation_record(plan: AblationPlan, name: str) -> dict:
     """Test NLL (from the exported model's card) and sample metrics of one variant."""
-    from engine.checkpoint import read_meta
-
     record: dict[str, Any] = {}
     model_dir = plan.out / "models" / name
     if model_dir.is_dir():

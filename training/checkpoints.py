@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from engine.checkpoint import CheckpointError, model_meta
 from training.files import require_space
@@ -118,8 +120,6 @@ class RunCheckpoints:
                 source.rename(target)
                 print(f"moved the damaged checkpoint aside to {target}", flush=True)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices("harmonic-set-aside-damaged")
         self.manager.reload()
 
@@ -130,8 +130,6 @@ class RunCheckpoints:
 def host_copy(tree):
     """Numpy copies of replicated arrays (fine across processes: every process holds
     the whole value)."""
-    import numpy as np
-
     return jax.tree.map(
         lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x), tree
     )
@@ -144,8 +142,6 @@ def room_needed(tree) -> int:
 
 
 def _check_finite(state: dict) -> None:
-    import numpy as np
-
     for leaf in jax.tree.leaves(host_copy(state["params"])):
         if not np.all(np.isfinite(leaf)):
             raise ValueError("params contain NaN or infinite values")

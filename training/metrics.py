@@ -41,8 +41,9 @@ class MetricsWriter:
             # tensorboardX's plain events writer: written and flushed here, row by row like
             # the CSV. Its SummaryWriter writes from a thread and flushes again at exit,
             # which on a full disk prints tracebacks after the run has already stopped.
-            from tensorboardX.event_file_writer import EventsWriter
-            from tensorboardX.proto.event_pb2 import Event, SessionLog
+            # Imported here: without tensorboardX the run goes on with the CSV alone.
+            from tensorboardX.event_file_writer import EventsWriter  # noqa: PLC0415
+            from tensorboardX.proto.event_pb2 import Event, SessionLog  # noqa: PLC0415
 
             (Path(run_dir) / "tensorboard").mkdir(exist_ok=True)
             self.tb = EventsWriter(str(Path(run_dir) / "tensorboard" / "events"))
@@ -58,8 +59,9 @@ class MetricsWriter:
         self.csv.writerow(row)
         self.file.flush()
         if self.tb is not None:
-            from tensorboardX.proto.event_pb2 import Event
-            from tensorboardX.summary import scalar
+            # tensorboardX is there (self.tb exists), imported in __init__ where it may be missing
+            from tensorboardX.proto.event_pb2 import Event  # noqa: PLC0415
+            from tensorboardX.summary import scalar  # noqa: PLC0415
 
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -126,10 +128,11 @@ def plot_runs(runs: dict[str, str | Path], out: str | Path, title: str, until_st
       until_step: draw steps up to this one (0: all); marked with a dotted line when
         some run went further.
     """
-    import matplotlib
+    # Here: matplotlib (0.25 s) only draws plots, and pyplot must come after the backend is chosen.
+    import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     last_step = 0

@@ -26,15 +26,16 @@ import jax
 import ml_dtypes
 import numpy as np
 
+from training.checkpoints import RunCheckpoints
+from training.config import RunConfig
 from training.files import write_text
+from training.train_step import init_state, make_optimizer
 
 FORMAT = "harmonicrnn-run-state/1"
 FULL, DELTA, HALF = "float32", "bfloat16 difference from params", "bfloat16"
 
 
 def _abstract_state(run):
-    from training.train_step import init_state, make_optimizer
-
     optimizer = make_optimizer(run.train)
     return jax.eval_shape(lambda: init_state(run.model, run.train, optimizer))
 
@@ -53,9 +54,6 @@ def _storage(key: str, leaf) -> str:
 
 def pack(run_dir: str | Path, out: str | Path, part_mb: int = 15) -> dict:
     """Writes the newest checkpoint of `run_dir` into `out`; returns meta.json's content."""
-    from training.checkpoints import RunCheckpoints
-    from training.config import RunConfig
-
     run_dir, out = Path(run_dir), Path(out)
     run = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -95,9 +93,6 @@ def pack(run_dir: str | Path, out: str | Path, part_mb: int = 15) -> dict:
 
 def unpack(packed: str | Path, run_dir: str | Path) -> int:
     """Makes `run_dir` a run whose newest checkpoint is the packed state; returns its step."""
-    from training.checkpoints import RunCheckpoints
-    from training.config import RunConfig
-
     packed, run_dir = Path(packed), Path(run_dir)
     meta = json.loads((packed / "meta.json").read_text())
     if meta.get("format") != FORMAT:

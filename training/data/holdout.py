@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from music21 import chord, instrument, note, stream, tempo
 
 from training.data.score_midi import INDEX
 from training.files import replacing, write_text
@@ -77,8 +78,6 @@ KINDS = {"scales": _scales, "progression": _progression, "melody": _melody}
 
 def write_piece(path: Path, kind: str, seed: int) -> float:
     """Writes one procedural piece as MIDI; returns its length in seconds."""
-    from music21 import chord, instrument, note, stream, tempo
-
     rng = np.random.default_rng(seed)
     tonic = 48 + int(rng.integers(12))  # C3..B3
     mode = MAJOR if rng.random() < 0.6 else MINOR

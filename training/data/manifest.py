@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +122,6 @@ class DatasetWriter:
 
 def split_of(key: str, valid: float = 0.1, test: float = 0.1) -> str:
     """A stable split for a source name (file, voice, piece): same name, same split."""
-    import zlib
-
     u = (zlib.crc32(key.encode()) % 10_000) / 10_000
     if u < test:
         return "test"

@@ -28,11 +28,15 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import soxr
+import tinysoundfont
+from tinysoundfont.midi import NoteOn, ProgramChange, load
 from tqdm import tqdm
 
 from engine.mulaw import SILENCE, decode, encode
 from training.data.manifest import SAMPLE_RATE, DatasetWriter, split_of
 from training.data.score_midi import read_index
+from training.data.soundfont import extract_presets
 
 CLIP_SECONDS = 8
 RENDER_RATE = 32_000  # TinySoundFont interpolates linearly: render above 16 kHz, then resample
@@ -83,8 +87,6 @@ class Performance:
 
 def make_soundfonts(out: str | Path, pianos: tuple[Piano, ...] = TRAINING_PIANOS + (HOLDOUT_PIANO,)) -> Path:
     """Cuts the pianos out of the system soundfonts into `out` (skips those present)."""
-    from training.data.soundfont import extract_presets
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in sorted({p.soundfont for p in pianos}):
@@ -107,10 +109,7 @@ def room_response(seconds: float, rng: np.random.Generator, rate: int = SAMPLE_R
 
 def render(midi: str | Path, soundfonts: str | Path, performance: Performance) -> np.ndarray:
     """One work as float32 mono at 16 kHz, normalised to PEAK (silence stays zeros)."""
-    import soxr
-    import tinysoundfont
-    from scipy.signal import fftconvolve
-    from tinysoundfont.midi import NoteOn, ProgramChange, load
+    from scipy.signal import fftconvolve  # noqa: PLC0415 - 0.5 s that only rendering (in the workers) needs
 
     synth = tinysoundfont.Synth(samplerate=RENDER_RATE)
     sfid = synth.sfload(str(Path(soundfonts) / performance.piano.soundfont))

@@ -10,6 +10,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from training.config import DataConfig
+from training.data.audio_folder import build_folder
 from training.data.manifest import DataError, is_dataset
 
 
@@ -29,7 +30,6 @@ def resolve_dataset(data: DataConfig, progress: bool = True) -> Path:
     cache = dataset_cache_dir(src, data.clip_seconds, data.scale)
     if is_dataset(cache):
         return cache
-    from training.data.audio_folder import build_folder  # reads audio: only when a folder needs building
 
     print(f"{src} has no manifest: building it as a data set into {cache}", flush=True)
     manifest = build_folder(src, cache, data.clip_seconds, data.scale, progress=progress)

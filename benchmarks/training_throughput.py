@@ -26,10 +26,15 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 
 from benchmarks.report import command_line, machine_line, write_section
+from engine import model
+from training.config import TrainConfig
 from training.doc_sections import markdown_table
+from training.mesh import check_shapes, global_batch, make_mesh, put_replicated
+from training.train_step import init_state, make_optimizer, make_train_step
 
 SUITES = {
     # (preset, batch, length, seq_shards, remat); batches chosen to fill an 80 GB GPU.
@@ -72,13 +77,6 @@ def timing_turn():
 def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, steps: int) -> dict:
     """Compiles the step, then (in its timing turn) runs one warm-up and `steps` timed
     steps; returns a result row."""
-    import jax
-
-    from engine import model
-    from training.config import TrainConfig
-    from training.mesh import check_shapes, global_batch, make_mesh, put_replicated
-    from training.train_step import init_state, make_optimizer, make_train_step
-
     # Dropout off: the step-0 loss is then the same function of the same weights and
     # tokens on every mesh, which checks the sharded step against the unsharded one.
     config = model.preset(preset).replace(dropout=0.0)

@@ -25,6 +25,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+import engine.checkpoint
 from app import workers
 from app.library import Library, LibraryError
 from app.library_browser import LibraryBrowser
@@ -39,7 +40,6 @@ from app.settings import Settings
 from app.states import ModelStatus, TransportState
 from app.views import LevelMeter, ScrollingSpectrogram, ScrollingWaveform, theme
 from engine.audio import Recorder
-from engine.checkpoint import CHECKPOINTS, DEFAULT_CHECKPOINT, load_model, shipped_checkpoints
 from engine.effects import Catalog, ChainSpec, EffectsChain, load_catalog
 from engine.errors import UserError
 
@@ -205,8 +205,10 @@ class MainWindow(QMainWindow):
         self._restore_window()
         self._restore_chain()
         opened = self.settings.get("model/opened")
-        current = checkpoint or self.settings.get("model/checkpoint") or str(DEFAULT_CHECKPOINT)
-        self.model_panel.set_checkpoints(shipped_checkpoints(), opened + ([current] if checkpoint else []), current)
+        current = checkpoint or self.settings.get("model/checkpoint") or str(engine.checkpoint.DEFAULT_CHECKPOINT)
+        self.model_panel.set_checkpoints(
+            engine.checkpoint.shipped_checkpoints(), opened + ([current] if checkpoint else []), current
+        )
         if load_default:
             self.load_checkpoint(current)
 
@@ -234,7 +236,7 @@ class MainWindow(QMainWindow):
             self.transport.set_state(TransportState.LOADING)
 
         def work(task):
-            return load_model(path)
+            return engine.checkpoint.load_model(path)
 
         def done(checkpoint):
             if path != self.checkpoint_path:
@@ -243,7 +245,7 @@ class MainWindow(QMainWindow):
             self.model_status = ModelStatus.LOADED
             self.model_panel.show_card(checkpoint)
             self.settings.set("model/checkpoint", path)
-            if not str(Path(path).resolve()).startswith(str(CHECKPOINTS.resolve())):
+            if not str(Path(path).resolve()).startswith(str(engine.checkpoint.CHECKPOINTS.resolve())):
                 opened = [p for p in self.settings.get("model/opened") if p != path] + [path]
                 self.settings.set("model/opened", opened[-10:])
             if self.transport.state is TransportState.LOADING:

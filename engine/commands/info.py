@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine import model
-from engine.config import PRESETS
+from engine.config import PRESETS, ModelConfig, preset
 from engine.errors import UserError
 
 
@@ -15,8 +14,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def describe(config: model.ModelConfig) -> str:
+def describe(config: ModelConfig) -> str:
     """A human-readable table of `config`'s levels and parameter counts."""
+    from engine import model  # jax and flax: only `harmonic info` waits for them, not every `harmonic` call
+
     shapes = model.param_shapes(config)
     counts = model.level_param_counts(shapes, config)
     lines = ["config:"]
@@ -40,7 +41,7 @@ def describe(config: model.ModelConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = model.preset(args.preset)
+        config = preset(args.preset)
     except ValueError as error:
         raise UserError(str(error)) from None
     print(describe(config))

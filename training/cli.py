@@ -11,11 +11,15 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import tempfile
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from platformdirs import user_cache_dir
+
 from engine.errors import UserError, is_disk_full
+from training.config import DataConfig, ParallelConfig, RunConfig, TrainConfig
 from training.files import disk_full_message, quiet_full_disk_logs
 
 TRAIN_HELP = {
@@ -163,8 +167,6 @@ def _build(args, out: Path) -> dict:
                 out, midi, soundfonts, limit=args.limit, max_hours=args.max_hours, workers=args.workers
             )
         elif args.kind == "piano-holdout":
-            import tempfile
-
             from training.data.holdout import write_holdout_midi
             from training.data.piano import HOLDOUT_PIANO, build_piano, make_soundfonts
 
@@ -190,8 +192,6 @@ def _build(args, out: Path) -> dict:
 
 
 def _user_cache() -> Path:
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("harmonic"))
 
 
@@ -270,8 +270,6 @@ def _add_dataclass_flags(parser, cls, rename=None):
 
 
 def _register_train(commands):
-    from training.config import DataConfig, ParallelConfig, TrainConfig
-
     parser = commands.add_parser(
         "train",
         help="train a model (resumable, multi-device, multi-host)",
@@ -323,7 +321,6 @@ def _parse_model_overrides(config, pairs):
 def build_run_config(args):
     """The RunConfig from flags; with --resume, the run's saved config with any flags given now."""
     from engine import model
-    from training.config import DataConfig, ParallelConfig, RunConfig, TrainConfig
 
     data_flags, train_flags, par_flags = (
         _given(args, DataConfig),

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import mulaw
 from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
+from training.files import replacing
 
 CLIP = SAMPLE_RATE  # one-second digits
 
@@ -68,7 +70,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def load_split_audio(data: str, split: str, limit: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Decoded clips float32 [N, 16000] and labels int [N] of one split."""
-    from engine import mulaw
     from training.data.loader import Split
     from training.data.manifest import DataError
 
@@ -127,7 +128,7 @@ def clip_nll_bits(checkpoint, audio: np.ndarray, batch: int) -> np.ndarray:
     """Each clip's mean NLL in bits per sample under the model: [N]."""
     import jax
 
-    from engine import model, mulaw
+    from engine import model
     from training.loss import LN2, token_nll
 
     @jax.jit
@@ -198,7 +199,6 @@ def run_measure(args) -> int:
         for v, audio in enumerate(voices)
     ]
     if args.data:
-        from engine import mulaw
         from training.data.loader import Split
         from training.data.manifest import DataError
 
@@ -226,8 +226,6 @@ def _spectrograms(rows, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from training.files import replacing
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False)
     for ax, (name, audio) in zip(axes[:, 0], rows, strict=True):

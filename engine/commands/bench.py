@@ -9,6 +9,8 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from engine.config import PRESETS
+
 if TYPE_CHECKING:  # imported where used at run time: jax and orbax are slow to import
     from engine.checkpoint import ModelCheckpoint
 
@@ -42,7 +44,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: every command module is imported for `harmonic --help`, and these load jax
     from engine.compile_cache import enable_compile_cache
-    from engine.config import PRESETS
     from engine.measure import measure_generator, startup_times
 
     enable_compile_cache()

@@ -15,6 +15,10 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+
+from engine.errors import UserError
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("warmup", help="precompile the default generation programs (fast first start)")
@@ -35,8 +39,6 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = load_model(args.checkpoint)
     except CheckpointError as error:
         if args.checkpoint:
-            from engine.errors import UserError
-
             raise UserError(str(error)) from None
         checkpoint = shaped_checkpoint("realtime")
     generator = Generator(checkpoint, GenerationSettings(voices=args.voices))
@@ -62,6 +64,5 @@ def shaped_checkpoint(preset: str):
 
 def jax_tree_zeros(shapes):
     import jax
-    import numpy as np
 
     return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)

@@ -45,7 +45,11 @@ from engine.errors import UserError
 
 
 class ErrorBanner(QWidget):
-    """A dismissable message strip at the top of the window."""
+    """A dismissable message strip at the top of the window. It shows the last few
+    messages, newest first, so that two problems at once (no sound card, and a plugin
+    muted for sending NaN) are both in view; closing it clears them."""
+
+    MAX_MESSAGES = 3
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -54,10 +58,11 @@ class ErrorBanner(QWidget):
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._messages: list[tuple[str, bool]] = []  # (rich text, is an error), newest first
         close = QPushButton("✕")
         close.setFlat(True)
         close.setFixedWidth(28)
-        close.clicked.connect(self.hide)
+        close.clicked.connect(self.dismiss)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 6, 6)
         layout.addWidget(self.label, 1)
@@ -65,13 +70,21 @@ class ErrorBanner(QWidget):
         self.hide()
 
     def show_message(self, text: str, error: bool = True) -> None:
-        self.label.setText(text)
-        colour = theme.RECORD if error else theme.ACCENT
-        background = "#4a2327" if error else "#1d3a3a"
+        """Puts `text` (rich text) on top; the same text shown again moves up, not twice."""
+        kept = [message for message in self._messages if message[0] != text]
+        self._messages = [(text, error), *kept][: self.MAX_MESSAGES]
+        self.label.setText("<br>".join(message for message, _ in self._messages))
+        alarm = any(is_error for _, is_error in self._messages)
+        colour = theme.RECORD if alarm else theme.ACCENT
+        background = "#4a2327" if alarm else "#1d3a3a"
         self.setStyleSheet(
             f"QWidget#banner {{ background: {background}; border: 1px solid {colour}; border-radius: 5px; }}"
         )
         self.show()
+
+    def dismiss(self) -> None:
+        self._messages = []
+        self.hide()
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
@@ -278,7 +291,7 @@ class MainWindow(QMainWindow):
                     "No model is loaded. Choose a checkpoint in the Model panel (or open a checkpoint folder)."
                 )
             return
-        self.banner.hide()
+        self.banner.dismiss()
         self.playback.stop()
         # a fresh chain: the take starts without the last one's tails, and re-renders to the
         # same audio (reset() leaves the Dragonfly reverbs' modulation where it was)

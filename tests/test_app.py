@@ -24,7 +24,7 @@ from app.library_browser import NAME, STAR  # noqa: E402
 from app.main import build_parser  # noqa: E402
 from app.panels.controls import ControlsPanel  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.window import MainWindow  # noqa: E402
+from app.window import ErrorBanner, MainWindow  # noqa: E402
 from engine.generation_settings import GenerationSettings  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -180,6 +180,28 @@ def test_errors_are_shown_in_the_window(qtbot, tmp_path, tiny_checkpoint):
     qtbot.waitUntil(lambda: not task.running, timeout=10000)
     qtbot.waitUntil(lambda: "not-audio.wav: not an audio file" in window.banner.text(), timeout=5000)
     window.close()
+
+
+def test_the_banner_keeps_problems_that_come_together_in_view(qtbot):
+    """No sound card and a muted plugin at once: both lines stay, newest first, a repeat
+    moves up instead of showing twice, and closing the banner clears them."""
+    banner = ErrorBanner()
+    qtbot.addWidget(banner)
+    banner.show_message("Wave shaper (slot 1) sent NaN or Inf: muted")
+    banner.show_message("No sound: no audio output device found")
+    assert banner.text() == "No sound: no audio output device found<br>Wave shaper (slot 1) sent NaN or Inf: muted"
+    banner.show_message("Wave shaper (slot 1) sent NaN or Inf: muted")
+    assert banner.text().split("<br>") == [
+        "Wave shaper (slot 1) sent NaN or Inf: muted",
+        "No sound: no audio output device found",
+    ]
+    for n in range(5):
+        banner.show_message(f"message {n}")
+    assert banner.text().split("<br>") == ["message 4", "message 3", "message 2"]
+    banner.dismiss()
+    assert banner.text() == ""
+    banner.show_message("after")
+    assert banner.text() == "after"
 
 
 def test_missing_default_checkpoint_still_opens(qtbot, tmp_path, monkeypatch):

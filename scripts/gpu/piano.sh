@@ -30,13 +30,14 @@ if [[ ${SETUP:-1} == 1 ]]; then
   export PYTHONPATH=/tmp/site
   $PYTHON -m pip install -q --no-deps --no-build-isolation --no-index -e .   # registers `harmonic`'s commands
 fi
-harmonic() { $PYTHON -c "import sys; from engine.cli import main; sys.exit(main())" "$@"; }
+HARMONIC=("$PYTHON" -c "import sys; from engine.cli import main; sys.exit(main())")
+harmonic() { "${HARMONIC[@]}" "$@"; }
 
 mkdir -p data "$OUT"
 if [[ ! -f data/piano/manifest.json ]]; then
   tar xJf carry/piano-midi.tar.xz -C data
   echo "$(date +%T) rendering $HOURS h of scores"
-  timeout 300 $PYTHON -c "import sys; from engine.cli import main; sys.exit(main())" data build piano --out data/piano --midi data/piano-midi --soundfonts carry/soundfonts-train \
+  timeout 300 "${HARMONIC[@]}" data build piano --out data/piano --midi data/piano-midi --soundfonts carry/soundfonts-train \
     --max-hours "$HOURS" --workers "$(nproc)" 2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
   echo "$(date +%T) rendered"
 fi

@@ -34,6 +34,7 @@ from tinysoundfont.midi import NoteOn, ProgramChange, load
 from tqdm import tqdm
 
 from engine.mulaw import SILENCE, decode, encode
+from training.data.audio_folder import cut_clips
 from training.data.manifest import SAMPLE_RATE, DatasetWriter, split_of
 from training.data.score_midi import read_index
 from training.data.soundfont import extract_presets
@@ -157,10 +158,10 @@ def split_clips(works: list[tuple[str, np.ndarray]], clip_len: int) -> list[tupl
     stream = np.concatenate([part for _, tokens in works for part in (tokens, gap)][:-1])
     starts = np.cumsum([0] + [tokens.size + gap.size for _, tokens in works[:-1]])
     clips = []
-    for begin in range(0, stream.size, clip_len):
-        piece = stream[begin : begin + clip_len]
-        if piece.size < SAMPLE_RATE or np.abs(decode(piece)).max() < AUDIBLE:
+    for index, piece in enumerate(cut_clips(stream, clip_len, SAMPLE_RATE)):
+        if np.abs(decode(piece)).max() < AUDIBLE:
             continue
+        begin = index * clip_len
         tokens = np.full(clip_len, SILENCE, np.uint8)
         tokens[: piece.size] = piece
         clips.append((tokens, piece.size, works[int(np.searchsorted(starts, begin, side="right")) - 1][0]))

@@ -6,6 +6,7 @@ backward, AdamW, EMA, all jitted and donated.
 
     python -m benchmarks.training_throughput --suite throughput   # one GPU: 16k/128k/1M tokens
     python -m benchmarks.training_throughput --suite context      # 1M tokens over 1, 2, 4 GPUs
+    python -m benchmarks.training_throughput --suite matmul       # default (TF32) against bf16 products
     python -m benchmarks.training_throughput --suite quick        # CPU smoke run
 
 `--share-gpus` starts every row at once on GPUs shared between processes: the rows
@@ -31,28 +32,38 @@ import numpy as np
 
 from benchmarks.report import command_line, machine_line, write_section
 from engine import model
-from training.config import TrainConfig
+from training.config import Matmul, ParallelConfig, TrainConfig
 from training.doc_sections import markdown_table
 from training.mesh import check_shapes, global_batch, make_mesh, put_replicated
 from training.train_step import init_state, make_optimizer, make_train_step
 
 SUITES = {
-    # (preset, batch, length, seq_shards, remat); batches chosen to fill an 80 GB GPU.
+    # (preset, batch, length, seq_shards, remat, matmul); batches chosen to fill an 80 GB GPU.
     # 1,048,320 = 3,276 x 320: the ~1M-token length that 1, 2 and 4 shards of both
     # presets' pooling products divide.
     "throughput": [
-        ("realtime", 32, 16_000, 1, False),
-        ("realtime", 8, 128_000, 1, False),
-        ("realtime", 1, 1_048_320, 1, True),
-        ("paper", 16, 16_000, 1, False),
-        ("paper", 2, 128_000, 1, False),
+        ("realtime", 32, 16_000, 1, False, "default"),
+        ("realtime", 8, 128_000, 1, False, "default"),
+        ("realtime", 1, 1_048_320, 1, True, "default"),
+        ("paper", 16, 16_000, 1, False, "default"),
+        ("paper", 2, 128_000, 1, False, "default"),
     ],
     "context": [
-        ("paper", 1, 1_048_320, 1, True),
-        ("paper", 1, 1_048_320, 2, True),
-        ("paper", 1, 1_048_320, 4, True),
+        ("paper", 1, 1_048_320, 1, True, "default"),
+        ("paper", 1, 1_048_320, 2, True, "default"),
+        ("paper", 1, 1_048_320, 4, True, "default"),
     ],
-    "quick": [("tiny", 2, 4096, 1, False), ("tiny", 1, 8192, 1, True)],
+    # The piano runs' shape (scripts/gpu/piano.sh), with each precision of ParallelConfig.matmul.
+    "matmul": [
+        (preset, 32, 64_000, 1, False, matmul)
+        for preset in ("realtime", "realtime-2x")
+        for matmul in ("default", "bf16")
+    ],
+    "quick": [
+        ("tiny", 2, 4096, 1, False, "default"),
+        ("tiny", 2, 4096, 1, False, "bf16"),
+        ("tiny", 1, 8192, 1, True, "default"),
+    ],
 }
 
 
@@ -74,7 +85,7 @@ def timing_turn():
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, steps: int) -> dict:
+def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, matmul: Matmul, steps: int) -> dict:
     """Compiles the step, then (in its timing turn) runs one warm-up and `steps` timed
     steps; returns a result row."""
     # Dropout off: the step-0 loss is then the same function of the same weights and
@@ -85,7 +96,9 @@ def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, 
     check_shapes(config, mesh, batch, length)
     optimizer = make_optimizer(train)
     state = put_replicated(jax.device_get(init_state(config, train, optimizer)), mesh)
-    step = make_train_step(config, train, mesh, optimizer, remat)
+    step = make_train_step(
+        config, train, mesh, optimizer, ParallelConfig(seq_shards=seq_shards, data_shards=1, remat=remat, matmul=matmul)
+    )
     rng = np.random.default_rng(0)
     tokens = global_batch(mesh, lambda r, c: rng.integers(0, 256, (batch, length))[r, c], (batch, length), np.int32)
     mask = global_batch(mesh, lambda r, c: np.ones((batch, length), np.float32)[r, c], (batch, length), np.float32)
@@ -109,6 +122,7 @@ def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, 
         "length": length,
         "seq_shards": seq_shards,
         "remat": remat,
+        "matmul": matmul,
         "step_s": seconds,
         "compile_s": compile_s,
         "loss": float(metrics["loss"]),
@@ -125,20 +139,27 @@ def keep_result(results: dict[int, dict], index: int, done: futures.Future) -> N
 
 def run_subprocess(row, steps: int, timeout: float, gpus: list[int] | None = None) -> dict:
     """Runs one row in a fresh process, on the GPUs `gpus` (all visible ones if None)."""
-    preset, batch, length, seq_shards, remat = row
+    preset, batch, length, seq_shards, remat, matmul = row
     args = [
         sys.executable,
         "-m",
         "benchmarks.training_throughput",
         "--one",
-        json.dumps([preset, batch, length, seq_shards, remat]),
+        json.dumps(row),
         "--steps",
         str(steps),
     ]
     env = dict(os.environ)
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
-    failed = {"preset": preset, "batch": batch, "length": length, "seq_shards": seq_shards, "remat": remat}
+    failed = {
+        "preset": preset,
+        "batch": batch,
+        "length": length,
+        "seq_shards": seq_shards,
+        "remat": remat,
+        "matmul": matmul,
+    }
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -256,17 +277,30 @@ def main():
             for r in results
         ]
     else:
-        header = ["preset", "batch", "length", "remat", "step s", "tokens/s per GPU", "peak GiB", "compile s"]
+        header = [
+            "preset",
+            "batch",
+            "length",
+            "remat",
+            "matmul",
+            "step s",
+            "tokens/s per GPU",
+            "peak GiB",
+            "compile s",
+            "loss after 1 + steps",
+        ]
         rows = [
             [
                 r["preset"],
                 r["batch"],
                 f"{r['length']:,}",
                 r["remat"],
+                r["matmul"],
                 r.get("error") or f"{r['step_s']:.3f}",
                 "-" if "error" in r else f"{r['tokens_per_s']:,.0f}",
                 "-" if "error" in r else f"{r['peak_gib']:.1f}",
                 "-" if "error" in r else f"{r['compile_s']:.0f}",
+                "-" if "error" in r else f"{r['loss']:.4f}",
             ]
             for r in results
         ]
@@ -276,6 +310,7 @@ def main():
         title = {
             "throughput": "Training throughput and memory",
             "context": "Context parallelism: one 1M-token sequence over several GPUs",
+            "matmul": "Training throughput: default (TF32) against bf16 matrix products",
             "quick": "Training throughput (CPU smoke run)",
         }[args.suite]
         write_section(

@@ -22,9 +22,13 @@ import jax
 import numpy as np
 import pytest
 
+from engine import model
 from engine.checkpoint import load_model
 from engine.cli import SELF_COMMAND
+from training.config import ParallelConfig, TrainConfig
 from training.data.digits import build_digits
+from training.mesh import make_mesh
+from training.train_step import init_state, make_optimizer, make_train_step
 
 TRAIN = [
     "--preset",
@@ -182,3 +186,21 @@ def test_packed_run_state_continues_the_curve(tmp_path, digits, env):
     resumed, reference = train_losses(moved), train_losses(straight)
     assert [s for s, _ in resumed] == [s for s, _ in reference] == list(range(5, 41, 5))
     np.testing.assert_allclose([loss for _, loss in resumed], [loss for _, loss in reference], rtol=2e-3)
+
+
+@pytest.mark.parametrize("matmul", ["default", "bf16"])
+def test_matmul_precision_reaches_every_product_of_the_step(matmul):
+    """--matmul bf16 gives every matrix product of the loss and its gradients bfloat16
+    inputs with float32 accumulation; the default leaves all of them to XLA."""
+    config = model.preset("tiny")
+    train = TrainConfig(preset="tiny")
+    mesh = make_mesh(1, 1, jax.devices()[:1])
+    optimizer = make_optimizer(train)
+    state = jax.eval_shape(lambda: init_state(config, train, optimizer))
+    step = make_train_step(config, train, mesh, optimizer, ParallelConfig(matmul=matmul))
+    batch = jax.ShapeDtypeStruct((2, 4 * config.total_pooling), np.int32)
+    mask = jax.ShapeDtypeStruct(batch.shape, np.float32)
+    products = [line for line in step.lower(state, batch, mask).as_text().splitlines() if "dot_general" in line]
+    in_bf16 = [line for line in products if "lhs_precision_type = bf16" in line and "accumulation_type = f32" in line]
+    assert len(products) > 10
+    assert len(in_bf16) == (len(products) if matmul == "bf16" else 0)

@@ -43,6 +43,7 @@ TRAIN_HELP = {
     "seq_shards": "devices the time axis is split over (context parallelism)",
     "data_shards": "devices the batch is split over (0: all the others)",
     "remat": "recompute block activations in the backward pass (long sequences)",
+    "matmul": "the step's matrix products: default (XLA's; TF32 on NVIDIA GPUs) or bf16 (float32 accumulation)",
     "coordinator": "multi-host: host:port of process 0 (or JAX_COORDINATOR_ADDRESS)",
     "num_processes": "multi-host: number of processes (or JAX_NUM_PROCESSES)",
     "process_id": "multi-host: this process's index (or JAX_PROCESS_ID)",

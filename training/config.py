@@ -16,6 +16,8 @@ from typing import Literal
 
 from engine.config import ModelConfig
 
+Matmul = Literal["default", "bf16"]
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -84,6 +86,9 @@ class ParallelConfig:
       seq_shards: devices the time axis is split over (context parallelism).
       data_shards: devices the batch is split over; 0 means all remaining devices.
       remat: recompute each block's activations in the backward pass (long sequences).
+      matmul: the training step's matrix products on float32 arrays: "default" (XLA's:
+        TF32 on NVIDIA tensor cores, float32 on CPUs) or "bf16" (bfloat16 inputs, float32
+        accumulation). Weights, activations, the scan state and validation stay float32.
       coordinator: "host:port" of process 0 for multi-host runs ("" = single process, or
         the standard environment variables if they are set).
       num_processes, process_id: for `jax.distributed.initialize` (-1 = from environment).
@@ -92,6 +97,7 @@ class ParallelConfig:
     seq_shards: int = 1
     data_shards: int = 0
     remat: bool = False
+    matmul: Matmul = "default"
     coordinator: str = ""
     num_processes: int = -1
     process_id: int = -1

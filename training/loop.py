@@ -249,7 +249,7 @@ def train(
     session = set_up(Path(run_dir), run, resume, progress)
     run, primary, mesh = session.run, session.primary, session.mesh
     train_cfg, data_cfg = run.train, run.data
-    train_step = make_train_step(run.model, train_cfg, mesh, make_optimizer(train_cfg), run.parallel.remat)
+    train_step = make_train_step(run.model, train_cfg, mesh, make_optimizer(train_cfg), run.parallel)
     eval_fn = make_eval_fn(run.model, mesh)
     batches = ShardedBatches(
         BatchPlan(session.train_split, data_cfg.batch_size, data_cfg.seq_len, train_cfg.seed), mesh

@@ -14,7 +14,7 @@ import optax
 
 from engine import model
 from engine.checkpoint import load_model
-from training.config import TrainConfig
+from training.config import ParallelConfig, TrainConfig
 from training.loss import mean_loss
 from training.mesh import put_replicated, replicated
 
@@ -74,15 +74,25 @@ def start_from_model(state: dict, path: str, config: model.ModelConfig, optimize
     }
 
 
-def make_train_step(config, train: TrainConfig, mesh, optimizer, remat: bool):
+# `jax.default_matmul_precision` names of ParallelConfig.matmul: a dot algorithm preset
+# pins bfloat16 inputs with float32 accumulation on every backend (GPU, TPU and CPU alike),
+# where the "bfloat16" precision name would mean TF32 on NVIDIA GPUs.
+MATMUL_PRECISION = {"default": None, "bf16": "BF16_BF16_F32"}
+
+
+def make_train_step(config, train: TrainConfig, mesh, optimizer, parallel: ParallelConfig):
     """jit(state, tokens int32 [B, T], mask [B, T]) -> (state, metrics), state donated;
-    metrics: loss (bits), grad_norm, lr, ok (the update was applied)."""
+    metrics: loss (bits), grad_norm, lr, ok (the update was applied). The loss and its
+    gradients take their matrix products at `parallel.matmul` precision."""
     schedule = learning_rate(train)
 
     def step_fn(state, tokens, mask):
         step = state["step"]
         dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step) if config.dropout > 0 else None
-        loss, grads = jax.value_and_grad(mean_loss)(state["params"], config, tokens, mask, mesh, dropout_key, remat)
+        with jax.default_matmul_precision(MATMUL_PRECISION[parallel.matmul]):
+            loss, grads = jax.value_and_grad(mean_loss)(
+                state["params"], config, tokens, mask, mesh, dropout_key, parallel.remat
+            )
         grad_norm = optax.global_norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (grad_norm <= train.skip_grad_norm)
         updates, new_opt = optimizer.update(grads, state["opt_state"], state["params"])

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One block of GPU time for the piano models (issue 15), in one device call of under
-# 10 minutes: render the piano set on the GPU machine's CPUs (once per machine), then
-# train every run in $RUNS side by side, one GPU each, for $MINUTES. A run resumes from
+# 10 minutes: render the piano set on the GPU machine's CPUs (once per machine; $BENCH
+# meanwhile times a training_throughput suite on the idle GPUs), then train every run in
+# $RUNS side by side, each data-parallel over its own GPUs, for $MINUTES. A run resumes from
 # its folder on a warm machine, else from its packed state in the repository
 # (assets/runs/NAME), else from the weights of its MODEL (the shipped checkpoint it
 # improves, with a fresh optimiser that warms up again: a larger model's packed state
 # would not fit the 64 MiB that travels), else it starts. Each run's EMA model comes back as
-# $OUT/NAME-model.tgz (in 15 MiB parts when larger), with its metrics.csv; the runs named
-# in $PACK come back as packed state too. Here, afterwards (docs/gpu-runs.md):
+# $OUT/NAME-model.tgz (in 15 MiB parts when larger), with its metrics.csv, and its test-split
+# NLL is printed (with that of each model in $EVAL); the runs named in $PACK come back as
+# packed state too. Here, afterwards (docs/gpu-runs.md):
 #     cat OUT/piano-2x-model.tgz.* | tar xz   # then evaluate, and replace the MODEL with it
 #     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # a packed run
 #
@@ -19,10 +21,14 @@ set -euo pipefail
 
 MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's limit is 10 min)
 HOURS=${HOURS:-10}         # score time of the corpus to render (about 5 s an hour on 16 cores)
-RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}   # NAME:PRESET[:MODEL] ..., run i on GPU i
+# NAME:PRESET[:MODEL[:GPUS[:MATMUL]]] ...: GPUS a comma list (default: run i on GPU i),
+# MATMUL default or bf16 (harmonic train --matmul).
+RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
 PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
+EVAL=${EVAL:-}             # models whose test-split NLL is printed too (the one a run continues)
+BENCH=${BENCH:-}           # a benchmarks.training_throughput suite timed while the CPUs render
 OUT=${OUT:-/tmp/out}
-BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # a CPU dry run: RUNS=piano:tiny BATCH=2 SEQ=8000
+BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # clips per GPU; a CPU dry run: RUNS=piano:tiny BATCH=2 SEQ=8000
 PYTHON=${PYTHON:-python3}
 
 if [[ ${SETUP:-1} == 1 ]]; then
@@ -34,6 +40,11 @@ HARMONIC=("$PYTHON" -c "import sys; from engine.cli import main; sys.exit(main()
 harmonic() { "${HARMONIC[@]}" "$@"; }
 
 mkdir -p data "$OUT"
+if [[ -n $BENCH ]]; then
+  $PYTHON -m benchmarks.training_throughput --suite "$BENCH" --gpus "$(nvidia-smi -L | wc -l)" 2>&1 \
+    | grep --line-buffered -v "slow_operation\|Very slow compile" | sed -u "s/^/[bench] /" &
+  bench=$!
+fi
 if [[ ! -f data/piano/manifest.json ]]; then
   tar xJf carry/piano-midi.tar.xz -C data
   echo "$(date +%T) rendering $HOURS h of scores"
@@ -42,8 +53,14 @@ if [[ ! -f data/piano/manifest.json ]]; then
   echo "$(date +%T) rendered"
 fi
 
-train_run() {  # NAME PRESET [MODEL] GPU: resume or start one run on one GPU, then bring its results back
-  local name=$1 preset=$2 model=$3 gpu=$4 resume=()
+test_nll() {  # MODEL GPUS: the model's NLL on the rendered test split
+  CUDA_VISIBLE_DEVICES=$2 harmonic eval --checkpoint "$1" --data data/piano --split test --batch-size 32 2>&1 \
+    | grep --line-buffered "bits" | sed -u "s|^|[test $1] |"
+}
+
+train_run() {  # NAME PRESET MODEL GPUS MATMUL: resume or start one run, then bring its results back
+  local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} resume=()
+  local batch=$((BATCH * $(tr , "\n" <<<"$gpus" | wc -l)))
   if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
     resume=(--resume)
   elif [[ -f assets/runs/$name/meta.json ]]; then   # a packed run state (weights and optimiser)
@@ -53,16 +70,17 @@ train_run() {  # NAME PRESET [MODEL] GPU: resume or start one run on one GPU, th
     resume=(--init-from "$model")
   fi
   # Constant learning rate after warm-up: the run is extended block after block.
-  CUDA_VISIBLE_DEVICES=$gpu harmonic train --data data/piano --run "runs/$name" "${resume[@]}" --preset "$preset" \
-    --batch-size "$BATCH" --seq-len "$SEQ" --lr 2e-3 --warmup-steps 500 --schedule constant --steps 1000000 \
+  CUDA_VISIBLE_DEVICES=$gpus harmonic train --data data/piano --run "runs/$name" "${resume[@]}" --preset "$preset" \
+    --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr 2e-3 --warmup-steps 500 --schedule constant --steps 1000000 \
     --eval-every 1000 --eval-clips 128 --eval-batch-size 32 --save-every 500 --keep-checkpoints 2 --log-every 50 \
     --max-minutes "$MINUTES" --no-progress 2>&1 | sed -u "s/^/[$name] /"
   if [[ " $PACK " == *" $name "* ]]; then
     harmonic run-state pack "runs/$name" --out "$OUT/$name-state"
   fi
   rm -rf "/tmp/$name-model"
-  CUDA_VISIBLE_DEVICES=$gpu harmonic export "runs/$name" --out "/tmp/$name-model" --name "$name ($preset)" --no-test
+  CUDA_VISIBLE_DEVICES=$gpus harmonic export "runs/$name" --out "/tmp/$name-model" --name "$name ($preset)" --no-test
   cp "runs/$name/metrics.csv" "/tmp/$name-model/"
+  test_nll "/tmp/$name-model" "$gpus"
   tar czf "/tmp/$name-model.tgz" -C /tmp "$name-model"
   if [[ $(stat -c %s "/tmp/$name-model.tgz") -gt 15728640 ]]; then
     split -b 15M -d "/tmp/$name-model.tgz" "$OUT/$name-model.tgz."   # cat the parts back together here
@@ -71,11 +89,18 @@ train_run() {  # NAME PRESET [MODEL] GPU: resume or start one run on one GPU, th
   fi
 }
 
-gpu=0
+if [[ -n $BENCH ]]; then
+  wait "$bench"
+  cp docs/benchmarks.md "$OUT/"   # with the suite's section rewritten
+fi
+for model in $EVAL; do
+  test_nll "$model" 0
+done &
+index=0
 for spec in $RUNS; do
-  IFS=: read -r name preset model <<<"$spec"
-  train_run "$name" "$preset" "$model" "$gpu" &
-  gpu=$((gpu + 1))
+  IFS=: read -r name preset model gpus matmul <<<"$spec"
+  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" &
+  index=$((index + 1))
 done
 wait
 $PYTHON -c "import json; m = json.load(open('data/piano/manifest.json')); print(json.dumps({k: m[k] for k in ('hours', 'clips', 'works', 'splits')}))"

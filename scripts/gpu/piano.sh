@@ -20,7 +20,9 @@
 set -euo pipefail
 
 MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's limit is 10 min)
-HOURS=${HOURS:-10}         # score time of the corpus to render (about 5 s an hour on 16 cores)
+HOURS=${HOURS:-14}         # score time of the corpus to render (14 h: 2 min on 64 cores)
+RENDER_SECONDS=${RENDER_SECONDS:-300}   # the render's bound (a 24 h render with BENCH took longer)
+LR=${LR:-1e-3}             # after warm-up, constant: 2e-3 at 128 clips a step spiked (docs/gpu-runs.md)
 # NAME:PRESET[:MODEL[:GPUS[:MATMUL]]] ...: GPUS a comma list (default: run i on GPU i),
 # MATMUL default or bf16 (harmonic train --matmul).
 RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
@@ -48,7 +50,7 @@ fi
 if [[ ! -f data/piano/manifest.json ]]; then
   tar xJf carry/piano-midi.tar.xz -C data
   echo "$(date +%T) rendering $HOURS h of scores"
-  timeout 300 "${HARMONIC[@]}" data build piano --out data/piano --midi data/piano-midi --soundfonts carry/soundfonts-train \
+  timeout "$RENDER_SECONDS" "${HARMONIC[@]}" data build piano --out data/piano --midi data/piano-midi --soundfonts carry/soundfonts-train \
     --max-hours "$HOURS" --workers "$(nproc)" 2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
   echo "$(date +%T) rendered"
 fi
@@ -71,7 +73,7 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL: resume or start one run, then br
   fi
   # Constant learning rate after warm-up: the run is extended block after block.
   CUDA_VISIBLE_DEVICES=$gpus harmonic train --data data/piano --run "runs/$name" "${resume[@]}" --preset "$preset" \
-    --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr 2e-3 --warmup-steps 500 --schedule constant --steps 1000000 \
+    --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr "$LR" --warmup-steps 500 --schedule constant --steps 1000000 \
     --eval-every 1000 --eval-clips 128 --eval-batch-size 32 --save-every 500 --keep-checkpoints 2 --log-every 50 \
     --max-minutes "$MINUTES" --no-progress 2>&1 | sed -u "s/^/[$name] /"
   if [[ " $PACK " == *" $name "* ]]; then

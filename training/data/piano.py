@@ -169,9 +169,13 @@ def split_clips(works: list[tuple[str, np.ndarray]], clip_len: int) -> list[tupl
 
 
 def _render_job(job):
+    """(work, its mu-law tokens uint8 [T] or None, error or None). Encoded in the worker:
+    a quarter of the float32 audio's bytes goes back through the pool's pipe, and the
+    parent, one process for every worker, only joins the streams."""
     work, midi, soundfonts, pianos = job
     try:
-        return work, render(midi, soundfonts, Performance.for_work(work, pianos)), None
+        audio = render(midi, soundfonts, Performance.for_work(work, pianos))
+        return work, encode(trim_silence(audio)).astype(np.uint8), None
     except Exception as error:  # a damaged MIDI file or an odd event: list it, go on
         return work, None, f"{type(error).__name__}: {str(error)[:200]}"
 
@@ -222,13 +226,13 @@ def build_piano(
     # Unordered: a long sonata does not hold up the works behind it; the streams are joined
     # in the works' order at the end, so the same works always give the same arrays.
     with multiprocessing.get_context("spawn").Pool(workers or os.cpu_count() or 1, maxtasksperchild=50) as pool:
-        for work, audio, error in tqdm(
+        for work, tokens, error in tqdm(
             pool.imap_unordered(_render_job, jobs), total=len(jobs), desc="works", unit="work", disable=not progress
         ):
             if error:
                 failed.append({"work": work, "error": error})
                 continue
-            streams[work] = encode(trim_silence(audio)).astype(np.uint8)
+            streams[work] = tokens
     for name in ("train", "valid", "test"):
         kept = [w["id"] for w in works if w["id"] in streams and (split or split_of(w["id"])) == name]
         for tokens, length, source in split_clips([(work, streams.pop(work)) for work in kept], writer.clip_len):

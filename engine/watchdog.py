@@ -13,10 +13,12 @@ distribution's mean entropy there, so one statistic serves both):
 - noise: the model can barely predict anything (mean surprisal above `noise_bits`, where
   8 bits is a uniform guess over the 256 mu-law classes).
 
-Recovery: every `snapshot_seconds` of healthy, sounding audio the generator keeps a copy of
-the voice's state (the last `snapshots` copies). On drift it restores the newest copy and
-resamples the voice from a fresh random stream (`engine.sampling.stream_seed`: a function of
-the take's seed and the voice's rollback count, so a take stays reproducible). After
+Recovery: every `snapshot_seconds` of healthy, sounding audio the generator copies the voice's
+state, and keeps the copy (the last `snapshots` of them) once `confirm_seconds` of sounding audio
+followed it: a copy taken just as the voice fell silent would only lead back into the silence.
+On drift it restores the newest copy and resamples the voice from a fresh random stream
+(`engine.sampling.stream_seed`: a function of the take's seed and the voice's rollback count,
+so a take stays reproducible). After
 `retries` failed attempts from one copy it drops that copy and goes back to the one before;
 with none left it gives up on the episode with a one-line notice and lets the voice play on
 until it sounds healthy again. Each rollback discards at least one window of generated audio
@@ -49,6 +51,7 @@ class WatchdogSettings:
       silence_db: RMS (dBFS) below which a window counts as quiet.
       noise_bits: mean surprisal above which a window is noise.
       snapshot_seconds: healthy audio between two copies of a voice's state.
+      confirm_seconds: sounding audio that must follow a copy before it is kept.
       snapshots: copies kept per voice (how far back it can go: about snapshots x snapshot_seconds).
       retries: attempts from one copy before going back to the one before.
     """
@@ -58,12 +61,13 @@ class WatchdogSettings:
     silence_db: float = -60.0
     noise_bits: float = 7.0
     snapshot_seconds: float = 1.0
+    confirm_seconds: float = 0.5
     snapshots: int = 3
     retries: int = 2
 
     def __post_init__(self):
-        if self.window_seconds <= 0 or self.snapshot_seconds <= 0:
-            raise ValueError("the watchdog's window and snapshot spacing must be > 0 s")
+        if self.window_seconds <= 0 or self.snapshot_seconds <= 0 or self.confirm_seconds < 0:
+            raise ValueError("the watchdog's window and snapshot spacing must be > 0 s, its confirmation >= 0 s")
         if self.snapshots < 1 or self.retries < 1:
             raise ValueError("the watchdog needs at least one snapshot and one retry")
         if not 0 <= self.silence_bits < self.noise_bits <= 8:
@@ -76,6 +80,10 @@ class WatchdogSettings:
     @property
     def snapshot_samples(self) -> int:
         return max(1, round(self.snapshot_seconds * SAMPLE_RATE))
+
+    @property
+    def confirm_samples(self) -> int:
+        return round(self.confirm_seconds * SAMPLE_RATE)
 
 
 class Drift(enum.Enum):
@@ -134,7 +142,8 @@ class TakeWatch:
         self._recent = np.zeros(voices, np.int64)  # samples observed since the last check
         self.kept = np.zeros(voices, np.int64)  # samples of each voice's take that stand
         self._streams = np.zeros(voices, np.int64)  # random streams used by each voice so far
-        self._snapshots: list[list[_Snapshot]] = [[] for _ in range(voices)]
+        self._snapshots: list[list[_Snapshot]] = [[] for _ in range(voices)]  # kept copies, oldest first
+        self._candidates: list[_Snapshot | None] = [None] * voices  # copies waiting for confirmation
         self._given_up = np.zeros(voices, bool)
         self.rollbacks: list[Rollback] = []
         self.notices: list[str] = []
@@ -192,17 +201,27 @@ class TakeWatch:
             sounding = recent > 0 and self._classify(self._bits[voice, -recent:], self._power[voice, -recent:]) is None
             if drift is None and sounding:
                 self._given_up[voice] = False
-                history = self._snapshots[voice]
-                if not history or self.kept[voice] - history[-1].kept >= self.settings.snapshot_samples:
-                    history.append(_Snapshot(copy_state(voice), int(self.kept[voice])))
-                    del history[: -self.settings.snapshots]
-            elif drift is not None and not self._given_up[voice]:
+                self._keep_copies(voice, copy_state)
+                continue
+            self._candidates[voice] = None  # not followed by sounding audio: never kept
+            if drift is not None and not self._given_up[voice]:
                 rollback = self._roll_back(voice, drift, restore_state)
                 if rollback is not None:
                     done.append(rollback)
         self._recent[:] = 0
         self.rollbacks += done
         return done
+
+    def _keep_copies(self, voice: int, copy_state: Callable[[int], object]) -> None:
+        """At a healthy check: confirms the voice's waiting copy, or copies its state when due."""
+        history, candidate, kept = self._snapshots[voice], self._candidates[voice], int(self.kept[voice])
+        if candidate is not None:
+            if kept - candidate.kept >= self.settings.confirm_samples:
+                history.append(candidate)
+                del history[: -self.settings.snapshots]
+                self._candidates[voice] = None
+        elif not history or kept - history[-1].kept >= self.settings.snapshot_samples:
+            self._candidates[voice] = _Snapshot(copy_state(voice), kept)
 
     def _roll_back(self, voice: int, drift: Drift, restore_state: Callable[[int, object], None]) -> Rollback | None:
         history = self._snapshots[voice]

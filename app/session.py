@@ -172,10 +172,14 @@ class GenerationSession(QObject):
 
     def stats(self) -> dict:
         """seconds: the position heard, in the generated audio (the chain's latency
-        taken off); fill, rtf, underruns: the player's."""
+        taken off); fill, rtf, underruns: the player's; rollbacks, given_up: the watchdog's
+        (None when it is off)."""
         output = self.output
         generator = self.generator
+        watched = generator is not None and generator.settings.watchdog is not None
         return {
+            "rollbacks": len(generator.rollbacks) if watched else None,
+            "given_up": len(generator.watchdog_notices) if watched else None,
             "seconds": max(0, self.heard_samples - self.stage.latency_samples) / RATE,
             "fill": output.fill_fraction if output is not None else None,
             "rtf": (output.realtime_factor if output is not None else None)

@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         chain = files.enter_context(open_fx(args)) if args.fx else None
         generator = build_generator(args)
         settled = SettledTake(generator)  # without --watchdog: the generator's chunks as they come
+        source: SettledTake | EffectsSource
         if chain is None:
             source = settled
         else:

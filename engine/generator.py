@@ -239,6 +239,8 @@ class Generator:
             self._watch = None if watchdog is None else TakeWatch(watchdog, self.voices, self._settings.random_seed)
             self._fade_from: dict[int, float] = {}  # live: voice -> last sample played before its rollback
             self.last_rollbacks: tuple[Rollback, ...] = ()  # those of the latest chunk
+            self._held = np.zeros((self.voices, 0), np.float32)  # settled_chunks: audio not out yet
+            self._held_to = 0  # settled_chunks: how much of _held stands for every voice
             self.samples_generated = 0  # per voice, excluding the prime
             self._prime_out = 0  # prime samples already returned (include_prime)
             self.compute_seconds = 0.0
@@ -452,27 +454,32 @@ class Generator:
         limit = None if max_samples is None else max_samples - done  # of the generated part
         margin = 0 if watchdog is None else watchdog.window_samples
         base = int(self.kept_samples.min())  # the generated take stands up to here for every voice
-        pending = np.zeros((self.voices, 0), np.float32)  # each voice's audio from base on
+        self._held = np.zeros((self.voices, 0), np.float32)  # each voice's audio from base on
         kept = np.full(self.voices, base)
         while (limit is None or base < limit) and not self._stop.is_set():
             audio = mulaw.decode(self.next_tokens())
             reach = int(kept.max()) + audio.shape[1] - base
-            if reach > pending.shape[1]:
-                pending = np.pad(pending, ((0, 0), (0, reach - pending.shape[1])))
+            if reach > self._held.shape[1]:
+                self._held = np.pad(self._held, ((0, 0), (0, reach - self._held.shape[1])))
             for voice, start in enumerate(kept - base):
-                pending[voice, start : start + audio.shape[1]] = audio[voice]
+                self._held[voice, start : start + audio.shape[1]] = audio[voice]
             kept = self.kept_samples
-            settled = int(kept.min()) if self._watch is None else int(self._watch.settled.min())
-            if limit is not None and kept.min() >= limit + margin:
-                settled = limit  # past the end by a window: what stands now is the take
-            if self._stop.is_set():
-                settled = int(kept.min())
-            if limit is not None:
-                settled = min(settled, limit)
+            end = int(kept.min()) if limit is None else min(int(kept.min()), limit)
+            self._held_to = end - base
+            settled = end if self._watch is None else min(int(self._watch.settled.min()), end)
+            if self._stop.is_set() or (limit is not None and kept.min() >= limit + margin):
+                settled = end  # stopped, or past the end by a window: what stands now is the take
             if settled > base:
-                yield pending[:, : settled - base].copy()
-                pending = pending[:, settled - base :]
+                yield self._held[:, : settled - base].copy()
+                self._held = self._held[:, settled - base :]
+                self._held_to -= settled - base
                 base = settled
+
+    def unsettled(self) -> np.ndarray:
+        """float32 [voices, n]: what `settled_chunks` holds back that stands so far (for a take
+        cut short, e.g. by Ctrl-C, to keep it); empty without the watchdog."""
+        with self._lock:
+            return self._held[:, : self._held_to].copy()
 
     def render(self, seconds: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Generates `seconds` of new audio (plus the seed audio first with include_prime), as

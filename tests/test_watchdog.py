@@ -177,3 +177,13 @@ def test_generate_command_with_watchdog(silent_model, tmp_path, capsys, monkeypa
     audio, rate = soundfile.read(out, dtype="float32")
     assert rate == mulaw.SAMPLE_RATE and audio.shape == (8 * rate,)
     assert longest_run(mulaw.encode(audio), COLLAPSE) < 0.3 * rate
+
+
+def test_a_take_cut_short_keeps_what_the_watchdog_held_back(silent_model):
+    settings = GenerationSettings(random_seed=1, voices=2, chunk_ms=50, watchdog=WatchdogSettings())
+    generator = Generator(silent_model, settings)
+    chunks = generator.settled_chunks()
+    out = np.concatenate([next(chunks) for _ in range(3)], axis=1)
+    held = generator.unsettled()
+    assert held.shape[1] > 0  # the newest copies can still be rolled back to
+    assert out.shape[1] + held.shape[1] == generator.kept_samples.min()  # together: the take so far

@@ -230,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             # A second Ctrl-C must not interrupt the files being finished.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            held = generator.unsettled()  # what the watchdog still held back stands: keep it too
+            if chain is None and held.shape[1]:
+                take.write(held)
             kept = [t for t in takes if t.frames]
             for kept_take in kept:
                 kept_take.finish()

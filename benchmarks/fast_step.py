@@ -125,8 +125,8 @@ def main() -> None:
             "on a trained model's peaked distributions). *JAX step*: `engine.generator.generate_chunk`, one compiled "
             "`lax.scan` of `engine.model.step` per 50 ms chunk (`HARMONIC_STEP_BACKEND=jax`). *kernel*: "
             "`engine.fast_step`, the fused numba loop (the default). *kernel + watchdog*: the kernel with "
-            "`--watchdog` (each sample's surprisal from the kernel, the statistics windows, and the rollbacks: "
-            "random weights hiss, so it rolls them back about once a second). Median of "
+            "`--watchdog`: each sample's surprisal from the kernel and the statistics windows (random weights "
+            "hiss at 7.3 bits a sample: it rolls each take back twice, gives up, and watches on). Median of "
             f"{args.rounds} rounds alternating the three paths, {seconds:g} s each; x real time is per voice. *busy*: "
             "another process spins at 100% of a core during the measurement; *idle*: the benchmark starts none "
             "(the load average shows what else ran).",

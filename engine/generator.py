@@ -470,10 +470,10 @@ class Generator:
             if self._stop.is_set() or (limit is not None and kept.min() >= limit + margin):
                 settled = end  # stopped, or past the end by a window: what stands now is the take
             if settled > base:
-                yield self._held[:, : settled - base].copy()
-                self._held = self._held[:, settled - base :]
-                self._held_to -= settled - base
+                out = self._held[:, : settled - base].copy()
+                self._held, self._held_to = self._held[:, settled - base :], self._held_to - (settled - base)
                 base = settled
+                yield out
 
     def unsettled(self) -> np.ndarray:
         """float32 [voices, n]: what `settled_chunks` holds back that stands so far (for a take

@@ -28,6 +28,7 @@ from engine.mulaw import SAMPLE_RATE as RATE
 
 if TYPE_CHECKING:
     from app.panels.seed_audio import SeedAudio
+    from engine.generator import Generator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ class GenerationSession(QObject):
         self.devices = devices
         self.library = library
         self.stage = Stage(effects, on_chunk=self._on_chunk)
-        self.generator = None
+        self.generator: Generator | None = None
         self.output = None  # the engine.audio.Player while it plays
         self.task: workers.Task | None = None
         self.rendered = 0  # per voice, seed audio included: rendered without a sound card so far
@@ -172,10 +173,14 @@ class GenerationSession(QObject):
 
     def stats(self) -> dict:
         """seconds: the position heard, in the generated audio (the chain's latency
-        taken off); fill, rtf, underruns: the player's."""
+        taken off); fill, rtf, underruns: the player's; rollbacks, given_up: the watchdog's
+        (None when it is off)."""
         output = self.output
         generator = self.generator
+        watched = generator if generator is not None and generator.settings.watchdog is not None else None
         return {
+            "rollbacks": len(watched.rollbacks) if watched is not None else None,
+            "given_up": len(watched.watchdog_notices) if watched is not None else None,
             "seconds": max(0, self.heard_samples - self.stage.latency_samples) / RATE,
             "fill": output.fill_fraction if output is not None else None,
             "rtf": (output.realtime_factor if output is not None else None)

@@ -18,6 +18,7 @@ DEFAULTS = {
     "controls/voices": 1,
     "controls/endless": True,
     "controls/seconds": 10.0,
+    "controls/watchdog": False,
     "audio/output_device": "",
     "audio/latency": "default",
     "audio/input_device": "",

@@ -343,6 +343,7 @@ class MainWindow(QMainWindow):
                 self.transport.set_state(shown)
             stats = session.stats()
             self.transport.set_stats(stats["seconds"], stats["fill"], stats["rtf"], stats["underruns"])
+            self.transport.set_watchdog(stats["rollbacks"], stats["given_up"])
         if self.recorder is not None:
             self.seed_audio_panel.show_recording(self.recorder.recorded_so_far())
         self.effects_panel.show_stats(self.sounding_chain())

@@ -1,6 +1,7 @@
-"""The fused CPU kernel (engine.fast_step) side by side with the JAX step in one run:
-batch 1 plain and top-p, with another process keeping the other core busy, the
-`realtime-2x` preset, eight voices, and the time to first audio of a new process.
+"""The fused CPU kernel (engine.fast_step) side by side with the JAX step in one run, and the
+kernel with the runaway watchdog on (engine.watchdog): batch 1 plain and top-p, with another
+process keeping the other core busy, the `realtime-2x` preset, eight voices, and the time to
+first audio of a new process.
 
     python -m benchmarks.fast_step            # about 5 minutes on a quiet 2-core VM
     python -m benchmarks.fast_step --quick    # a smoke run; does not write the doc
@@ -20,6 +21,7 @@ from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend
 from engine.measure import measure_generator, random_checkpoint, startup_times
+from engine.watchdog import WatchdogSettings
 from training.doc_sections import markdown_table
 
 
@@ -34,10 +36,22 @@ def busy_core():
         spinner.wait()
 
 
-def rtf(checkpoint: ModelCheckpoint, backend: Backend, voices: int, seconds: float, top_p: float, busy: bool) -> float:
+# The paths measured: (name, backend, with the watchdog).
+PATHS = [
+    ("JAX step", Backend.JAX, False),
+    ("kernel", Backend.KERNEL, False),
+    ("kernel + watchdog", Backend.KERNEL, True),
+]
+
+
+def rtf(
+    checkpoint: ModelCheckpoint, path: tuple[str, Backend, bool], voices: int, seconds: float, top_p: float, busy: bool
+) -> float:
     """Real-time factor per voice of one measurement."""
+    _, backend, watched = path
+    watchdog = WatchdogSettings() if watched else None
     with busy_core() if busy else contextlib.nullcontext():
-        return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend).rtf
+        return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend, watchdog=watchdog).rtf
 
 
 def load_average() -> str:
@@ -53,7 +67,8 @@ def main() -> None:
     seconds = 0.5 if args.quick else 2.0
     main_preset, large_preset = ("tiny", "tiny") if args.quick else ("realtime", "realtime-2x")
     load_before = load_average()
-    header = ["model", "voices", "sampling", "other core", "JAX step x real time", "kernel x real time", "kernel / JAX"]
+    header = ["model", "voices", "sampling", "other core", *(f"{name} x real time" for name, _, _ in PATHS)]
+    header += ["kernel / JAX", "watchdog / kernel"]
     cases = [
         (main_preset, 1, 1.0, False),
         (main_preset, 1, 0.95, False),
@@ -69,22 +84,24 @@ def main() -> None:
         if name not in checkpoints:  # one random model per preset, built once
             checkpoints[name] = random_checkpoint(name)
         checkpoint = checkpoints[name]
-        for backend in (Backend.JAX, Backend.KERNEL):  # warm both (compile) before timing
-            measure_generator(checkpoint, voices, 0.1, top_p=top_p, backend=backend)
-        per_round: dict[Backend, list[float]] = {backend: [] for backend in Backend}
-        for _ in range(args.rounds):  # alternate, so that load changes hit both alike
-            for backend in (Backend.JAX, Backend.KERNEL):
-                per_round[backend].append(rtf(checkpoint, backend, voices, seconds, top_p, busy))
-        measured = {backend: statistics.median(values) for backend, values in per_round.items()}
+        for path in PATHS:  # warm every path (compile) before timing
+            rtf(checkpoint, path, voices, 0.1, top_p, busy=False)
+        per_round: dict[str, list[float]] = {path[0]: [] for path in PATHS}
+        for _ in range(args.rounds):  # alternate, so that load changes hit all alike
+            for path in PATHS:
+                per_round[path[0]].append(rtf(checkpoint, path, voices, seconds, top_p, busy))
+        jax_step, kernel, watched = (statistics.median(per_round[path[0]]) for path in PATHS)
         rows.append(
             [
                 name,
                 voices,
                 "plain" if top_p == 1.0 else f"top-p {top_p}",
                 "busy" if busy else "idle",
-                f"{measured[Backend.JAX]:.2f}x",
-                f"{measured[Backend.KERNEL]:.2f}x",
-                f"{measured[Backend.KERNEL] / measured[Backend.JAX]:.1f}x",
+                f"{jax_step:.2f}x",
+                f"{kernel:.2f}x",
+                f"{watched:.2f}x",
+                f"{kernel / jax_step:.1f}x",
+                f"{watched / kernel:.2f}",
             ]
         )
         print(markdown_table(header, rows[-1:]).splitlines()[-1], flush=True)
@@ -107,8 +124,10 @@ def main() -> None:
             "Random weights of each preset (speed does not depend on the values, except top-p's, which does less work "
             "on a trained model's peaked distributions). *JAX step*: `engine.generator.generate_chunk`, one compiled "
             "`lax.scan` of `engine.model.step` per 50 ms chunk (`HARMONIC_STEP_BACKEND=jax`). *kernel*: "
-            "`engine.fast_step`, the fused numba loop (the default). Median of "
-            f"{args.rounds} rounds alternating the two paths, {seconds:g} s each; x real time is per voice. *busy*: "
+            "`engine.fast_step`, the fused numba loop (the default). *kernel + watchdog*: the kernel with "
+            "`--watchdog`: each sample's surprisal from the kernel and the statistics windows (random weights "
+            "hiss at 7.3 bits a sample: it rolls each take back twice, gives up, and watches on). Median of "
+            f"{args.rounds} rounds alternating the three paths, {seconds:g} s each; x real time is per voice. *busy*: "
             "another process spins at 100% of a core during the measurement; *idle*: the benchmark starts none "
             "(the load average shows what else ran).",
             markdown_table(header, rows),

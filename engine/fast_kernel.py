@@ -532,7 +532,20 @@ def _sample(logits, uniform, temperature, top_p, mode, scaled, weights, values, 
 
 
 @_jit
-def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record):
+def _surprisal_bits(logits, token):
+    """-log2 softmax(logits)[token]: the model's own surprise at the sample (at temperature 1,
+    whatever the sampling settings), in bits."""
+    high = F32(-np.inf)
+    for i in range(NUM_CLASSES):
+        high = max(high, logits[i])
+    total = F32(0.0)
+    for i in range(NUM_CLASSES):
+        total += _exp(logits[i] - high)
+    return (high - logits[token]) * LOG2_E + np.log2(total)
+
+
+@_jit
+def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record, surprisal):
     """Generates (or, in FORCED mode, consumes) len(tokens) samples for every voice.
 
     Per sample t: token_t = sample(logits_t, uniforms[t]) (FORCED: tokens[t] as given), then
@@ -546,6 +559,8 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
       uniforms: float32 [T, V] in [0, 1), one per sample (unused for FORCED and GREEDY).
       temperature, top_p: float32 sampling controls; mode: FORCED/GREEDY/SAMPLE/NUCLEUS.
       record: float32 [T, V, 256] receiving logits_{t+1}, or [0, V, 256] to skip.
+      surprisal: float32 [T, V] receiving -log2 softmax(logits_t)[token_t] (bits, at
+        temperature 1), or [0, V] to skip (the watchdog's statistic; off costs nothing).
     """
     voices = logits.shape[0]
     widest = 0
@@ -572,6 +587,9 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
                     bucket_mass,
                     buckets,
                 )
+        if surprisal.shape[0] > 0:
+            for v in range(voices):
+                surprisal[t, v] = _surprisal_bits(logits[v], tokens[t, v])
         _model_step(w, model, levels, pairs, state, steps, tokens[t], logits, xs, scratch)
         if record.shape[0] > 0:
             record[t] = logits
@@ -579,7 +597,7 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def run_voices_in_parallel(
-    w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record, groups
+    w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record, surprisal, groups
 ):
     """`run` with the voices split into `groups` contiguous groups run on separate
     threads. Voices are independent streams, so the groups never wait for each other
@@ -591,6 +609,7 @@ def run_voices_in_parallel(
         counters[g] = steps
         group_tokens = np.ascontiguousarray(tokens[:, low:high])
         group_record = np.ascontiguousarray(record[:, low:high])
+        group_surprisal = np.ascontiguousarray(surprisal[:, low:high])
         run(
             w,
             model,
@@ -605,7 +624,9 @@ def run_voices_in_parallel(
             top_p,
             mode,
             group_record,
+            group_surprisal,
         )
         tokens[:, low:high] = group_tokens
         record[:, low:high] = group_record
+        surprisal[:, low:high] = group_surprisal
     steps[:] = counters[0]

@@ -234,20 +234,37 @@ class PackedModel:
         tokens = np.ascontiguousarray(tokens, np.int32)
         voices = state.voices
         out = np.empty((tokens.shape[0] if record else 0, voices, NUM_CLASSES), np.float32)
-        self._run(state, tokens, np.zeros((0, voices), np.float32), 1.0, 1.0, K.FORCED, out)
+        none = np.zeros((0, voices), np.float32)
+        self._run(state, tokens, none, 1.0, 1.0, K.FORCED, out, none)
         return out
 
-    def generate(self, state: KernelState, uniforms: np.ndarray, temperature: float, top_p: float) -> np.ndarray:
+    def generate(
+        self,
+        state: KernelState,
+        uniforms: np.ndarray,
+        temperature: float,
+        top_p: float,
+        surprisal: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Samples len(uniforms) tokens per voice, one uniform draw each (float32 [T, V]
-        in [0, 1), `engine.sampling.chunk_uniforms`): int32 [T, V]; advances `state`."""
+        in [0, 1), `engine.sampling.chunk_uniforms`): int32 [T, V]; advances `state`.
+
+        Args:
+          surprisal: float32 [T, V] (C-contiguous) to fill with each sample's surprisal,
+            -log2 softmax(logits)[token] at temperature 1 (`engine.watchdog`); None skips it.
+        """
         uniforms = np.ascontiguousarray(uniforms, np.float32)
         tokens = np.empty(uniforms.shape, np.int32)
         empty = np.zeros((0, state.voices, NUM_CLASSES), np.float32)
+        if surprisal is None:
+            surprisal = np.zeros((0, state.voices), np.float32)
+        elif surprisal.shape != uniforms.shape or surprisal.dtype != np.float32 or not surprisal.flags.c_contiguous:
+            raise ValueError(f"surprisal must be C-contiguous float32 {uniforms.shape}, got {surprisal.shape}")
         mode = Sampling.of(temperature, top_p)
-        self._run(state, tokens, uniforms, max(temperature, 1e-6), top_p, mode, empty)
+        self._run(state, tokens, uniforms, max(temperature, 1e-6), top_p, mode, empty, surprisal)
         return tokens
 
-    def _run(self, state, tokens, uniforms, temperature, top_p, mode, record) -> None:
+    def _run(self, state, tokens, uniforms, temperature, top_p, mode, record, surprisal) -> None:
         arguments = (
             self.weights,
             self.model,
@@ -262,6 +279,7 @@ class PackedModel:
             np.float32(top_p),
             np.int64(mode),
             record,
+            surprisal,
         )
         threads = min(state.voices, numba.get_num_threads())
         if threads > 1:

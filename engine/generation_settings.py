@@ -11,6 +11,7 @@ import dataclasses
 from engine import sampling
 from engine.mulaw import SAMPLE_RATE
 from engine.sampling import NOISE_BLOCK
+from engine.watchdog import WatchdogSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,8 @@ class GenerationSettings:
       include_prime: the output starts with the (mu-law decoded) seed audio.
       prime_scale: how seed audio is scaled into [-1, 1] before encoding
         ("minmax" as in training, "peak", or "none"); see `engine.mulaw.scale`.
+      watchdog: roll voices that run away into silence or noise back and resample them
+        (`engine.watchdog`); None = off (the take is exactly as without it, at the same speed).
     """
 
     temperature: float = 1.0
@@ -36,6 +39,7 @@ class GenerationSettings:
     chunk_ms: float = 50.0
     include_prime: bool = False
     prime_scale: str = "minmax"
+    watchdog: WatchdogSettings | None = None
 
     def __post_init__(self):
         sampling.static_flags(self.temperature, self.top_p)  # validates

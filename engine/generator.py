@@ -23,6 +23,12 @@ fires, and seed audio is consumed by `model.prefill`, parallel over time in chun
 bounded size, for any length (the kernel then continues from the converted state).
 Both sample from the same distribution; a random seed gives one reproducible take per backend.
 
+With `GenerationSettings.watchdog` both also output each sample's surprisal, and
+`engine.watchdog.TakeWatch` rolls voices that run away into silence or noise back to a copy
+of their state and resamples them: `render` drops the rolled-back audio from the take; the
+live stream (`next_chunk`, `chunks`) cannot take back what was played, so it goes on from the
+copy with a 10 ms crossfade from the last sample played.
+
 Thread use: one thread (a player's worker) calls `next_chunk`/`chunks`; any thread may
 call `stop`, `update` and read the statistics properties. The kernel (nogil) and JAX
 release the GIL while a chunk computes, so a sound-card callback in the same process
@@ -52,6 +58,7 @@ from engine.checkpoint import ModelCheckpoint, load_model
 from engine.generation_settings import GenerationSettings
 from engine.mulaw import SAMPLE_RATE
 from engine.sampling import NOISE_BLOCK
+from engine.watchdog import Rollback, TakeWatch
 
 if TYPE_CHECKING:
     from engine.fast_step import KernelState, PackedModel
@@ -66,6 +73,10 @@ except ImportError:  # numba missing or unusable on this platform: the JAX path 
 TakeState = Union["KernelState", tuple[model.ModelState, jax.Array]]
 
 BACKEND_VARIABLE = "HARMONIC_STEP_BACKEND"
+
+RESUME_FADE = NOISE_BLOCK
+"""Samples over which a live voice crossfades from its last played sample into the audio after
+a rollback (10 ms: no click, too short to hear as a fade)."""
 
 
 class Backend(enum.Enum):
@@ -86,7 +97,7 @@ class Backend(enum.Enum):
         return cls.KERNEL if fast_step is not None else cls.JAX
 
 
-@functools.partial(jax.jit, static_argnames=("config", "n_blocks", "greedy", "nucleus"))
+@functools.partial(jax.jit, static_argnames=("config", "n_blocks", "greedy", "nucleus", "surprisal"))
 def generate_chunk(
     params: dict,
     config: model.ModelConfig,
@@ -100,7 +111,8 @@ def generate_chunk(
     n_blocks: int,
     greedy: bool,
     nucleus: bool,
-) -> tuple[jax.Array, model.ModelState, jax.Array]:
+    surprisal: bool = False,
+) -> tuple[jax.Array, jax.Array | None, model.ModelState, jax.Array]:
     """One chunk: n_blocks * NOISE_BLOCK samples in one compiled scan.
 
     Args:
@@ -108,24 +120,29 @@ def generate_chunk(
       state: the model state after the last sampled token was fed to `step`.
       logits: float32 [B, 256], the distribution of the next sample (from the last
         `step` or from `prefill`).
-      random_seed, first_block: select the noise (`sampling.chunk_noise`).
+      random_seed: uint32 [B], each voice's seed; first_block: select the noise (`sampling.chunk_noise`).
       temperature, top_p: sampling controls (traced).
       n_blocks, greedy, nucleus: static.
+      surprisal: static; also return each sample's -log2 softmax(logits_t)[token_t] (bits).
 
     Returns:
-      (tokens int32 [n, B], next state, next logits [B, 256]). Per sample t:
-      token_t = sample(logits_t, noise_t); logits_{t+1}, state = step(state, token_t).
+      (tokens int32 [n, B], surprisal float32 [n, B] or None, next state, next logits [B, 256]).
+      Per sample t: token_t = sample(logits_t, noise_t); logits_{t+1}, state = step(state, token_t).
     """
     noise = sampling.chunk_noise(random_seed, first_block, n_blocks, logits.shape[0])
 
     def body(carry, gumbel):
         state, logits = carry
         token = sampling.sample(logits, gumbel, temperature, top_p, greedy=greedy, nucleus=nucleus)
+        bits = None
+        if surprisal:
+            log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+            bits = -jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0] / jnp.log(2.0)
         logits, state = model.step(params, config, state, token)
-        return (state, logits), token
+        return (state, logits), (token, bits)
 
-    (state, logits), tokens = jax.lax.scan(body, (state, logits), noise)
-    return tokens, state, logits
+    (state, logits), (tokens, bits) = jax.lax.scan(body, (state, logits), noise)
+    return tokens, bits, state, logits
 
 
 class Generator:
@@ -218,6 +235,12 @@ class Generator:
                     self._prime = self._prime if audio.ndim == 1 else None
             self._stop.clear()
             self._state: TakeState | None = None
+            watchdog = self._settings.watchdog
+            self._watch = None if watchdog is None else TakeWatch(watchdog, self.voices, self._settings.random_seed)
+            self._fade_from: dict[int, float] = {}  # live: voice -> last sample played before its rollback
+            self.last_rollbacks: tuple[Rollback, ...] = ()  # those of the latest chunk
+            self._held = np.zeros((self.voices, 0), np.float32)  # settled_chunks: audio not out yet
+            self._held_to = 0  # settled_chunks: how much of _held stands for every voice
             self.samples_generated = 0  # per voice, excluding the prime
             self._prime_out = 0  # prime samples already returned (include_prime)
             self.compute_seconds = 0.0
@@ -270,6 +293,8 @@ class Generator:
             if self._state is not None:
                 return
             self._state = self._initial_state(self.voices, self._prime_tokens, progress)
+            if self._watch is not None:
+                self._watch.begin(self._copy_voice)
 
     def _initial_state(self, voices: int, prime: np.ndarray | None, progress=None) -> TakeState:
         """The state at the start of a take, in the backend's form."""
@@ -287,31 +312,56 @@ class Generator:
         return state, logits
 
     def _run_chunk(
-        self, state: TakeState, first_block: int, settings: GenerationSettings
-    ) -> tuple[np.ndarray, TakeState]:
-        """One chunk from `state`: (tokens int32 [voices, chunk_samples], next state)."""
+        self, state: TakeState, first_block: int, settings: GenerationSettings, seeds: np.ndarray, surprisal: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, TakeState]:
+        """One chunk from `state` with each voice's seed `seeds` (int [voices]): (tokens int32
+        [voices, chunk_samples], their surprisal float32 [voices, chunk_samples] if asked, next state)."""
         n_blocks = settings.chunk_samples // NOISE_BLOCK
         if self._packed is not None:
             assert not isinstance(state, tuple)  # the kernel's own state
-            uniforms = sampling.chunk_uniforms(settings.random_seed, first_block, n_blocks, state.voices)
-            return self._packed.generate(state, uniforms, settings.temperature, settings.top_p).T, state
+            uniforms = sampling.chunk_uniforms(seeds, first_block, n_blocks, state.voices)
+            bits = np.empty(uniforms.shape, np.float32) if surprisal else None
+            tokens = self._packed.generate(state, uniforms, settings.temperature, settings.top_p, bits)
+            return tokens.T, None if bits is None else bits.T, state
         greedy, nucleus = sampling.static_flags(settings.temperature, settings.top_p)
         assert isinstance(state, tuple)  # JAX's (model state, next logits)
         model_state, logits = state
-        tokens, model_state, logits = generate_chunk(
+        tokens, bits, model_state, logits = generate_chunk(
             self.params,
             self.config,
             model_state,
             logits,
-            np.uint32(settings.random_seed),
+            np.asarray(seeds, np.uint32),
             np.int32(first_block),
             np.float32(max(settings.temperature, 1e-6)),
             np.float32(settings.top_p),
             n_blocks=n_blocks,
             greedy=greedy,
             nucleus=nucleus,
+            surprisal=surprisal,
         )
-        return np.asarray(tokens).T, (model_state, logits)  # asarray waits for the result
+        # asarray waits for the result
+        return np.asarray(tokens).T, None if bits is None else np.asarray(bits).T, (model_state, logits)
+
+    def _copy_voice(self, voice: int) -> object:
+        """A copy of one voice's part of the take's state (for `TakeWatch`)."""
+        state = self._state
+        if isinstance(state, tuple):  # JAX's arrays are immutable: slices are copies
+            return jax.tree_util.tree_map(lambda leaf: leaf[voice] if leaf.ndim else leaf, state)
+        assert state is not None
+        return state.values[voice].copy(), state.logits[voice].copy()
+
+    def _restore_voice(self, voice: int, copy: object) -> None:
+        """Puts a `_copy_voice` copy back. The shared step counters stay: copies are taken and
+        restored only in phase (`engine.watchdog`)."""
+        state = self._state
+        if isinstance(state, tuple):
+            self._state = jax.tree_util.tree_map(
+                lambda leaf, part: leaf.at[voice].set(part) if leaf.ndim else leaf, state, copy
+            )
+            return
+        assert state is not None and isinstance(copy, tuple)
+        state.values[voice], state.logits[voice] = copy
 
     def warmup(self) -> float:
         """Compiles (or loads from the compile cache) the programs of the current settings
@@ -321,7 +371,9 @@ class Generator:
             settings = self._settings
             if self._packed is not None:
                 self._packed.precompile()  # a later take may have another number of voices
-            self._run_chunk(self._initial_state(settings.voices, None), 0, settings)
+            seeds = np.full(settings.voices, settings.random_seed)
+            surprisal = settings.watchdog is not None
+            self._run_chunk(self._initial_state(settings.voices, None), 0, settings, seeds, surprisal)
             if self._prime_tokens is not None:
                 # One chunk's worth compiles the program seed audio of any length runs.
                 first_chunk = self._prime_tokens[:, : model.PREFILL_CHUNK]
@@ -341,7 +393,16 @@ class Generator:
             self.start()
             assert self._state is not None  # start() made it
             first_block = self.samples_generated // NOISE_BLOCK
-            tokens, self._state = self._run_chunk(self._state, first_block, settings)
+            watch = self._watch
+            seeds = np.full(self.voices, settings.random_seed) if watch is None else watch.seeds
+            tokens, bits, self._state = self._run_chunk(self._state, first_block, settings, seeds, watch is not None)
+            self.samples_generated += tokens.shape[1]
+            self.last_rollbacks = ()
+            if watch is not None:
+                assert bits is not None
+                watch.observe(mulaw.decode(tokens), bits)
+                if self.samples_generated % self.config.total_pooling == 0:  # in phase: see engine.watchdog
+                    self.last_rollbacks = tuple(watch.check(self._copy_voice, self._restore_voice))
             elapsed = time.perf_counter() - began
             if self._untimed:  # the take's first chunk: starting, maybe compiling
                 self._untimed = False
@@ -350,12 +411,19 @@ class Generator:
             else:
                 self.compute_seconds += elapsed
                 self._timed_samples += tokens.shape[1]
-            self.samples_generated += tokens.shape[1]
             return tokens
 
     def next_chunk(self) -> np.ndarray:
-        """The next chunk of audio, float32 [voices, n] in [-1, 1] (see `next_tokens`)."""
-        return mulaw.decode(self.next_tokens())
+        """The next chunk of audio, float32 [voices, n] in [-1, 1] (see `next_tokens`). A voice
+        the watchdog rolled back in the chunk before starts with a crossfade (RESUME_FADE
+        samples) from the last sample it played into its resumed audio."""
+        with self._lock:
+            audio = mulaw.decode(self.next_tokens())
+            fade = np.linspace(0.0, 1.0, min(RESUME_FADE, audio.shape[1]), dtype=np.float32)
+            for voice, last in self._fade_from.items():
+                audio[voice, : fade.size] = audio[voice, : fade.size] * fade + last * (1 - fade)
+            self._fade_from = {rollback.voice: float(audio[rollback.voice, -1]) for rollback in self.last_rollbacks}
+            return audio
 
     def chunks(self, max_samples: int | None = None) -> Iterator[np.ndarray]:
         """Yields `next_chunk()` until `stop()` or until `max_samples` samples per voice
@@ -369,8 +437,53 @@ class Generator:
             done += chunk.shape[1]
             yield chunk
 
+    def settled_chunks(self, max_samples: int | None = None) -> Iterator[np.ndarray]:
+        """Like `chunks`, but the take as it stands: with the watchdog, audio it rolled back is
+        dropped, and audio comes out only once no rollback can take it back any more (a few
+        seconds late), all voices at once. The take is generated one statistics window past
+        `max_samples`, so that a drift that begins before the end is caught too. Without the
+        watchdog it yields what `chunks` yields.
+        """
+        with self._lock:
+            watchdog = self._settings.watchdog
+        done = 0
+        while not self._stop.is_set() and self._prime_out < self.prime_samples and self._settings.include_prime:
+            piece = self.next_chunk()[:, : None if max_samples is None else max_samples - done]
+            done += piece.shape[1]
+            yield piece
+        limit = None if max_samples is None else max_samples - done  # of the generated part
+        margin = 0 if watchdog is None else watchdog.window_samples
+        base = int(self.kept_samples.min())  # the generated take stands up to here for every voice
+        self._held = np.zeros((self.voices, 0), np.float32)  # each voice's audio from base on
+        kept = np.full(self.voices, base)
+        while (limit is None or base < limit) and not self._stop.is_set():
+            audio = mulaw.decode(self.next_tokens())
+            reach = int(kept.max()) + audio.shape[1] - base
+            if reach > self._held.shape[1]:
+                self._held = np.pad(self._held, ((0, 0), (0, reach - self._held.shape[1])))
+            for voice, start in enumerate(kept - base):
+                self._held[voice, start : start + audio.shape[1]] = audio[voice]
+            kept = self.kept_samples
+            end = int(kept.min()) if limit is None else min(int(kept.min()), limit)
+            self._held_to = end - base
+            settled = end if self._watch is None else min(int(self._watch.settled.min()), end)
+            if self._stop.is_set() or (limit is not None and kept.min() >= limit + margin):
+                settled = end  # stopped, or past the end by a window: what stands now is the take
+            if settled > base:
+                out = self._held[:, : settled - base].copy()
+                self._held, self._held_to = self._held[:, settled - base :], self._held_to - (settled - base)
+                base = settled
+                yield out
+
+    def unsettled(self) -> np.ndarray:
+        """float32 [voices, n]: what `settled_chunks` holds back that stands so far (for a take
+        cut short, e.g. by Ctrl-C, to keep it); empty without the watchdog."""
+        with self._lock:
+            return self._held[:, : self._held_to].copy()
+
     def render(self, seconds: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Generates `seconds` of new audio (plus the seed audio first with include_prime).
+        """Generates `seconds` of new audio (plus the seed audio first with include_prime), as
+        `settled_chunks` keeps it (without what the watchdog rolled back).
 
         Args:
           seconds: length of the generated part.
@@ -382,7 +495,7 @@ class Generator:
         prime = self.prime_samples if self._settings.include_prime else 0
         total = prime + int(round(seconds * SAMPLE_RATE))
         pieces, done = [], 0
-        for chunk in self.chunks(total):
+        for chunk in self.settled_chunks(total):
             pieces.append(chunk)
             done += chunk.shape[1]
             if progress is not None:
@@ -392,6 +505,24 @@ class Generator:
         return np.concatenate(pieces, axis=1)
 
     # ----- statistics ---------------------------------------------------------------------------
+
+    @property
+    def kept_samples(self) -> np.ndarray:
+        """int64 [voices]: samples of each voice's generated take that stand (all of them
+        without the watchdog; with it, less what it rolled back)."""
+        if self._watch is None:
+            return np.full(self.voices, self.samples_generated, np.int64)
+        return self._watch.kept.copy()
+
+    @property
+    def rollbacks(self) -> tuple[Rollback, ...]:
+        """The watchdog's rollbacks in this take so far (empty without it)."""
+        return () if self._watch is None else tuple(self._watch.rollbacks)
+
+    @property
+    def watchdog_notices(self) -> tuple[str, ...]:
+        """One line per runaway the watchdog gave up on in this take."""
+        return () if self._watch is None else tuple(self._watch.notices)
 
     @property
     def realtime_factor(self) -> float | None:
@@ -420,3 +551,18 @@ def prime_tokens(audio: np.ndarray, sample_rate: int, voices: int, scale: str = 
     if sample_rate != SAMPLE_RATE and audio.shape[1]:
         audio = np.stack([soxr.resample(voice, sample_rate, SAMPLE_RATE) for voice in audio])
     return np.stack([mulaw.encode(mulaw.scale(voice, scale)) for voice in audio]).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettledTake:
+    """A generator's take as `Generator.settled_chunks` keeps it, as a source with
+    `chunks(max_samples)` and `stop()` (what `harmonic generate` writes, directly or through
+    `engine.effects.source.EffectsSource`)."""
+
+    generator: Generator
+
+    def chunks(self, max_samples: int | None = None) -> Iterator[np.ndarray]:
+        return self.generator.settled_chunks(max_samples)
+
+    def stop(self) -> None:
+        self.generator.stop()

@@ -26,6 +26,7 @@ from engine import model
 from engine.checkpoint import ModelCheckpoint
 from engine.generator import Backend, GenerationSettings, Generator
 from engine.mulaw import SAMPLE_RATE
+from engine.watchdog import WatchdogSettings
 
 PROBE_MODULE = "engine.startup_probe"  # run with `python -m` (named, not imported: it imports this module)
 
@@ -60,12 +61,12 @@ def measure_generator(
     chunk_ms: float = 50.0,
     top_p: float = 1.0,
     backend: Backend | None = None,
+    watchdog: WatchdogSettings | None = None,
 ) -> GenerationSpeed:
     """Runs the chunked generator for about `seconds` of wall time after its first chunk
-    (and at least two chunks), on `backend` (None: the default)."""
-    gen = Generator(
-        checkpoint, GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, random_seed=1), backend
-    )
+    (and at least two chunks), on `backend` (None: the default), with `watchdog` if given."""
+    settings = GenerationSettings(voices=voices, chunk_ms=chunk_ms, top_p=top_p, random_seed=1, watchdog=watchdog)
+    gen = Generator(checkpoint, settings, backend)
     began = time.perf_counter()
     gen.next_tokens()
     first = time.perf_counter() - began

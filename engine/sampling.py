@@ -9,6 +9,9 @@ blocks of `NOISE_BLOCK` samples, block b of voice v from key
 `fold_in(fold_in(key(random_seed), v), b)`. So a take is reproducible whatever the chunk size
 and wherever it is stopped, and voice 0 of a 4-voice take equals the 1-voice take with
 the same random seed.
+
+Both take one seed per voice as well (`stream_seed`): the watchdog (`engine.watchdog`)
+resamples a voice it rolled back from a stream of its own, and stream 0 is the take's seed.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def chunk_noise(
     """Gumbel noise for `n_blocks` consecutive noise blocks of every voice.
 
     Args:
-      random_seed: int32/uint32 [], the take's random seed.
+      random_seed: uint32 [] (the take's random seed) or [voices] (each voice's `stream_seed`).
       first_block: int32 [], index of the first block (absolute sample index / NOISE_BLOCK).
       n_blocks: static number of blocks.
       voices: static number of voices (batch).
@@ -41,10 +44,10 @@ def chunk_noise(
     Returns:
       float32 [n_blocks * NOISE_BLOCK, voices, 256], time first (ready for lax.scan).
     """
-    base = jax.random.key(random_seed)
+    seeds = jnp.broadcast_to(jnp.asarray(random_seed, jnp.uint32), (voices,))
 
     def one(voice, block):
-        key = jax.random.fold_in(jax.random.fold_in(base, voice), block)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seeds[voice]), voice), block)
         return jax.random.gumbel(key, (NOISE_BLOCK, NUM_CLASSES), jnp.float32)
 
     blocks = first_block + jnp.arange(n_blocks, dtype=jnp.int32)
@@ -56,7 +59,17 @@ def chunk_noise(
     return noise.transpose(0, 2, 1, 3).reshape(n_blocks * NOISE_BLOCK, voices, NUM_CLASSES)
 
 
-def chunk_uniforms(random_seed: int, first_block: int, n_blocks: int, voices: int) -> Float[np.ndarray, "time voices"]:
+def stream_seed(random_seed: int, stream: int) -> int:
+    """The seed of a voice's random stream number `stream`: the take's random_seed for stream 0,
+    else one derived from (random_seed, stream), so a resampled take stays reproducible."""
+    if stream == 0:
+        return random_seed
+    return int(np.random.SeedSequence([random_seed, stream]).generate_state(1)[0])
+
+
+def chunk_uniforms(
+    random_seed: int | np.ndarray, first_block: int, n_blocks: int, voices: int
+) -> Float[np.ndarray, "time voices"]:
     """Uniform draws in [0, 1), one per sample, for the fast CPU path (`engine.fast_step`).
 
     It samples by inverting the cumulative distribution at one uniform per sample rather
@@ -65,13 +78,17 @@ def chunk_uniforms(random_seed: int, first_block: int, n_blocks: int, voices: in
     (random_seed, voice, block): numpy's counter-based Philox with key `random_seed` and counter
     (0, b, v, 0); a block uses the first 40 counter values, so blocks never overlap.
 
+    Args:
+      random_seed: the take's seed, or int [voices] (each voice's `stream_seed`).
+
     Returns:
       float32 [n_blocks * NOISE_BLOCK, voices], time first.
     """
+    seeds = np.broadcast_to(np.asarray(random_seed, np.int64), (voices,))
     out = np.empty((n_blocks, NOISE_BLOCK, voices), np.float32)
     for block in range(n_blocks):
         for voice in range(voices):
-            bits = np.random.Philox(key=random_seed, counter=[0, first_block + block, voice, 0])
+            bits = np.random.Philox(key=int(seeds[voice]), counter=[0, first_block + block, voice, 0])
             out[block, :, voice] = np.random.Generator(bits).random(NOISE_BLOCK, np.float32)
     return out.reshape(n_blocks * NOISE_BLOCK, voices)
 

@@ -17,6 +17,7 @@ import soundfile as sf  # noqa: E402
 from conftest import crash  # noqa: E402
 from full_disk import FullDiskFile  # noqa: E402
 from PyQt6.QtCore import Qt  # noqa: E402
+from runaway_model import COLLAPSE, falls_silent, longest_run  # noqa: E402
 
 from app import workers  # noqa: E402
 from app.library import Library  # noqa: E402
@@ -25,7 +26,10 @@ from app.main import build_parser  # noqa: E402
 from app.panels.controls import ControlsPanel  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.window import ErrorBanner, MainWindow  # noqa: E402
+from engine.checkpoint import save_model  # noqa: E402
 from engine.generation_settings import GenerationSettings  # noqa: E402
+from engine.mulaw import encode  # noqa: E402
+from engine.watchdog import WatchdogSettings  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -221,12 +225,14 @@ def test_settings_persist(qtbot, tmp_path, tiny_checkpoint):
     window.controls.random_seed.setValue(1234)
     window.controls.endless.setChecked(False)
     window.controls.voices.setValue(3)
+    window.controls.watchdog.setChecked(True)
     window.browser.format_box.setCurrentText("flac")
     window.close()
     workers.wait_all()
     again = make_window(qtbot, tmp_path, None)
     settings = again.controls.generation_settings()
     assert (settings.temperature, settings.random_seed, settings.voices) == (0.7, 1234, 3)
+    assert settings.watchdog == WatchdogSettings()
     assert again.controls.take_seconds() == 10.0
     assert again.checkpoint_path == str(tiny_checkpoint)  # the last model is reopened
     again.close()
@@ -383,3 +389,21 @@ def test_controls_model_panel_and_filters(qtbot, window, tmp_path, tiny_checkpoi
     window.browser.checkpoint_filter.setCurrentIndex(0)
     window.browser.date_filter.setCurrentText("Today")
     assert len(window.browser.visible_takes()) == 2
+
+
+def test_watchdog_option_rolls_back_a_runaway_and_says_so(qtbot, tmp_path):
+    runaway = falls_silent(collapse_per_second=2.0)
+    path = save_model(tmp_path / "falls-silent", runaway.config, runaway.params, {"name": "falls-silent"})
+    window = make_window(qtbot, tmp_path, path)
+    assert window.transport.watchdog_label.text() == ""
+    window.controls.watchdog.setChecked(True)
+    take = generate(qtbot, window, seconds=4.0)
+    assert take is not None and take.frames == 4 * 16000
+    assert window.session is not None and window.session.generator.rollbacks
+    window.refresh()
+    assert "rollback" in window.transport.watchdog_label.text()
+    # Live, what was played stays in the take; the watchdog cuts each runaway to about a window.
+    audio, _ = sf.read(str(take.path), dtype="float32")
+    assert longest_run(encode(audio), COLLAPSE) < 1.5 * 16000
+    window.close()
+    workers.wait_all()

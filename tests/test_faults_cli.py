@@ -157,12 +157,13 @@ def test_out_and_seconds_are_checked_first(env, tmp_path):
     assert leftovers(tmp_path) == ["a folder.wav"]
 
 
-def interrupt(env: dict, folder: Path, written: int) -> tuple[Path, str]:
-    """Runs a long take into `folder`, sends SIGINT once its partial file holds more than
-    `written` bytes (0: as soon as it exists, before the model has loaded); returns the
-    output path and the one line the command ended with (after checking exit code 130)."""
+def interrupt(env: dict, folder: Path, written: int, *options: str) -> tuple[Path, str]:
+    """Runs a long take into `folder` (with `options`), sends SIGINT once its partial file
+    holds more than `written` bytes (0: as soon as it exists, before the model has loaded);
+    returns the output path and the one line the command ended with (after checking exit
+    code 130)."""
     out = folder / "take.wav"
-    command = [*SELF_COMMAND, "generate", "--preset", "tiny", "--seconds", "600", "--out", str(out)]
+    command = [*SELF_COMMAND, "generate", "--preset", "tiny", "--seconds", "600", "--out", str(out), *options]
     with open(folder / "stderr", "w+") as stderr:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
         deadline = time.monotonic() + 180
@@ -181,8 +182,9 @@ def test_ctrl_c_before_any_audio_leaves_nothing(env, tmp_path):
     assert leftovers(tmp_path) == ["stderr"]
 
 
-def test_ctrl_c_keeps_the_take(env, tmp_path):
-    out, line = interrupt(env, tmp_path, 16384)
+@pytest.mark.parametrize("options", [(), ("--watchdog",)], ids=["plain", "watchdog"])
+def test_ctrl_c_keeps_the_take(env, tmp_path, options):
+    out, line = interrupt(env, tmp_path, 16384, *options)
     assert "stopped; kept" in line
     audio, rate = soundfile.read(out, dtype="float32")
     assert rate == 16000 and len(audio) > 0

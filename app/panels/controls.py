@@ -1,4 +1,5 @@
-"""Controls: sampling (temperature, top-p, random seed, voices), length, audio devices."""
+"""Controls: sampling (temperature, top-p, random seed, voices), length, the runaway watchdog,
+audio devices."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PyQt6.QtWidgets import (
 from app.session import AudioDevices
 from engine.audio import list_devices as engine_devices
 from engine.generation_settings import GenerationSettings
+from engine.watchdog import WatchdogSettings
 
 LATENCIES = [("Low", "low"), ("Normal", "high"), ("50 ms", 0.05), ("100 ms", 0.1), ("250 ms", 0.25)]
 
@@ -67,6 +69,11 @@ class ControlsPanel(QGroupBox):
         length_row.setContentsMargins(0, 0, 0, 0)
         length_row.addWidget(self.endless)
         length_row.addWidget(self.seconds, 1)
+        self.watchdog = QCheckBox("Roll back runaways")
+        self.watchdog.setToolTip(
+            "The watchdog: when a voice holds digital silence or turns to noise for a second, go back to "
+            "where it last sounded well and resample it (live: the voice crossfades into the resumed audio)"
+        )
         self.output_device = QComboBox()
         self.latency = QComboBox()
         for label, value in LATENCIES:
@@ -80,6 +87,7 @@ class ControlsPanel(QGroupBox):
         form.addRow("Random seed", _wrap(random_seed_row))
         form.addRow("Voices", self.voices)
         form.addRow("Length", _wrap(length_row))
+        form.addRow("Watchdog", self.watchdog)
         form.addRow("Output", self.output_device)
         form.addRow("Latency", self.latency)
         form.addRow("Input", self.input_device)
@@ -94,6 +102,7 @@ class ControlsPanel(QGroupBox):
             self.voices.valueChanged,
             self.seconds.valueChanged,
             self.endless.toggled,
+            self.watchdog.toggled,
             self.output_device.currentIndexChanged,
             self.latency.currentIndexChanged,
             self.input_device.currentIndexChanged,
@@ -121,6 +130,7 @@ class ControlsPanel(QGroupBox):
             top_p=self.top_p.value(),
             random_seed=self.random_seed.value(),
             voices=self.voices.value(),
+            watchdog=WatchdogSettings() if self.watchdog.isChecked() else None,
         )
 
     def take_seconds(self) -> float | None:
@@ -145,6 +155,7 @@ class ControlsPanel(QGroupBox):
         self.endless.setChecked(s.get("controls/endless"))
         self.seconds.setEnabled(not self.endless.isChecked())
         self.seconds.setValue(s.get("controls/seconds"))
+        self.watchdog.setChecked(s.get("controls/watchdog"))
         for combo, key in ((self.output_device, "audio/output_device"), (self.input_device, "audio/input_device")):
             index = combo.findData(s.get(key))
             combo.setCurrentIndex(max(0, index))
@@ -162,6 +173,7 @@ class ControlsPanel(QGroupBox):
         s.set("controls/voices", self.voices.value())
         s.set("controls/endless", self.endless.isChecked())
         s.set("controls/seconds", self.seconds.value())
+        s.set("controls/watchdog", self.watchdog.isChecked())
         s.set("audio/output_device", self.output_device.currentData() or "")
         s.set("audio/input_device", self.input_device.currentData() or "")
         s.set("audio/latency", str(self.latency.currentData()))

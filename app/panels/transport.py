@@ -1,4 +1,4 @@
-"""Transport: Generate / Stop, the live state, buffer fill, real-time factor."""
+"""Transport: Generate / Stop, the live state, buffer fill, real-time factor, the watchdog's rollbacks."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ class TransportPanel(QGroupBox):
         self.underrun_label = QLabel("underruns 0")
         self.rtf_label = QLabel("speed –")
         self.rtf_label.setToolTip("Real-time factor: seconds of audio generated per second of compute")
+        self.watchdog_label = QLabel("")
+        self.watchdog_label.setToolTip(
+            "Runaways into silence or noise the watchdog rolled back in this take (Controls → Watchdog)"
+        )
         self.buffer_bar = QProgressBar()
         self.buffer_bar.setRange(0, 100)
         self.buffer_bar.setFormat("buffer %p%")
@@ -53,6 +57,7 @@ class TransportPanel(QGroupBox):
         grid.addWidget(self.buffer_bar, 1, 0, 1, 3)
         grid.addWidget(self.rtf_label, 2, 0)
         grid.addWidget(self.underrun_label, 2, 1, 1, 2)
+        grid.addWidget(self.watchdog_label, 3, 0, 1, 3)
 
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
@@ -77,3 +82,13 @@ class TransportPanel(QGroupBox):
         self.rtf_label.setText("speed –" if rtf is None else f"speed {rtf:.2f}× real time")
         colour = "#e06c75" if underruns else "#7b8494"
         self.underrun_label.setText(f"<span style='color:{colour}'>underruns {underruns}</span>")
+
+    def set_watchdog(self, rollbacks: int | None, given_up: int | None) -> None:
+        """The take's rollbacks and the runaways the watchdog gave up on; None: it is off."""
+        if rollbacks is None:
+            self.watchdog_label.setText("")
+            return
+        text = f"watchdog: {rollbacks} rollback{'s' if rollbacks != 1 else ''}"
+        if given_up:
+            text += f", gave up {given_up}×"
+        self.watchdog_label.setText(f"<span style='color:#7b8494'>{text}</span>")

@@ -6,6 +6,7 @@ The model and sampling options here are shared with `harmonic play`.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import math
 import secrets
@@ -59,6 +60,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-device", metavar="DEV", help="microphone for --prime-mic: index or name part (see `harmonic devices`)"
     )
     group.add_argument("--with-prime", action="store_true", help="the output starts with the seed audio")
+    group.add_argument(
+        "--watchdog",
+        action="store_true",
+        help="roll a voice that runs away into silence or noise back a second or more and resample it "
+        "(generate drops the rolled-back audio; play crossfades; see engine/watchdog.py)",
+    )
 
 
 def build_generator(args: argparse.Namespace):
@@ -69,6 +76,7 @@ def build_generator(args: argparse.Namespace):
     from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model
     from engine.compile_cache import enable_compile_cache
     from engine.generator import GenerationSettings, Generator
+    from engine.watchdog import WatchdogSettings
 
     enable_compile_cache()
     random_seed = secrets.randbelow(2**31) if args.random_seed is None else args.random_seed
@@ -80,6 +88,7 @@ def build_generator(args: argparse.Namespace):
             voices=args.voices,
             chunk_ms=args.chunk_ms,
             include_prime=args.with_prime,
+            watchdog=WatchdogSettings() if args.watchdog else None,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
@@ -107,6 +116,7 @@ def build_generator(args: argparse.Namespace):
     print(
         f"model: {checkpoint.name}; random seed {random_seed}; {settings.voices} voice(s); "
         f"temperature {settings.temperature}, top-p {settings.top_p}"
+        + ("; watchdog on" if settings.watchdog is not None else "")
         + (f"; primed with {generator.prime_samples / SAMPLE_RATE:.2f} s" if prime is not None else "")
     )
     return generator
@@ -171,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.effects.source import EffectsSource
+    from engine.generator import SettledTake
 
     if not 0 < args.seconds < math.inf:  # also refuses nan
         raise UserError(f"--seconds must be a number > 0, got {args.seconds}")
@@ -195,11 +206,13 @@ def run(args: argparse.Namespace) -> int:
         dry_take = files.enter_context(TakeFile(dry)) if (dry := dry_path(args)) else None
         chain = files.enter_context(open_fx(args)) if args.fx else None
         generator = build_generator(args)
+        settled = SettledTake(generator)  # without --watchdog: the generator's chunks as they come
+        source: SettledTake | EffectsSource
         if chain is None:
-            source = generator
+            source = settled
         else:
             assert dry_take is not None  # --fx gives both the chain and a dry path
-            source = EffectsSource(generator, chain, args.fx_tail, on_dry=dry_take.write)
+            source = EffectsSource(settled, chain, args.fx_tail, on_dry=dry_take.write)
         began = time.perf_counter()
         total = int(round(args.seconds * SAMPLE_RATE)) + (generator.prime_samples if args.with_prime else 0)
         shown = total / SAMPLE_RATE + (args.fx_tail if chain is not None else 0)
@@ -217,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             # A second Ctrl-C must not interrupt the files being finished.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            held = generator.unsettled()  # what the watchdog still held back stands: keep it too
+            if chain is None and held.shape[1]:
+                take.write(held)
             kept = [t for t in takes if t.frames]
             for kept_take in kept:
                 kept_take.finish()
@@ -249,4 +265,15 @@ def run(args: argparse.Namespace) -> int:
             else "real-time factor: n/a (too short)"
         )
     )
+    if generator.settings.watchdog is not None:
+        print(watchdog_summary(generator))
     return 0
+
+
+def watchdog_summary(generator) -> str:
+    """One line: the watchdog's rollbacks in the take, then a line per runaway it gave up on."""
+    rollbacks = generator.rollbacks
+    counts = collections.Counter(rollback.drift.value for rollback in rollbacks)
+    detail = ", ".join(f"{count} from {drift}" for drift, count in sorted(counts.items()))
+    line = f"watchdog: {len(rollbacks)} rollback(s)" + (f" ({detail})" if detail else "")
+    return "\n".join([line, *generator.watchdog_notices])

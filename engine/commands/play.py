@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from engine.commands.fx import add_fx_arguments, open_fx, print_notices
-from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator, dry_path
+from engine.commands.generate import SAMPLE_RATE, add_model_arguments, build_generator, dry_path, watchdog_summary
 from engine.errors import UserError
 from engine.take_file import TakeFile
 
@@ -122,6 +122,8 @@ def _play(args: argparse.Namespace, take: TakeFile | None, dry_take: TakeFile | 
         + (f", first audio after {first_audio:.2f} s" if first_audio else ""),
         flush=True,
     )
+    if generator.settings.watchdog is not None:
+        print(watchdog_summary(generator))
     if take is not None:
         audio = player.generated()
         take.write(audio)

@@ -18,7 +18,7 @@ DEFAULTS = {
     "controls/voices": 1,
     "controls/endless": True,
     "controls/seconds": 10.0,
-    "controls/watchdog": False,
+    "controls/watchdog": True,  # a musician wants music: a healthy take plays the same with it
     "audio/output_device": "",
     "audio/latency": "default",
     "audio/input_device": "",

@@ -37,8 +37,9 @@ from training.doc_sections import markdown_table
 from training.mesh import check_shapes, global_batch, make_mesh, put_replicated
 from training.train_step import init_state, make_optimizer, make_train_step
 
+ROW_FIELDS = ("preset", "batch", "length", "seq_shards", "remat", "matmul")
 SUITES = {
-    # (preset, batch, length, seq_shards, remat, matmul); batches chosen to fill an 80 GB GPU.
+    # Rows of ROW_FIELDS; batches chosen to fill an 80 GB GPU.
     # 1,048,320 = 3,276 x 320: the ~1M-token length that 1, 2 and 4 shards of both
     # presets' pooling products divide.
     "throughput": [
@@ -117,12 +118,7 @@ def run_one(preset: str, batch: int, length: int, seq_shards: int, remat: bool, 
     seconds = float(np.median(times))
     stats = jax.devices()[0].memory_stats() or {}
     return {
-        "preset": preset,
-        "batch": batch,
-        "length": length,
-        "seq_shards": seq_shards,
-        "remat": remat,
-        "matmul": matmul,
+        **dict(zip(ROW_FIELDS, (preset, batch, length, seq_shards, remat, matmul), strict=True)),
         "step_s": seconds,
         "compile_s": compile_s,
         "loss": float(metrics["loss"]),
@@ -139,7 +135,6 @@ def keep_result(results: dict[int, dict], index: int, done: futures.Future) -> N
 
 def run_subprocess(row, steps: int, timeout: float, gpus: list[int] | None = None) -> dict:
     """Runs one row in a fresh process, on the GPUs `gpus` (all visible ones if None)."""
-    preset, batch, length, seq_shards, remat, matmul = row
     args = [
         sys.executable,
         "-m",
@@ -152,14 +147,7 @@ def run_subprocess(row, steps: int, timeout: float, gpus: list[int] | None = Non
     env = dict(os.environ)
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
-    failed = {
-        "preset": preset,
-        "batch": batch,
-        "length": length,
-        "seq_shards": seq_shards,
-        "remat": remat,
-        "matmul": matmul,
-    }
+    failed = dict(zip(ROW_FIELDS, row, strict=True))
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

@@ -225,14 +225,15 @@ def test_settings_persist(qtbot, tmp_path, tiny_checkpoint):
     window.controls.random_seed.setValue(1234)
     window.controls.endless.setChecked(False)
     window.controls.voices.setValue(3)
-    window.controls.watchdog.setChecked(True)
+    assert window.controls.watchdog.isChecked()  # on unless switched off
+    window.controls.watchdog.setChecked(False)
     window.browser.format_box.setCurrentText("flac")
     window.close()
     workers.wait_all()
     again = make_window(qtbot, tmp_path, None)
     settings = again.controls.generation_settings()
     assert (settings.temperature, settings.random_seed, settings.voices) == (0.7, 1234, 3)
-    assert settings.watchdog == WatchdogSettings()
+    assert settings.watchdog is None
     assert again.controls.take_seconds() == 10.0
     assert again.checkpoint_path == str(tiny_checkpoint)  # the last model is reopened
     again.close()
@@ -245,7 +246,8 @@ def test_settings_saved_by_an_earlier_version_are_read(qtbot, tmp_path):
     settings = Settings(str(path))
     controls = ControlsPanel(settings)
     qtbot.addWidget(controls)
-    assert controls.generation_settings() == GenerationSettings(temperature=0.8, random_seed=4321)
+    expected = GenerationSettings(temperature=0.8, random_seed=4321, watchdog=WatchdogSettings())
+    assert controls.generation_settings() == expected
     controls.random_seed.setValue(5)  # saves under the new name, which wins from now on
     settings.sync()
     assert Settings(str(path)).get("controls/random_seed") == 5
@@ -396,7 +398,7 @@ def test_watchdog_option_rolls_back_a_runaway_and_says_so(qtbot, tmp_path):
     path = save_model(tmp_path / "falls-silent", runaway.config, runaway.params, {"name": "falls-silent"})
     window = make_window(qtbot, tmp_path, path)
     assert window.transport.watchdog_label.text() == ""
-    window.controls.watchdog.setChecked(True)
+    assert window.controls.generation_settings().watchdog == WatchdogSettings()  # on by default
     take = generate(qtbot, window, seconds=4.0)
     assert take is not None and take.frames == 4 * 16000
     assert window.session is not None and window.session.generator.rollbacks

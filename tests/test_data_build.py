@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -48,6 +49,32 @@ def test_build_digits_limit(tmp_path):
     assert tokens.std() > 5  # speech, not silence
 
 
+def silent_samples(directory: Path, split: str) -> int:
+    """How many samples of the split's clips (padding aside) are digital silence."""
+    data = Split(directory, split)
+    return sum(int((clip[:length] == SILENCE).sum()) for clip, length in zip(data.tokens, data.lengths, strict=True))
+
+
+def build_args(out: Path, tmp_path: Path, works: int) -> list:
+    """`harmonic data build piano` of the first `works` scores exported into tmp_path/midi."""
+    midi, fonts = tmp_path / "midi", tmp_path / "fonts"
+    return [
+        "data",
+        "build",
+        "piano",
+        "--out",
+        out,
+        "--midi",
+        midi,
+        "--soundfonts",
+        fonts,
+        "--limit",
+        works,
+        "--workers",
+        2,
+    ]
+
+
 def test_build_piano_from_exported_scores(tmp_path):
     """Scores exported as MIDI, pianos cut from the system soundfonts, rendered: every
     work normalised to its own peak, so silence stays at the silence token."""
@@ -57,21 +84,7 @@ def test_build_piano_from_exported_scores(tmp_path):
     harmonic("data", "soundfonts", "--out", tmp_path / "fonts")
     assert {p.name for p in (tmp_path / "fonts").iterdir()} >= {"FluidR3_GM-pianos.sf2", "TimGM6mb-pianos.sf2"}
     out = tmp_path / "piano"
-    harmonic(
-        "data",
-        "build",
-        "piano",
-        "--out",
-        out,
-        "--midi",
-        tmp_path / "midi",
-        "--soundfonts",
-        tmp_path / "fonts",
-        "--limit",
-        6,
-        "--workers",
-        2,
-    )
+    harmonic(*build_args(out, tmp_path, 6))
     manifest = read_manifest(out)
     assert manifest["works"] == 6 and manifest["clip_len"] == 128000 and manifest["hours"] > 0
     tokens = np.concatenate([Split(out, s).tokens.ravel() for s in ("train", "valid", "test") if len(Split(out, s))])
@@ -83,6 +96,15 @@ def test_build_piano_from_exported_scores(tmp_path):
         for clip, length in zip(data.tokens, data.lengths, strict=True):
             sounding = np.flatnonzero(clip[:length] != SILENCE)
             assert length - 1 - sounding[-1] < (GAP_SECONDS + 0.05) * 16000
+    # --gap-seconds 0: the same works joined with no silence between them.
+    joined = tmp_path / "piano-no-gap"
+    harmonic(*build_args(joined, tmp_path, 6), "--gap-seconds", 0)
+    assert read_manifest(joined)["gap_seconds"] == 0 and manifest["gap_seconds"] == GAP_SECONDS
+    assert manifest["splits"]["train"]["sources"] > 1  # works do join
+    for split, info in manifest["splits"].items():  # a gap less at each join of a split's works
+        joins = max(0, info["sources"] - 1)
+        fewer = silent_samples(out, split) - silent_samples(joined, split)
+        assert abs(fewer - joins * GAP_SECONDS * 16000) < 16000
 
     holdout = tmp_path / "holdout"
     harmonic(
@@ -112,6 +134,9 @@ def test_a_splits_works_play_in_turn_and_are_cut_across_their_ends():
     assert (a[:24000] == 200).all() and (a[24000:32000] == SILENCE).all() and (a[32000:] == 60).all()
     assert (b[:48000] == 60).all() and (b[48000:] == SILENCE).all()
     assert split_clips([("rest", np.full(64000, SILENCE, np.uint8))], 128000) == []  # nothing audible
+    ((joined, length, source),) = split_clips([("one", first), ("two", second[:96000])], 128000, gap_seconds=0)
+    assert (length, source) == (120000, "one")  # no gap: the second work starts where the first ends
+    assert (joined[:24000] == 200).all() and (joined[24000:120000] == 60).all()
 
 
 def test_folder_skips_bad_files_and_pads_short_clips(tmp_path):

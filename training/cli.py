@@ -98,6 +98,9 @@ def _register_data(commands):
     build.add_argument("--takes", type=int, default=1, help="digits: random pitch/rate/level takes per voice and word")
     build.add_argument("--max-hours", type=float, default=0.0, help="piano: stop at this much score time (0: all)")
     build.add_argument(
+        "--gap-seconds", type=float, default=0.5, help="piano: digital silence between one work and the next"
+    )
+    build.add_argument(
         "--midi", help="piano: the exported scores (`harmonic data midi`; default: exported into the user cache first)"
     )
     build.add_argument(
@@ -165,7 +168,13 @@ def _build(args, out: Path) -> dict:
                 export_corpus(midi, workers=args.workers)
             soundfonts = args.soundfonts or make_soundfonts(cache / "soundfonts")
             manifest = build_piano(
-                out, midi, soundfonts, limit=args.limit, max_hours=args.max_hours, workers=args.workers
+                out,
+                midi,
+                soundfonts,
+                limit=args.limit,
+                max_hours=args.max_hours,
+                workers=args.workers,
+                gap_seconds=args.gap_seconds,
             )
         elif args.kind == "piano-holdout":
             from training.data.holdout import write_holdout_midi

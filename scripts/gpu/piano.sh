@@ -23,8 +23,10 @@ MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's li
 HOURS=${HOURS:-14}         # score time of the corpus to render (14 h: 2 min on 64 cores)
 RENDER_SECONDS=${RENDER_SECONDS:-300}   # the render's bound (a 24 h render with BENCH took longer)
 LR=${LR:-1e-3}             # after warm-up, constant: 2e-3 at 128 clips a step spiked (docs/gpu-runs.md)
-# NAME:PRESET[:MODEL[:GPUS[:MATMUL]]] ...: GPUS a comma list (default: run i on GPU i),
-# MATMUL default or bf16 (harmonic train --matmul).
+# NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP]]]] ...: GPUS a comma list (default: run i on GPU i),
+# MATMUL default or bf16 (harmonic train --matmul), GAP the data set's silence between works
+# (harmonic data build piano --gap-seconds; 0.5 by default, in data/piano, the set every
+# model's test NLL is measured on; another gap renders data/piano-gapGAP as well).
 RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
 PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
 EVAL=${EVAL:-}             # models whose test-split NLL is printed too (the one a run continues)
@@ -47,21 +49,36 @@ if [[ -n $BENCH ]]; then
     | grep --line-buffered -v "slow_operation\|Very slow compile" | sed -u "s/^/[bench] /" &
   bench=$!
 fi
-if [[ ! -f data/piano/manifest.json ]]; then
-  tar xJf carry/piano-midi.tar.xz -C data
-  echo "$(date +%T) rendering $HOURS h of scores"
-  timeout "$RENDER_SECONDS" "${HARMONIC[@]}" data build piano --out data/piano --midi data/piano-midi --soundfonts carry/soundfonts-train \
-    --max-hours "$HOURS" --workers "$(nproc)" 2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
-  echo "$(date +%T) rendered"
-fi
+data_dir() {  # GAP: the data set of that gap
+  if [[ -z $1 || $1 == 0.5 ]]; then echo data/piano; else echo "data/piano-gap$1"; fi
+}
 
-test_nll() {  # MODEL GPUS: the model's NLL on the rendered test split
+render() {  # GAP: renders its data set unless this machine has it
+  local out
+  out=$(data_dir "$1")
+  [[ -f $out/manifest.json ]] && return
+  [[ -d data/piano-midi ]] || tar xJf carry/piano-midi.tar.xz -C data
+  echo "$(date +%T) rendering $HOURS h of scores into $out"
+  timeout "$RENDER_SECONDS" "${HARMONIC[@]}" data build piano --out "$out" --midi data/piano-midi \
+    --soundfonts carry/soundfonts-train --max-hours "$HOURS" --gap-seconds "${1:-0.5}" --workers "$(nproc)" \
+    2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
+  echo "$(date +%T) rendered"
+}
+
+render 0.5
+for spec in $RUNS; do
+  IFS=: read -r _ _ _ _ _ gap <<<"$spec"
+  render "$gap"
+done
+
+test_nll() {  # MODEL GPUS: the model's NLL on the test split of data/piano
   CUDA_VISIBLE_DEVICES=$2 harmonic eval --checkpoint "$1" --data data/piano --split test --batch-size 32 2>&1 \
     | grep --line-buffered "bits" | sed -u "s|^|[test $1] |"
 }
 
-train_run() {  # NAME PRESET MODEL GPUS MATMUL: resume or start one run, then bring its results back
-  local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} resume=()
+train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP: resume or start one run, then bring its results back
+  local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} data resume=()
+  data=$(data_dir "$6")
   local batch=$((BATCH * $(tr , "\n" <<<"$gpus" | wc -l)))
   if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
     resume=(--resume)
@@ -72,7 +89,7 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL: resume or start one run, then br
     resume=(--init-from "$model")
   fi
   # Constant learning rate after warm-up: the run is extended block after block.
-  CUDA_VISIBLE_DEVICES=$gpus harmonic train --data data/piano --run "runs/$name" "${resume[@]}" --preset "$preset" \
+  CUDA_VISIBLE_DEVICES=$gpus harmonic train --data "$data" --run "runs/$name" "${resume[@]}" --preset "$preset" \
     --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr "$LR" --warmup-steps 500 --schedule constant --steps 1000000 \
     --eval-every 1000 --eval-clips 128 --eval-batch-size 32 --save-every 500 --keep-checkpoints 2 --log-every 50 \
     --max-minutes "$MINUTES" --no-progress 2>&1 | sed -u "s/^/[$name] /"
@@ -82,13 +99,13 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL: resume or start one run, then br
   rm -rf "/tmp/$name-model"
   CUDA_VISIBLE_DEVICES=$gpus harmonic export "runs/$name" --out "/tmp/$name-model" --name "$name ($preset)" --no-test
   cp "runs/$name/metrics.csv" "/tmp/$name-model/"
-  test_nll "/tmp/$name-model" "$gpus"
   tar czf "/tmp/$name-model.tgz" -C /tmp "$name-model"
   if [[ $(stat -c %s "/tmp/$name-model.tgz") -gt 15728640 ]]; then
     split -b 15M -d "/tmp/$name-model.tgz" "$OUT/$name-model.tgz."   # cat the parts back together here
   else
     cp "/tmp/$name-model.tgz" "$OUT/"
   fi
+  test_nll "/tmp/$name-model" "$gpus" || echo "[$name] no test NLL"   # the model is out already
 }
 
 if [[ -n $BENCH ]]; then
@@ -96,12 +113,12 @@ if [[ -n $BENCH ]]; then
   cp docs/benchmarks.md "$OUT/"   # with the suite's section rewritten
 fi
 for model in $EVAL; do
-  test_nll "$model" 0
+  test_nll "$model" 0 || echo "no test NLL for $model"
 done &
 index=0
 for spec in $RUNS; do
-  IFS=: read -r name preset model gpus matmul <<<"$spec"
-  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" &
+  IFS=: read -r name preset model gpus matmul gap <<<"$spec"
+  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" "$gap" &
   index=$((index + 1))
 done
 wait

@@ -44,7 +44,7 @@ RENDER_RATE = 32_000  # TinySoundFont interpolates linearly: render above 16 kHz
 PEAK = 0.9  # the piece's peak after normalising
 TAIL_SECONDS = 2.0  # rendered past the last event, for the release and the room
 AUDIBLE = 1e-3  # -60 dB: a render's quieter lead-in and tail are trimmed
-GAP_SECONDS = 0.5  # silence between one work and the next in a split's stream
+GAP_SECONDS = 0.5  # silence between one work and the next in a split's stream (the default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,15 +146,17 @@ def trim_silence(audio: np.ndarray) -> np.ndarray:
     return audio[loud[0] : loud[-1] + 1] if loud.size else audio[:0]
 
 
-def split_clips(works: list[tuple[str, np.ndarray]], clip_len: int) -> list[tuple[np.ndarray, int, str]]:
-    """One split's works (name, mu-law tokens uint8 [T]) played in turn, GAP_SECONDS apart,
+def split_clips(
+    works: list[tuple[str, np.ndarray]], clip_len: int, gap_seconds: float = GAP_SECONDS
+) -> list[tuple[np.ndarray, int, str]]:
+    """One split's works (name, mu-law tokens uint8 [T]) played in turn, gap_seconds apart,
     cut into clips: (tokens uint8 [clip_len], length, the work the clip starts in). A last
     clip under 1 s is dropped, a shorter last one padded with silence; a clip with nothing
     audible (a work's long rest) is dropped."""
     works = [(name, tokens) for name, tokens in works if tokens.size]
     if not works:
         return []
-    gap = np.full(int(GAP_SECONDS * SAMPLE_RATE), SILENCE, np.uint8)
+    gap = np.full(int(gap_seconds * SAMPLE_RATE), SILENCE, np.uint8)
     stream = np.concatenate([part for _, tokens in works for part in (tokens, gap)][:-1])
     starts = np.cumsum([0] + [tokens.size + gap.size for _, tokens in works[:-1]])
     clips = []
@@ -212,10 +214,14 @@ def build_piano(
     progress: bool = True,
     pianos: tuple[Piano, ...] = TRAINING_PIANOS,
     split: str | None = None,
+    gap_seconds: float = GAP_SECONDS,
 ) -> dict:
     """Renders the exported works of `midi_dir` with `pianos` into a data set at `out`;
     returns its manifest. `split` puts every work into that split (a hold-out set);
-    by default works are split by name."""
+    by default works are split by name. `gap_seconds` of digital silence lie between one
+    work and the next (docs/results.md, "Leaving silence": a model does not time them)."""
+    if gap_seconds < 0:
+        raise ValueError(f"--gap-seconds must be >= 0, got {gap_seconds}")
     index = read_index(midi_dir)
     works = choose_works(index["works"], limit, max_hours)
     if not works:
@@ -235,7 +241,8 @@ def build_piano(
             streams[work] = tokens
     for name in ("train", "valid", "test"):
         kept = [w["id"] for w in works if w["id"] in streams and (split or split_of(w["id"])) == name]
-        for tokens, length, source in split_clips([(work, streams.pop(work)) for work in kept], writer.clip_len):
+        kept_streams = [(work, streams.pop(work)) for work in kept]
+        for tokens, length, source in split_clips(kept_streams, writer.clip_len, gap_seconds):
             writer.add_tokens(name, tokens, length, source=source)
     if writer.count() == 0:
         raise RuntimeError(f"no work rendered; first errors: {failed[:3]}")
@@ -243,7 +250,8 @@ def build_piano(
         source="music21 corpus rendered by TinySoundFont: "
         + ", ".join(f"{p.soundfont} program {p.program}" for p in pianos),
         scaling=f"each work normalised to a peak of {PEAK}",
-        joined=f"each split's works in turn, trimmed below {AUDIBLE}, {GAP_SECONDS} s apart",
+        joined=f"each split's works in turn, trimmed below {AUDIBLE}, {gap_seconds} s apart",
+        gap_seconds=gap_seconds,
         works=len(works) - len(failed),
         failed=sorted(failed, key=lambda f: f["work"]),
         split_by=f"all works in {split}" if split else "work",

@@ -11,6 +11,7 @@ from pathlib import Path
 from training import doc_sections
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+RESULTS = DOC.parent / "results.md"
 HEADER = "# Benchmarks\n\nEach section is written by the script it names; rerun the command to refresh it.\n"
 
 
@@ -30,3 +31,11 @@ def command_line() -> str:
     """How the running benchmark was invoked, as `python -m benchmarks.NAME ARGS`."""
     module = "benchmarks." + Path(sys.argv[0]).stem
     return " ".join(["python -m", module] + sys.argv[1:])
+
+
+def write_results_section(name: str, title: str, note: str, table: str) -> None:
+    """Replaces (or appends) section `name` of docs/results.md: where it was measured (this
+    2-core CPU machine), `note` (what the table shows), the table."""
+    body = f"{machine_line('the 2-core CPU VM')} {note}\n\n{table}"
+    doc_sections.write_section(RESULTS, name, title, command_line(), body, "")
+    print(f"wrote {RESULTS}")

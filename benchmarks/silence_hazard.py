@@ -19,14 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.report import command_line, machine_line
+from benchmarks.report import write_results_section
 from engine import model, mulaw
 from engine.audio_file import read_audio
 from engine.checkpoint import ModelCheckpoint, load_model
 from training import doc_sections
 from training.data.loader import Split
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 SILENCE = 128  # the mu-law class of 0.0
 LOUD = 0.01  # -40 dBFS: a sample above it starts a note, not a decay's last flicker
 GAP_SAMPLES = 4800  # real clips used: those with a silent run of 0.3 s or more
@@ -123,14 +122,13 @@ def main() -> None:
     table = doc_sections.markdown_table(header, rows)
     print(table)
     if not args.no_doc:
-        body = (
-            f"{machine_line('the 2-core CPU VM')} Per sample of a silent run (mu-law class {SILENCE}), teacher-forced: "
-            f"the model's probability that the next sample is not silence, and that it is louder than -40 dBFS "
-            f"(a note, not a decay's last flicker); *mean wait*: 1 / P(loud) in seconds. *(observed)*: how often "
-            f"the real clips did so, over every clip of the split that holds a silent run of 0.3 s or more.\n\n" + table
+        note = (
+            f"Per sample of a silent run (mu-law class {SILENCE}), teacher-forced: the model's probability that the "
+            "next sample is not silence, and that it is louder than -40 dBFS (a note, not a decay's last flicker); "
+            "*mean wait*: 1 / P(loud) in seconds. *(observed)*: how often the real clips did so, over every clip of "
+            "the split that holds a silent run of 0.3 s or more."
         )
-        doc_sections.write_section(DOC, "silence_hazard", "Leaving silence (issue 15)", command_line(), body, "")
-        print(f"wrote {DOC}")
+        write_results_section("silence_hazard", "Leaving silence (issue 15)", note, table)
 
 
 if __name__ == "__main__":

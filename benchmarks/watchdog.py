@@ -11,14 +11,12 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.report import command_line, machine_line
+from benchmarks.report import write_results_section
 from engine.checkpoint import load_model
 from engine.generator import GenerationSettings, Generator
 from engine.watchdog import WatchdogSettings
 from training import doc_sections
 from training.audio_measures import HEADER, measure
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
 
 def main() -> None:
@@ -49,15 +47,14 @@ def main() -> None:
     table = doc_sections.markdown_table(header, rows)
     print(table)
     if not args.no_doc:
-        body = (
-            f"{machine_line('the 2-core CPU VM')} Each pair of rows is one take ({args.voices} voices x "
-            f"{args.seconds:g} s, seed {args.seed}, temperature 1, the kernel backend) rendered without and with "
-            "the watchdog's default settings (`engine.watchdog.WatchdogSettings`); with it, the rolled-back audio "
-            "is not in the take. *compute*: seconds to render the take, rollbacks' discarded audio included. "
-            "*given up*: runaways the watchdog stopped retrying (it then lets the voice play on).\n\n" + table
+        note = (
+            f"Each pair of rows is one take ({args.voices} voices x {args.seconds:g} s, seed {args.seed}, temperature "
+            "1, the kernel backend) rendered without and with the watchdog's default settings "
+            "(`engine.watchdog.WatchdogSettings`); with it, the rolled-back audio is not in the take. *compute*: "
+            "seconds to render the take, rollbacks' discarded audio included. *given up*: runaways the watchdog "
+            "stopped retrying (it then lets the voice play on)."
         )
-        doc_sections.write_section(DOC, "watchdog", "The runaway watchdog (issue 15)", command_line(), body, "")
-        print(f"wrote {DOC}")
+        write_results_section("watchdog", "The runaway watchdog (issue 15)", note, table)
 
 
 if __name__ == "__main__":

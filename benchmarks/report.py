@@ -33,9 +33,11 @@ def command_line() -> str:
     return " ".join(["python -m", module] + sys.argv[1:])
 
 
-def write_results_section(name: str, title: str, note: str, table: str) -> None:
-    """Replaces (or appends) section `name` of docs/results.md: where it was measured (this
-    2-core CPU machine), `note` (what the table shows), the table."""
-    body = f"{machine_line('the 2-core CPU VM')} {note}\n\n{table}"
-    doc_sections.write_section(RESULTS, name, title, command_line(), body, "")
-    print(f"wrote {RESULTS}")
+def publish_results(name: str, title: str, note: str, table: str, write: bool = True) -> None:
+    """Prints `table`; with `write`, replaces (or appends) section `name` of docs/results.md:
+    where it was measured (this 2-core CPU machine), `note` (what the table shows), the table."""
+    print(table)
+    if write:
+        body = f"{machine_line('the 2-core CPU VM')} {note}\n\n{table}"
+        doc_sections.write_section(RESULTS, name, title, command_line(), body, "")
+        print(f"wrote {RESULTS}")

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.report import write_results_section
+from benchmarks.report import publish_results
 from engine import model, mulaw
 from engine.audio_file import read_audio
 from engine.checkpoint import ModelCheckpoint, load_model
@@ -119,16 +119,14 @@ def main() -> None:
         checkpoint = load_model(path)
         for fed, pieces in ((f"{len(real)} real clips", real), (Path(args.take or "").name, take)):
             rows += [[Path(path).name, fed, *row] for row in hazard_rows(checkpoint, pieces)] if pieces else []
+    note = (
+        f"Per sample of a silent run (mu-law class {SILENCE}), teacher-forced: the model's probability that the "
+        "next sample is not silence, and that it is louder than -40 dBFS (a note, not a decay's last flicker); "
+        "*mean wait*: 1 / P(loud) in seconds. *(observed)*: how often the real clips did so, over every clip of "
+        "the split that holds a silent run of 0.3 s or more."
+    )
     table = doc_sections.markdown_table(header, rows)
-    print(table)
-    if not args.no_doc:
-        note = (
-            f"Per sample of a silent run (mu-law class {SILENCE}), teacher-forced: the model's probability that the "
-            "next sample is not silence, and that it is louder than -40 dBFS (a note, not a decay's last flicker); "
-            "*mean wait*: 1 / P(loud) in seconds. *(observed)*: how often the real clips did so, over every clip of "
-            "the split that holds a silent run of 0.3 s or more."
-        )
-        write_results_section("silence_hazard", "Leaving silence (issue 15)", note, table)
+    publish_results("silence_hazard", "Leaving silence (issue 15)", note, table, write=not args.no_doc)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.report import write_results_section
+from benchmarks.report import publish_results
 from engine.checkpoint import load_model
 from engine.generator import GenerationSettings, Generator
 from engine.watchdog import WatchdogSettings
@@ -44,17 +44,15 @@ def main() -> None:
                 row += [*measure(audio).row(), rollbacks if watchdog else "", given_up if watchdog else ""]
                 rows.append([*row, f"{elapsed:.0f}"])
                 print(" | ".join(str(cell) for cell in rows[-1]), flush=True)
+    note = (
+        f"Each pair of rows is one take ({args.voices} voices x {args.seconds:g} s, seed {args.seed}, temperature "
+        "1, the kernel backend) rendered without and with the watchdog's default settings "
+        "(`engine.watchdog.WatchdogSettings`); with it, the rolled-back audio is not in the take. *compute*: "
+        "seconds to render the take, rollbacks' discarded audio included. *given up*: runaways the watchdog "
+        "stopped retrying (it then lets the voice play on)."
+    )
     table = doc_sections.markdown_table(header, rows)
-    print(table)
-    if not args.no_doc:
-        note = (
-            f"Each pair of rows is one take ({args.voices} voices x {args.seconds:g} s, seed {args.seed}, temperature "
-            "1, the kernel backend) rendered without and with the watchdog's default settings "
-            "(`engine.watchdog.WatchdogSettings`); with it, the rolled-back audio is not in the take. *compute*: "
-            "seconds to render the take, rollbacks' discarded audio included. *given up*: runaways the watchdog "
-            "stopped retrying (it then lets the voice play on)."
-        )
-        write_results_section("watchdog", "The runaway watchdog (issue 15)", note, table)
+    publish_results("watchdog", "The runaway watchdog (issue 15)", note, table, write=not args.no_doc)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ chance, with mean 1 / P(loud) samples between loud onsets.
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import jax
@@ -23,26 +24,30 @@ from benchmarks.report import publish_results
 from engine import model, mulaw
 from engine.audio_file import read_audio
 from engine.checkpoint import ModelCheckpoint, load_model
+from engine.config import ModelConfig
+from engine.mulaw import SILENCE
 from training import doc_sections
 from training.data.loader import Split
 
-SILENCE = 128  # the mu-law class of 0.0
 LOUD = 0.01  # -40 dBFS: a sample above it starts a note, not a decay's last flicker
+LOUD_CLASSES = np.abs(mulaw.decode(np.arange(mulaw.NUM_CLASSES))) > LOUD  # bool [256]
 GAP_SAMPLES = 4800  # real clips used: those with a silent run of 0.3 s or more
 SINCE_BINS = ((1, 800), (800, 4000), (4000, 8000), (8000, 16000), (16000, None))  # samples of silence so far
 
 
+@functools.partial(jax.jit, static_argnames="config")
+def _probabilities(params: dict, config: ModelConfig, batch: jax.Array) -> jax.Array:
+    """batch int32 [1, T] -> float32 [T, 2]: P(not SILENCE), P(a LOUD_CLASSES class), given the samples before."""
+    p = jax.nn.softmax(model.forward(params, config, batch), axis=-1)[0]
+    return jnp.stack([1.0 - p[:, SILENCE], jnp.sum(jnp.where(LOUD_CLASSES, p, 0.0), axis=-1)], axis=-1)
+
+
 def leave_probabilities(checkpoint: ModelCheckpoint, tokens: np.ndarray) -> np.ndarray:
-    """tokens int [T] -> float [T, 2]: P(token_t != SILENCE), P(|token_t| > LOUD), each given tokens < t."""
+    """tokens int [T] -> float [T', 2] (T' = T down to whole pooling steps): P(token_t != SILENCE),
+    P(|token_t| > LOUD), each given tokens < t."""
     length = len(tokens) // checkpoint.config.total_pooling * checkpoint.config.total_pooling
-    loud = jnp.asarray(np.abs(mulaw.decode(np.arange(mulaw.NUM_CLASSES))) > LOUD)
-
-    @jax.jit
-    def probabilities(params, batch):
-        p = jax.nn.softmax(model.forward(params, checkpoint.config, batch), axis=-1)[0]
-        return jnp.stack([1.0 - p[:, SILENCE], jnp.sum(jnp.where(loud, p, 0.0), axis=-1)], axis=-1)
-
-    return np.asarray(probabilities(checkpoint.params, jnp.asarray(tokens[None, :length], jnp.int32)))
+    batch = jnp.asarray(tokens[None, :length], jnp.int32)
+    return np.asarray(_probabilities(checkpoint.params, checkpoint.config, batch))
 
 
 def silent_run_lengths(tokens: np.ndarray) -> np.ndarray:
@@ -56,11 +61,10 @@ def silent_run_lengths(tokens: np.ndarray) -> np.ndarray:
 def hazard_rows(checkpoint: ModelCheckpoint | None, pieces: list[np.ndarray]) -> list[list[str]]:
     """One row per bin of SINCE_BINS: samples, mean P(leave), mean P(loud), mean wait for a loud
     onset; the model's probabilities, or with `checkpoint` None how often the pieces did so."""
-    loud = np.abs(mulaw.decode(np.arange(mulaw.NUM_CLASSES))) > LOUD
     since, leave = [], []
     for tokens in pieces:
         if checkpoint is None:
-            probabilities = np.stack([tokens != SILENCE, loud[tokens]], axis=-1).astype(np.float64)
+            probabilities = np.stack([tokens != SILENCE, LOUD_CLASSES[tokens]], axis=-1).astype(np.float64)
         else:
             probabilities = leave_probabilities(checkpoint, tokens)
         since.append(silent_run_lengths(tokens)[: len(probabilities)])

@@ -14,7 +14,7 @@ from engine.cli import SELF_COMMAND
 from engine.mulaw import SILENCE, decode
 from training.data.loader import BatchPlan, Split, eval_batches
 from training.data.manifest import read_manifest
-from training.data.piano import GAP_SECONDS, split_clips
+from training.data.piano import GAP_SECONDS, cache_render, cached_render, split_clips
 
 
 def harmonic(*args, timeout=600):
@@ -83,8 +83,9 @@ def test_build_piano_from_exported_scores(tmp_path):
     assert len(index["works"]) >= 6 and all((tmp_path / "midi" / w["file"]).is_file() for w in index["works"])
     harmonic("data", "soundfonts", "--out", tmp_path / "fonts")
     assert {p.name for p in (tmp_path / "fonts").iterdir()} >= {"FluidR3_GM-pianos.sf2", "TimGM6mb-pianos.sf2"}
-    out = tmp_path / "piano"
-    harmonic(*build_args(out, tmp_path, 6))
+    out, renders = tmp_path / "piano", tmp_path / "renders"
+    harmonic(*build_args(out, tmp_path, 6), "--render-cache", renders)
+    assert len(list(renders.glob("*.npy"))) == 6 and not list(renders.glob("*.partial*"))
     manifest = read_manifest(out)
     assert manifest["works"] == 6 and manifest["clip_len"] == 128000 and manifest["hours"] > 0
     tokens = np.concatenate([Split(out, s).tokens.ravel() for s in ("train", "valid", "test") if len(Split(out, s))])
@@ -96,9 +97,13 @@ def test_build_piano_from_exported_scores(tmp_path):
         for clip, length in zip(data.tokens, data.lengths, strict=True):
             sounding = np.flatnonzero(clip[:length] != SILENCE)
             assert length - 1 - sounding[-1] < (GAP_SECONDS + 0.05) * 16000
-    # --gap-seconds 0: the same works joined with no silence between them.
-    joined = tmp_path / "piano-no-gap"
-    harmonic(*build_args(joined, tmp_path, 6), "--gap-seconds", 0)
+    # --gap-seconds 0: the same works joined with no silence between them, from the renders
+    # kept by the first build (with no soundfonts at hand, a render would fail).
+    joined, no_fonts = tmp_path / "piano-no-gap", tmp_path / "no-fonts"
+    no_fonts.mkdir()
+    args = build_args(joined, tmp_path, 6)
+    args[args.index(tmp_path / "fonts")] = no_fonts
+    harmonic(*args, "--gap-seconds", 0, "--render-cache", renders)
     assert read_manifest(joined)["gap_seconds"] == 0 and manifest["gap_seconds"] == GAP_SECONDS
     assert manifest["splits"]["train"]["sources"] > 1  # works do join
     for split, info in manifest["splits"].items():  # a gap less at each join of a split's works
@@ -123,6 +128,15 @@ def test_build_piano_from_exported_scores(tmp_path):
     manifest = read_manifest(holdout)
     assert manifest["works"] == 3 and manifest["splits"]["test"]["sources"] == 3  # all of it is the hold-out
     assert "MuseScore_General_Lite-pianos.sf3" in manifest["source"]
+
+
+def test_a_render_cut_short_is_rendered_again(tmp_path):
+    tokens = np.arange(1000, dtype=np.uint8)
+    cache_render(tmp_path, "work", tokens)
+    assert np.array_equal(cached_render(tmp_path, "work"), tokens) and cached_render(tmp_path, "other") is None
+    path = tmp_path / "work.npy"
+    path.write_bytes(path.read_bytes()[:500])  # as a copy cut short (a killed rsync, a full disk) leaves it
+    assert cached_render(tmp_path, "work") is None
 
 
 def test_a_splits_works_play_in_turn_and_are_cut_across_their_ends():

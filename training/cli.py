@@ -107,6 +107,11 @@ def _register_data(commands):
         "--soundfonts",
         help="piano: folder of the piano soundfonts (default: cut from the system's soundfonts into the user cache)",
     )
+    build.add_argument(
+        "--render-cache",
+        metavar="DIR",
+        help="piano: keep each work's render here, so that a rebuild (another gap, more hours) renders only new works",
+    )
     build.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per CPU)")
     build.add_argument("--force", action="store_true", help="rebuild over an existing data set")
     build.set_defaults(run=run_data_build)
@@ -175,6 +180,7 @@ def _build(args, out: Path) -> dict:
                 max_hours=args.max_hours,
                 workers=args.workers,
                 gap_seconds=args.gap_seconds,
+                render_cache=args.render_cache,
             )
         elif args.kind == "piano-holdout":
             from training.data.holdout import write_holdout_midi

@@ -64,6 +64,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     measure.add_argument("--split", default="test")
     measure.add_argument("--clips", type=int, default=64, help="real clips to measure (random, fixed seed)")
     measure.add_argument("--start", type=float, default=0.0, help="measure takes from this second on")
+    measure.add_argument(
+        "--pooled", action="store_true", help="one row per file: its voices measured together, not each apart"
+    )
     measure.add_argument("--spectrograms", help="also draw each row's spectrogram into this PNG")
     measure.set_defaults(run=run_measure)
 
@@ -192,12 +195,14 @@ def run_measure(args) -> int:
     from training.audio_measures import HEADER, measure
 
     start = int(args.start * SAMPLE_RATE)
-    rows = [
-        (Path(path).name + (f" voice {v + 1}" if len(voices) > 1 else ""), audio[start:])
-        for path in args.audio
-        for voices in [read_audio(path, mono=False)]
-        for v, audio in enumerate(voices)
-    ]
+    rows = []
+    for path in args.audio:
+        voices = np.atleast_2d(read_audio(path, mono=False))[:, start:]
+        if args.pooled:
+            rows.append((f"{Path(path).name}, {len(voices)} voice(s) pooled", voices.ravel()))
+        else:
+            named = [Path(path).name + (f" voice {v + 1}" if len(voices) > 1 else "") for v in range(len(voices))]
+            rows += list(zip(named, voices, strict=True))
     if args.data:
         from training.data.loader import Split
         from training.data.manifest import DataError
@@ -211,7 +216,12 @@ def run_measure(args) -> int:
         rows.append((f"real: {len(real)} {args.split} clips", np.concatenate(real)))
     if not rows:
         raise UserError("nothing to measure: name audio files and/or --data")
-    table = [[name, *measure(audio).row()] for name, audio in rows]
+    table = []
+    for name, audio in rows:
+        try:
+            table.append([name, *measure(audio).row()])
+        except ValueError as error:  # shorter than a frame (after --start)
+            raise UserError(f"cannot measure {name}: {error}") from None
     widths = [max(len(r[i]) for r in table + [["", *HEADER]]) for i in range(len(HEADER) + 1)]
     for line in [["", *HEADER], *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))

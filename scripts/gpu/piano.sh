@@ -8,8 +8,10 @@
 # improves, with a fresh optimiser that warms up again: a larger model's packed state
 # would not fit the 64 MiB that travels), else it starts. Each run's EMA model comes back as
 # $OUT/NAME-model.tgz (in 15 MiB parts when larger), with its metrics.csv, and its test-split
-# NLL is printed (with that of each model in $EVAL); the runs named in $PACK come back as
-# packed state too. Here, afterwards (docs/gpu-runs.md):
+# NLL is printed (with that of each model in $EVAL), then how readily it leaves silence
+# (benchmarks/silence_hazard.py) and what a take of $TAKE_VOICES voices sounds like on the
+# run's GPUs (`harmonic measure`: pooled in the log, each voice in $OUT/NAME-voices.txt);
+# the runs named in $PACK come back as packed state too. Here, afterwards (docs/gpu-runs.md):
 #     cat OUT/piano-2x-model.tgz.* | tar xz   # then evaluate, and replace the MODEL with it
 #     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # a packed run
 #
@@ -32,7 +34,9 @@ PACK=${PACK:-}             # runs whose packed state comes back (a realtime stat
 EVAL=${EVAL:-}             # models whose test-split NLL is printed too (the one a run continues)
 BENCH=${BENCH:-}           # a benchmarks.training_throughput suite timed while the CPUs render
 OUT=${OUT:-/tmp/out}
-BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # clips per GPU; a CPU dry run: RUNS=piano:tiny BATCH=2 SEQ=8000
+BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # clips per GPU; a CPU dry run: RUNS=piano:tiny BATCH=2 SEQ=8000 EVAL_BATCH=4
+EVAL_BATCH=${EVAL_BATCH:-32}           # clips of 8 s per validation and test batch
+TAKE_SECONDS=${TAKE_SECONDS:-15} TAKE_VOICES=${TAKE_VOICES:-64}   # the take measured after each block (0: none)
 PYTHON=${PYTHON:-python3}
 
 if [[ ${SETUP:-1} == 1 ]]; then
@@ -59,8 +63,10 @@ render() {  # GAP: renders its data set unless this machine has it
   [[ -f $out/manifest.json ]] && return
   [[ -d data/piano-midi ]] || tar xJf carry/piano-midi.tar.xz -C data
   echo "$(date +%T) rendering $HOURS h of scores into $out"
+  # One render serves every gap: a second set only joins the works kept in data/piano-renders.
   timeout "$RENDER_SECONDS" "${HARMONIC[@]}" data build piano --out "$out" --midi data/piano-midi \
     --soundfonts carry/soundfonts-train --max-hours "$HOURS" --gap-seconds "${1:-0.5}" --workers "$(nproc)" \
+    --render-cache data/piano-renders \
     2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
   echo "$(date +%T) rendered"
 }
@@ -72,8 +78,21 @@ for spec in $RUNS; do
 done
 
 test_nll() {  # MODEL GPUS: the model's NLL on the test split of data/piano
-  CUDA_VISIBLE_DEVICES=$2 harmonic eval --checkpoint "$1" --data data/piano --split test --batch-size 32 2>&1 \
+  CUDA_VISIBLE_DEVICES=$2 harmonic eval --checkpoint "$1" --data data/piano --split test --batch-size "$EVAL_BATCH" 2>&1 \
     | grep --line-buffered "bits" | sed -u "s|^|[test $1] |"
+}
+
+measure_model() {  # NAME GPUS: how readily the exported model leaves silence, and what its take sounds like
+  local name=$1 model=/tmp/$1-model take=/tmp/$1-take.wav
+  CUDA_VISIBLE_DEVICES=$2 $PYTHON -m benchmarks.silence_hazard "$model" --data data/piano --clips 6 --no-doc 2>&1 \
+    | grep --line-buffered "^| $name-model" | sed -u "s/^/[$name hazard] /"
+  [[ $TAKE_SECONDS == 0 ]] && return
+  CUDA_VISIBLE_DEVICES=$2 HARMONIC_STEP_BACKEND=jax harmonic generate --checkpoint "$model" --seconds "$TAKE_SECONDS" \
+    --voices "$TAKE_VOICES" --chunk-ms 250 --seed 5 --out "$take" 2>&1 | grep --line-buffered "^wrote\|real-time" \
+    | sed -u "s/^/[$name take] /"
+  harmonic measure "$take" --pooled | sed -u "s/^/[$name take] /"
+  harmonic measure "$take" --start 5 --pooled | sed -u "s/^/[$name take from 5 s] /"
+  harmonic measure "$take" >"$OUT/$name-voices.txt"
 }
 
 train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP: resume or start one run, then bring its results back
@@ -91,7 +110,7 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP: resume or start one run, the
   # Constant learning rate after warm-up: the run is extended block after block.
   CUDA_VISIBLE_DEVICES=$gpus harmonic train --data "$data" --run "runs/$name" "${resume[@]}" --preset "$preset" \
     --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr "$LR" --warmup-steps 500 --schedule constant --steps 1000000 \
-    --eval-every 1000 --eval-clips 128 --eval-batch-size 32 --save-every 500 --keep-checkpoints 2 --log-every 50 \
+    --eval-every 1000 --eval-clips 128 --eval-batch-size "$EVAL_BATCH" --save-every 500 --keep-checkpoints 2 --log-every 50 \
     --max-minutes "$MINUTES" --no-progress 2>&1 | sed -u "s/^/[$name] /"
   if [[ " $PACK " == *" $name "* ]]; then
     harmonic run-state pack "runs/$name" --out "$OUT/$name-state"
@@ -106,6 +125,7 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP: resume or start one run, the
     cp "/tmp/$name-model.tgz" "$OUT/"
   fi
   test_nll "/tmp/$name-model" "$gpus" || echo "[$name] no test NLL"   # the model is out already
+  measure_model "$name" "$gpus" || echo "[$name] not measured"
 }
 
 if [[ -n $BENCH ]]; then

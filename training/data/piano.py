@@ -22,6 +22,7 @@ copes with a piano it never heard.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 import zlib
@@ -170,6 +171,32 @@ def split_clips(
     return clips
 
 
+def render_key(work: str, midi: str | Path, performance: Performance) -> str:
+    """Names a work's render: its score's bytes, how it is played and the render's settings."""
+    digest = hashlib.sha1(repr((work, performance, RENDER_RATE, SAMPLE_RATE, PEAK, TAIL_SECONDS, AUDIBLE)).encode())
+    digest.update(Path(midi).read_bytes())
+    return digest.hexdigest()
+
+
+def cached_render(cache: Path, key: str) -> np.ndarray | None:
+    """A work's mu-law tokens from the render cache, or None."""
+    try:
+        return np.load(cache / f"{key}.npy")
+    except (FileNotFoundError, ValueError, EOFError):  # absent, or cut short by a kill before the rename
+        return None
+
+
+def cache_render(cache: Path, key: str, tokens: np.ndarray) -> None:
+    """Keeps a work's tokens; written aside and renamed, so a kill leaves no partial file."""
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"{key}.partial.npy"
+    try:
+        np.save(partial, tokens)
+        os.replace(partial, cache / f"{key}.npy")
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _render_job(job):
     """(work, its mu-law tokens uint8 [T] or None, error or None). Encoded in the worker:
     a quarter of the float32 audio's bytes goes back through the pool's pipe, and the
@@ -215,11 +242,14 @@ def build_piano(
     pianos: tuple[Piano, ...] = TRAINING_PIANOS,
     split: str | None = None,
     gap_seconds: float = GAP_SECONDS,
+    render_cache: str | Path | None = None,
 ) -> dict:
     """Renders the exported works of `midi_dir` with `pianos` into a data set at `out`;
     returns its manifest. `split` puts every work into that split (a hold-out set);
     by default works are split by name. `gap_seconds` of digital silence lie between one
-    work and the next (docs/results.md, "Leaving silence": a model does not time them)."""
+    work and the next (docs/results.md, "Leaving silence": a model does not time them).
+    `render_cache` keeps each work's render, so that another build of the same works (another
+    gap, more hours) renders only what it has not rendered before."""
     if gap_seconds < 0:
         raise ValueError(f"--gap-seconds must be >= 0, got {gap_seconds}")
     index = read_index(midi_dir)
@@ -227,11 +257,21 @@ def build_piano(
     if not works:
         raise RuntimeError(f"{midi_dir} lists no works")
     writer = DatasetWriter(out, CLIP_SECONDS * SAMPLE_RATE, "piano", "none")
-    jobs = [(w["id"], str(Path(midi_dir) / w["file"]), str(soundfonts), pianos) for w in works]
-    failed, streams = [], {}
+    cache = Path(render_cache) if render_cache else None
+    failed, streams, jobs, keys = [], {}, [], {}
+    for w in works:
+        midi = str(Path(midi_dir) / w["file"])
+        if cache:
+            keys[w["id"]] = render_key(w["id"], midi, Performance.for_work(w["id"], pianos))
+            tokens = cached_render(cache, keys[w["id"]])
+            if tokens is not None:
+                streams[w["id"]] = tokens
+                continue
+        jobs.append((w["id"], midi, str(soundfonts), pianos))
     # Unordered: a long sonata does not hold up the works behind it; the streams are joined
     # in the works' order at the end, so the same works always give the same arrays.
-    with multiprocessing.get_context("spawn").Pool(workers or os.cpu_count() or 1, maxtasksperchild=50) as pool:
+    processes = min(workers or os.cpu_count() or 1, len(jobs))
+    with multiprocessing.get_context("spawn").Pool(max(processes, 1), maxtasksperchild=50) as pool:
         for work, tokens, error in tqdm(
             pool.imap_unordered(_render_job, jobs), total=len(jobs), desc="works", unit="work", disable=not progress
         ):
@@ -239,6 +279,8 @@ def build_piano(
                 failed.append({"work": work, "error": error})
                 continue
             streams[work] = tokens
+            if cache:
+                cache_render(cache, keys[work], tokens)
     for name in ("train", "valid", "test"):
         kept = [w["id"] for w in works if w["id"] in streams and (split or split_of(w["id"])) == name]
         kept_streams = [(work, streams.pop(work)) for work in kept]

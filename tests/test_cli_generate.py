@@ -51,6 +51,22 @@ def test_generate_wav_and_flac_reproducibly(checkpoint, tmp_path, capsys):
     assert not np.array_equal(a[:, 0], a[:, 1])
 
 
+def test_generate_without_effects_needs_no_pedalboard(checkpoint, tmp_path):
+    """The engine generates on a machine without the plugin host's library (a GPU machine
+    measuring a take): only --fx loads pedalboard. None in sys.modules fails its import."""
+    command = "import sys; sys.modules['pedalboard'] = None; from engine.cli import main; sys.exit(main())"
+    take = tmp_path / "take.wav"
+    result = subprocess.run(
+        [SELF_COMMAND[0], "-c", command, "generate", "--checkpoint", checkpoint, "--seconds", "0.1", "--out", take],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HARMONIC_COMPILE_CACHE": "off"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert soundfile.info(take).frames == 1600
+
+
 def test_generate_with_prime_file(checkpoint, tmp_path):
     # Shapes shared with tests/test_generator.py, so a whole-suite run compiles once.
     seed = 0.3 * np.sin(np.arange(4134) * 2 * np.pi * 220 / 44100)  # -> 1500 samples at 16 kHz

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from engine.commands.fx import add_fx_arguments, open_fx, print_notices
 from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
 from engine.take_file import TakeFile
+
+if TYPE_CHECKING:
+    from engine.effects.source import EffectsSource
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
     (all voices) goes to `dry_path`."""
     from tqdm import tqdm
 
-    from engine.effects.source import EffectsSource
     from engine.generator import SettledTake
 
     if not 0 < args.seconds < math.inf:  # also refuses nan
@@ -211,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         if chain is None:
             source = settled
         else:
+            from engine.effects.source import EffectsSource  # loads pedalboard: only for --fx
+
             assert dry_take is not None  # --fx gives both the chain and a dry path
             source = EffectsSource(settled, chain, args.fx_tail, on_dry=dry_take.write)
         began = time.perf_counter()

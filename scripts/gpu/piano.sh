@@ -88,7 +88,7 @@ measure_model() {  # NAME GPUS: how readily the exported model leaves silence, a
     | grep --line-buffered "^| $name-model" | sed -u "s/^/[$name hazard] /"
   [[ $TAKE_SECONDS == 0 ]] && return
   CUDA_VISIBLE_DEVICES=$2 HARMONIC_STEP_BACKEND=jax harmonic generate --checkpoint "$model" --seconds "$TAKE_SECONDS" \
-    --voices "$TAKE_VOICES" --chunk-ms 250 --seed 5 --out "$take" 2>&1 | grep --line-buffered "^wrote\|real-time" \
+    --voices "$TAKE_VOICES" --chunk-ms 250 --seed 5 --out "$take" 2>&1 | tr "\r" "\n" | grep -v "^generating" | tail -4 \
     | sed -u "s/^/[$name take] /"
   harmonic measure "$take" --pooled | sed -u "s/^/[$name take] /"
   harmonic measure "$take" --start 5 --pooled | sed -u "s/^/[$name take from 5 s] /"

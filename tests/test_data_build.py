@@ -14,7 +14,14 @@ from engine.cli import SELF_COMMAND
 from engine.mulaw import SILENCE, decode
 from training.data.loader import BatchPlan, Split, eval_batches
 from training.data.manifest import read_manifest
-from training.data.piano import GAP_SECONDS, cache_render, cached_render, split_clips
+from training.data.piano import (
+    GAP_SECONDS,
+    TRAINING_PIANOS,
+    Performance,
+    cache_render,
+    cached_render,
+    split_clips,
+)
 
 
 def harmonic(*args, timeout=600):
@@ -128,6 +135,26 @@ def test_build_piano_from_exported_scores(tmp_path):
     manifest = read_manifest(holdout)
     assert manifest["works"] == 3 and manifest["splits"]["test"]["sources"] == 3  # all of it is the hold-out
     assert "MuseScore_General_Lite-pianos.sf3" in manifest["source"]
+
+
+def test_a_smaller_room_share_only_takes_works_out_of_their_rooms(tmp_path):
+    works = [f"composer/work-{i}" for i in range(200)]
+    default = [Performance.for_work(w, TRAINING_PIANOS) for w in works]
+    dry = [Performance.for_work(w, TRAINING_PIANOS, room_share=0.0) for w in works]
+    assert 70 < sum(p.room_seconds > 0 for p in default) < 130 and not any(p.room_seconds for p in dry)
+    assert [(p.piano, p.velocity_scale) for p in dry] == [(p.piano, p.velocity_scale) for p in default]
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    (midi / "index.json").write_text(json.dumps({"works": []}))
+    result = subprocess.run(
+        [*SELF_COMMAND, "data", "build", "piano", "--out", tmp_path / "out", "--midi", midi, "--room-share", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+        "harmonic data: --room-share must lie in [0, 1], got 2.0"
+    ], result.stderr
 
 
 def test_a_render_cut_short_is_rendered_again(tmp_path):

@@ -108,6 +108,12 @@ def _register_data(commands):
         help="piano: folder of the piano soundfonts (default: cut from the system's soundfonts into the user cache)",
     )
     build.add_argument(
+        "--room-share",
+        type=float,
+        default=0.5,
+        help="piano: the share of works played in a synthetic room (0: all dry)",
+    )
+    build.add_argument(
         "--render-cache",
         metavar="DIR",
         help="piano: keep each work's render here, so that a rebuild (another gap, more hours) renders only new works",
@@ -181,6 +187,7 @@ def _build(args, out: Path) -> dict:
                 workers=args.workers,
                 gap_seconds=args.gap_seconds,
                 render_cache=args.render_cache,
+                room_share=args.room_share,
             )
         elif args.kind == "piano-holdout":
             from training.data.holdout import write_holdout_midi

@@ -25,10 +25,11 @@ MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's li
 HOURS=${HOURS:-14}         # score time of the corpus to render (14 h: 2 min on 64 cores)
 RENDER_SECONDS=${RENDER_SECONDS:-300}   # the render's bound (a 24 h render with BENCH took longer)
 LR=${LR:-1e-3}             # after warm-up, constant: 2e-3 at 128 clips a step spiked (docs/gpu-runs.md)
-# NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP]]]] ...: GPUS a comma list (default: run i on GPU i),
-# MATMUL default or bf16 (harmonic train --matmul), GAP the data set's silence between works
-# (harmonic data build piano --gap-seconds; 0.5 by default, in data/piano, the set every
-# model's test NLL is measured on; another gap renders data/piano-gapGAP as well).
+# NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP[:ROOM]]]]] ...: GPUS a comma list (default: run i on
+# GPU i), MATMUL default or bf16 (harmonic train --matmul), GAP the data set's silence between
+# works and ROOM its share of works in a synthetic room (harmonic data build piano
+# --gap-seconds, --room-share; 0.5 and 0.5 by default, in data/piano, the set every model's
+# test NLL is measured on; others build data/piano-gapGAP-roomROOM as well).
 RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
 PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
 EVAL=${EVAL:-}             # models whose test-split NLL is printed too (the one a run continues)
@@ -53,19 +54,22 @@ if [[ -n $BENCH ]]; then
     | grep --line-buffered -v "slow_operation\|Very slow compile" | sed -u "s/^/[bench] /" &
   bench=$!
 fi
-data_dir() {  # GAP: the data set of that gap
-  if [[ -z $1 || $1 == 0.5 ]]; then echo data/piano; else echo "data/piano-gap$1"; fi
+data_dir() {  # GAP ROOM: the data set of that gap and room share
+  local gap=${1:-0.5} room=${2:-0.5}
+  if [[ $gap == 0.5 && $room == 0.5 ]]; then echo data/piano; else echo "data/piano-gap$gap-room$room"; fi
 }
 
-render() {  # GAP: renders its data set unless this machine has it
+render() {  # GAP ROOM: renders its data set unless this machine has it
   local out
-  out=$(data_dir "$1")
+  out=$(data_dir "${1:-}" "${2:-}")
   [[ -f $out/manifest.json ]] && return
   [[ -d data/piano-midi ]] || tar xJf carry/piano-midi.tar.xz -C data
   echo "$(date +%T) rendering $HOURS h of scores into $out"
-  # One render serves every gap: a second set only joins the works kept in data/piano-renders.
+  # One render serves every gap: a second set only joins the works kept in data/piano-renders
+  # (and renders those that another room share plays differently).
   timeout "$RENDER_SECONDS" "${HARMONIC[@]}" data build piano --out "$out" --midi data/piano-midi \
-    --soundfonts carry/soundfonts-train --max-hours "$HOURS" --gap-seconds "${1:-0.5}" --workers "$(nproc)" \
+    --soundfonts carry/soundfonts-train --max-hours "$HOURS" --gap-seconds "${1:-0.5}" --room-share "${2:-0.5}" \
+    --workers "$(nproc)" \
     --render-cache data/piano-renders \
     2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
   echo "$(date +%T) rendered"
@@ -73,8 +77,8 @@ render() {  # GAP: renders its data set unless this machine has it
 
 render 0.5
 for spec in $RUNS; do
-  IFS=: read -r _ _ _ _ _ gap <<<"$spec"
-  render "$gap"
+  IFS=: read -r _ _ _ _ _ gap room <<<"$spec"
+  render "$gap" "$room"
 done
 
 test_nll() {  # MODEL GPUS: the model's NLL on the test split of data/piano
@@ -95,9 +99,9 @@ measure_model() {  # NAME GPUS: how readily the exported model leaves silence, a
   harmonic measure "$take" >"$OUT/$name-voices.txt"
 }
 
-train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP: resume or start one run, then bring its results back
+train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM: resume or start one run, then bring its results back
   local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} data resume=()
-  data=$(data_dir "$6")
+  data=$(data_dir "$6" "$7")
   local batch=$((BATCH * $(tr , "\n" <<<"$gpus" | wc -l)))
   if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
     resume=(--resume)
@@ -137,8 +141,8 @@ for model in $EVAL; do
 done &
 index=0
 for spec in $RUNS; do
-  IFS=: read -r name preset model gpus matmul gap <<<"$spec"
-  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" "$gap" &
+  IFS=: read -r name preset model gpus matmul gap room <<<"$spec"
+  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" "$gap" "$room" &
   index=$((index + 1))
 done
 wait

@@ -3,7 +3,7 @@
 Each work's MIDI is rendered by TinySoundFont (the `tinysoundfont` wheel: no system
 library, so it renders on a bare GPU machine too) at 32 kHz, with one of several piano
 timbres chosen per work from its name: a soundfont piano, a velocity scale, and half of
-the works in a synthetic room (exponentially decaying noise, a common reverberation
+the works (`ROOM_SHARE`, a build option) in a synthetic room (exponentially decaying noise, a common reverberation
 model). The render is resampled to 16 kHz with soxr, normalised to the piece's peak
 (so quiet passages stay quiet, unlike per-clip min-max scaling) and trimmed of its silent
 lead-in and of what follows its release. Works are split train/valid/test by name, so a
@@ -46,6 +46,7 @@ PEAK = 0.9  # the piece's peak after normalising
 TAIL_SECONDS = 2.0  # rendered past the last event, for the release and the room
 AUDIBLE = 1e-3  # -60 dB: a render's quieter lead-in and tail are trimmed
 GAP_SECONDS = 0.5  # silence between one work and the next in a split's stream (the default)
+ROOM_SHARE = 0.5  # the share of works played in a synthetic room (the default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +77,11 @@ class Performance:
     room_mix: float
 
     @classmethod
-    def for_work(cls, work: str, pianos: tuple[Piano, ...]) -> Performance:
+    def for_work(cls, work: str, pianos: tuple[Piano, ...], room_share: float = ROOM_SHARE) -> Performance:
+        """The work's piano, velocity and room, drawn from its name: the same in every build, and
+        a smaller `room_share` only takes works out of their rooms."""
         rng = np.random.default_rng(zlib.crc32(work.encode()))
-        reverb = rng.random() < 0.5
+        reverb = rng.random() < room_share
         return cls(
             pianos[int(rng.integers(len(pianos)))],
             float(rng.uniform(0.6, 1.15)),
@@ -201,9 +204,9 @@ def _render_job(job):
     """(work, its mu-law tokens uint8 [T] or None, error or None). Encoded in the worker:
     a quarter of the float32 audio's bytes goes back through the pool's pipe, and the
     parent, one process for every worker, only joins the streams."""
-    work, midi, soundfonts, pianos = job
+    work, midi, soundfonts, performance = job
     try:
-        audio = render(midi, soundfonts, Performance.for_work(work, pianos))
+        audio = render(midi, soundfonts, performance)
         return work, encode(trim_silence(audio)).astype(np.uint8), None
     except Exception as error:  # a damaged MIDI file or an odd event: list it, go on
         return work, None, f"{type(error).__name__}: {str(error)[:200]}"
@@ -243,15 +246,19 @@ def build_piano(
     split: str | None = None,
     gap_seconds: float = GAP_SECONDS,
     render_cache: str | Path | None = None,
+    room_share: float = ROOM_SHARE,
 ) -> dict:
     """Renders the exported works of `midi_dir` with `pianos` into a data set at `out`;
     returns its manifest. `split` puts every work into that split (a hold-out set);
     by default works are split by name. `gap_seconds` of digital silence lie between one
     work and the next (docs/results.md, "Leaving silence": a model does not time them).
     `render_cache` keeps each work's render, so that another build of the same works (another
-    gap, more hours) renders only what it has not rendered before."""
+    gap, more hours) renders only what it has not rendered before. `room_share` of the works
+    are played in a synthetic room (0: every work dry)."""
     if gap_seconds < 0:
         raise ValueError(f"--gap-seconds must be >= 0, got {gap_seconds}")
+    if not 0 <= room_share <= 1:
+        raise ValueError(f"--room-share must lie in [0, 1], got {room_share}")
     index = read_index(midi_dir)
     works = choose_works(index["works"], limit, max_hours)
     if not works:
@@ -261,13 +268,14 @@ def build_piano(
     failed, streams, jobs, keys = [], {}, [], {}
     for w in works:
         midi = str(Path(midi_dir) / w["file"])
+        performance = Performance.for_work(w["id"], pianos, room_share)
         if cache:
-            keys[w["id"]] = render_key(w["id"], midi, Performance.for_work(w["id"], pianos))
+            keys[w["id"]] = render_key(w["id"], midi, performance)
             tokens = cached_render(cache, keys[w["id"]])
             if tokens is not None:
                 streams[w["id"]] = tokens
                 continue
-        jobs.append((w["id"], midi, str(soundfonts), pianos))
+        jobs.append((w["id"], midi, str(soundfonts), performance))
     # Unordered: a long sonata does not hold up the works behind it; the streams are joined
     # in the works' order at the end, so the same works always give the same arrays.
     processes = min(workers or os.cpu_count() or 1, len(jobs))
@@ -294,6 +302,7 @@ def build_piano(
         scaling=f"each work normalised to a peak of {PEAK}",
         joined=f"each split's works in turn, trimmed below {AUDIBLE}, {gap_seconds} s apart",
         gap_seconds=gap_seconds,
+        room_share=room_share,
         works=len(works) - len(failed),
         failed=sorted(failed, key=lambda f: f["work"]),
         split_by=f"all works in {split}" if split else "work",

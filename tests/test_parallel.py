@@ -19,11 +19,12 @@ SCRIPT = textwrap.dedent(
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax, jax.numpy as jnp, numpy as np
     from engine import model
+    from training.input_noise import corrupt
     from training.loss import masked_nll_bits, mean_loss
     from training.mesh import make_mesh
 
-    def single_device_loss(params, config, tokens, mask):
-        total, count = masked_nll_bits(params, config, tokens, mask)
+    def single_device_loss(params, config, tokens, mask, inputs=None):
+        total, count = masked_nll_bits(params, config, tokens, mask, inputs=inputs)
         return total / count
 
     config = model.preset("tiny")
@@ -34,14 +35,20 @@ SCRIPT = textwrap.dedent(
     mask[1, length - 13:] = 0                  # a padded clip
     ref_loss, ref_grads = jax.jit(jax.value_and_grad(single_device_loss), static_argnums=1)(
         params, config, tokens, mask)
-    out = {"devices": len(jax.devices())}
-    for data, seq in [(1, 8), (2, 4)]:
+    # Inputs corrupted against clean targets (training/input_noise.py) take the same path.
+    inputs = corrupt(tokens, jax.random.key(2), 0.3, 4)
+    noisy_loss, noisy_grads = jax.jit(jax.value_and_grad(single_device_loss), static_argnums=1)(
+        params, config, tokens, mask, inputs)
+    out = {"devices": len(jax.devices()), "noise_changes_loss": abs(float(noisy_loss) - float(ref_loss))}
+    for data, seq, noisy in [(1, 8, False), (2, 4, False), (2, 4, True)]:
         mesh = make_mesh(data, seq)
-        loss, grads = jax.jit(jax.value_and_grad(mean_loss), static_argnums=(1, 4))(params, config, tokens, mask, mesh)
+        loss, grads = jax.jit(jax.value_and_grad(mean_loss), static_argnums=(1, 4, 6))(
+            params, config, tokens, mask, mesh, None, False, inputs if noisy else None)
+        expected_loss, expected_grads = (noisy_loss, noisy_grads) if noisy else (ref_loss, ref_grads)
         rel = jax.tree.leaves(jax.tree.map(
-            lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(b) + 1e-30)), grads, ref_grads))
-        out[f"{data}x{seq}"] = {
-            "loss_rel": abs(float(loss) - float(ref_loss)) / abs(float(ref_loss)),
+            lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(b) + 1e-30)), grads, expected_grads))
+        out[f"{data}x{seq}" + ("-noisy" if noisy else "")] = {
+            "loss_rel": abs(float(loss) - float(expected_loss)) / abs(float(expected_loss)),
             "grad_rel_max": max(rel),
             "grad_nonzero": float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads))),
         }
@@ -57,7 +64,7 @@ def test_sharded_loss_and_grads_match_single_device():
     line = [out for out in proc.stdout.splitlines() if out.startswith("RESULT ")][-1]
     out = json.loads(line[len("RESULT ") :])
     assert out["devices"] == 8
-    for name in ("1x8", "2x4"):
+    for name in ("1x8", "2x4", "2x4-noisy"):
         assert out[name]["loss_rel"] < 1e-5, (name, out)
         assert out[name]["grad_rel_max"] < 1e-5, (name, out)
-    assert out["1x8"]["grad_nonzero"] > 0
+    assert out["1x8"]["grad_nonzero"] > 0 and out["noise_changes_loss"] > 1e-4

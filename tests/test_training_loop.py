@@ -10,6 +10,7 @@ that only the first one compiles.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -89,9 +90,12 @@ def ema_params(run):
 
 def test_train_kill_resume_eval_export(tmp_path, digits, env):
     run = tmp_path / "run"
+    # Inputs corrupted against clean targets (training/input_noise.py): the resumed run keeps
+    # the option and draws the same corruption at each step as an uninterrupted run.
+    train = [*TRAIN, "--input-noise", "0.05"]
     # 1. Start a long run and kill -9 it as soon as its first checkpoint is complete.
     proc = subprocess.Popen(
-        [*SELF_COMMAND, "train", "--data", str(digits), "--run", str(run), "--steps", "1000", *TRAIN],
+        [*SELF_COMMAND, "train", "--data", str(digits), "--run", str(run), "--steps", "1000", *train],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -121,7 +125,8 @@ def test_train_kill_resume_eval_export(tmp_path, digits, env):
 
     # 3. The same curve: an uninterrupted run of 40 steps ends with the same weights.
     straight = tmp_path / "straight"
-    harmonic(["train", "--data", digits, "--run", straight, "--steps", "40", *TRAIN], env)
+    harmonic(["train", "--data", digits, "--run", straight, "--steps", "40", *train], env)
+    assert json.loads((run / "config.json").read_text())["train"]["input_noise"] == 0.05
     a, b = ema_params(run), ema_params(straight)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)

@@ -32,6 +32,8 @@ TRAIN_HELP = {
     "skip_grad_norm": "skip (and count) an update whose grad norm exceeds this",
     "ema": "EMA decay of the weights used for evaluation and generation",
     "dropout": "dropout rate (< 0: the preset's)",
+    "input_noise": "share of input samples moved a few mu-law classes, targets kept clean (training/input_noise.py)",
+    "input_noise_reach": "mu-law classes a moved input sample goes, at most",
     "eval_every": "validate every N steps (0: only at the end, -1: never)",
     "save_every": "checkpoint every N steps (and always at the end)",
     "max_minutes": "wall-time budget: stop and save after this many minutes (0: none)",

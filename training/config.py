@@ -59,6 +59,8 @@ class TrainConfig:
     skip_grad_norm: float = 1_000.0
     ema: float = 0.999
     dropout: float = -1.0  # < 0: the preset's
+    input_noise: float = 0.0  # share of input samples moved (training/input_noise.py); targets stay clean
+    input_noise_reach: int = 4  # mu-law classes a moved input sample goes, at most
     seed: int = 0
     log_every: int = 10
     eval_every: int = 500
@@ -76,6 +78,8 @@ class TrainConfig:
             raise ValueError("--ema must be in [0, 1)")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError("--schedule must be constant or cosine")
+        if not 0 <= self.input_noise < 1 or self.input_noise_reach < 1:
+            raise ValueError("--input-noise must be in [0, 1) and --input-noise-reach >= 1")
 
 
 @dataclasses.dataclass(frozen=True)

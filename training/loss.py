@@ -34,43 +34,46 @@ def token_nll(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
 
 
-def masked_nll_bits(params, config, tokens, mask, dropout_key=None, sequence_axis=None, remat=False):
-    """(sum of NLL bits over mask, count) of one [B, T] batch (or one shard of it)."""
-    logits = model.forward(params, config, tokens, dropout_key, sequence_axis=sequence_axis, remat=remat)
+def masked_nll_bits(params, config, tokens, mask, dropout_key=None, sequence_axis=None, remat=False, inputs=None):
+    """(sum of NLL bits over mask, count) of one [B, T] batch (or one shard of it): the model
+    reads `inputs` (default: the tokens themselves; `training.input_noise`) and predicts `tokens`."""
+    inputs = tokens if inputs is None else inputs
+    logits = model.forward(params, config, inputs, dropout_key, sequence_axis=sequence_axis, remat=remat)
     mask = mask.astype(jnp.float32)
     return jnp.sum(token_nll(logits, tokens) * mask) / LN2, jnp.sum(mask)
 
 
-def sharded_nll(params, config, tokens, mask, mesh: Mesh, dropout_key=None, remat: bool = False):
+def sharded_nll(params, config, tokens, mask, mesh: Mesh, dropout_key=None, remat: bool = False, inputs=None):
     """(sum of NLL in bits over unmasked positions, their count) for the global batch.
 
-    tokens int32 [B, T] and mask [B, T] are split P("data", "seq"); params are replicated.
+    tokens int32 [B, T], mask [B, T] and inputs (int32 [B, T] or None: the tokens) are split
+    P("data", "seq"); params are replicated.
     """
+    inputs = tokens if inputs is None else inputs
     if mesh.shape["seq"] == 1:
         # No context parallelism: a plain jit over the batch-sharded arrays (XLA's SPMD
         # partitioner splits the batch); the same numbers, and it compiles several times
         # faster than the shard_map path.
         batch = NamedSharding(mesh, P("data", None))
-        tokens = jax.lax.with_sharding_constraint(tokens, batch)
-        mask = jax.lax.with_sharding_constraint(mask, batch)
-        return masked_nll_bits(params, config, tokens, mask, dropout_key, remat=remat)
+        tokens, mask, inputs = (jax.lax.with_sharding_constraint(a, batch) for a in (tokens, mask, inputs))
+        return masked_nll_bits(params, config, tokens, mask, dropout_key, remat=remat, inputs=inputs)
     has_key = dropout_key is not None
 
-    def local(params, tokens, mask, *key):
+    def local(params, tokens, mask, inputs, *key):
         key = key[0] if has_key else None
         if key is not None:  # each shard drops out other units
             key = jax.random.fold_in(
                 key, jax.lax.axis_index("data") * jax.lax.axis_size("seq") + jax.lax.axis_index("seq")
             )
-        total, count = masked_nll_bits(params, config, tokens, mask, key, sequence_axis="seq", remat=remat)
+        total, count = masked_nll_bits(params, config, tokens, mask, key, "seq", remat, inputs)
         return jax.lax.psum(total, AXES), jax.lax.psum(count, AXES)
 
-    in_specs = (P(), P("data", "seq"), P("data", "seq")) + ((P(),) if has_key else ())
+    in_specs = (P(), P("data", "seq"), P("data", "seq"), P("data", "seq")) + ((P(),) if has_key else ())
     fn = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()))
-    return fn(params, tokens, mask, *((dropout_key,) if has_key else ()))
+    return fn(params, tokens, mask, inputs, *((dropout_key,) if has_key else ()))
 
 
-def mean_loss(params, config, tokens, mask, mesh, dropout_key=None, remat=False):
+def mean_loss(params, config, tokens, mask, mesh, dropout_key=None, remat=False, inputs=None):
     """Mean NLL in bits per sample over unmasked positions (differentiable)."""
-    total, count = sharded_nll(params, config, tokens, mask, mesh, dropout_key, remat)
+    total, count = sharded_nll(params, config, tokens, mask, mesh, dropout_key, remat, inputs)
     return total / jnp.maximum(count, 1.0)

@@ -14,6 +14,7 @@ import optax
 
 from engine import model
 from engine.checkpoint import load_model
+from training import input_noise
 from training.config import ParallelConfig, TrainConfig
 from training.loss import mean_loss
 from training.mesh import put_replicated, replicated
@@ -88,10 +89,16 @@ def make_train_step(config, train: TrainConfig, mesh, optimizer, parallel: Paral
 
     def step_fn(state, tokens, mask):
         step = state["step"]
-        dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step) if config.dropout > 0 else None
+        step_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
+        dropout_key = step_key if config.dropout > 0 else None
+        inputs = None
+        if train.input_noise > 0:
+            inputs = input_noise.corrupt(
+                tokens, jax.random.fold_in(step_key, 1), train.input_noise, train.input_noise_reach
+            )
         with jax.default_matmul_precision(MATMUL_PRECISION[parallel.matmul]):
             loss, grads = jax.value_and_grad(mean_loss)(
-                state["params"], config, tokens, mask, mesh, dropout_key, parallel.remat
+                state["params"], config, tokens, mask, mesh, dropout_key, parallel.remat, inputs
             )
         grad_norm = optax.global_norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (grad_norm <= train.skip_grad_norm)

@@ -25,11 +25,12 @@ MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's li
 HOURS=${HOURS:-14}         # score time of the corpus to render (14 h: 2 min on 64 cores)
 RENDER_SECONDS=${RENDER_SECONDS:-300}   # the render's bound (a 24 h render with BENCH took longer)
 LR=${LR:-1e-3}             # after warm-up, constant: 2e-3 at 128 clips a step spiked (docs/gpu-runs.md)
-# NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP[:ROOM]]]]] ...: GPUS a comma list (default: run i on
-# GPU i), MATMUL default or bf16 (harmonic train --matmul), GAP the data set's silence between
-# works and ROOM its share of works in a synthetic room (harmonic data build piano
+# NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP[:ROOM[:FLAGS]]]]]] ...: GPUS a comma list (default: run
+# i on GPU i), MATMUL default or bf16 (harmonic train --matmul), GAP the data set's silence
+# between works and ROOM its share of works in a synthetic room (harmonic data build piano
 # --gap-seconds, --room-share; 0.5 and 0.5 by default, in data/piano, the set every model's
-# test NLL is measured on; others build data/piano-gapGAP-roomROOM as well).
+# test NLL is measured on; others build data/piano-gapGAP-roomROOM as well), FLAGS more
+# `harmonic train` flags, comma-separated (--input-noise=0.05,--input-noise-reach=2).
 RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
 PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
 EVAL=${EVAL:-}             # models whose test-split NLL is printed too (the one a run continues)
@@ -77,7 +78,7 @@ render() {  # GAP ROOM: renders its data set unless this machine has it
 
 render 0.5
 for spec in $RUNS; do
-  IFS=: read -r _ _ _ _ _ gap room <<<"$spec"
+  IFS=: read -r _ _ _ _ _ gap room _ <<<"$spec"
   render "$gap" "$room"
 done
 
@@ -99,9 +100,10 @@ measure_model() {  # NAME GPUS: how readily the exported model leaves silence, a
   harmonic measure "$take" >"$OUT/$name-voices.txt"
 }
 
-train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM: resume or start one run, then bring its results back
-  local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} data resume=()
+train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS: resume or start one run, then bring its results back
+  local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} data resume=() flags=()
   data=$(data_dir "$6" "$7")
+  [[ -n $8 ]] && IFS=, read -r -a flags <<<"$8"
   local batch=$((BATCH * $(tr , "\n" <<<"$gpus" | wc -l)))
   if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
     resume=(--resume)
@@ -115,7 +117,7 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM: resume or start one run
   CUDA_VISIBLE_DEVICES=$gpus harmonic train --data "$data" --run "runs/$name" "${resume[@]}" --preset "$preset" \
     --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr "$LR" --warmup-steps 500 --schedule constant --steps 1000000 \
     --eval-every 1000 --eval-clips 128 --eval-batch-size "$EVAL_BATCH" --save-every 500 --keep-checkpoints 2 --log-every 50 \
-    --max-minutes "$MINUTES" --no-progress 2>&1 | sed -u "s/^/[$name] /"
+    --max-minutes "$MINUTES" --no-progress "${flags[@]}" 2>&1 | sed -u "s/^/[$name] /"
   if [[ " $PACK " == *" $name "* ]]; then
     harmonic run-state pack "runs/$name" --out "$OUT/$name-state"
   fi
@@ -141,8 +143,8 @@ for model in $EVAL; do
 done &
 index=0
 for spec in $RUNS; do
-  IFS=: read -r name preset model gpus matmul gap room <<<"$spec"
-  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" "$gap" "$room" &
+  IFS=: read -r name preset model gpus matmul gap room flags <<<"$spec"
+  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" "$gap" "$room" "$flags" &
   index=$((index + 1))
 done
 wait

@@ -38,6 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
+        "--channels", default="32,64,128", help="channels of the network's stages (fewer train faster on a CPU)"
+    )
+    train.add_argument(
         "--augment",
         action="append",
         default=[],
@@ -143,10 +146,11 @@ def parse_augment(pairs: list[str]):
         name, _, value = pair.partition("=")
         if name not in fields or not value:
             raise UserError(f"--augment {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        kind = type(getattr(config, name))
         try:
-            changes[name] = type(getattr(config, name))(value)
+            changes[name] = kind(value)
         except ValueError:
-            raise UserError(f"--augment {pair!r}: {value!r} is not a {type(getattr(config, name)).__name__}") from None
+            raise UserError(f"--augment {pair!r}: {value!r} is not of type {kind.__name__}") from None
     return dataclasses.replace(config, **changes)
 
 
@@ -156,12 +160,16 @@ def run_classifier(args: argparse.Namespace) -> int:
     if Path(args.out).exists():
         raise UserError(f"{args.out} already exists; choose a new --out")
     augmentation = parse_augment(args.augment)
+    try:
+        network = dc.ClassifierConfig(channels=tuple(int(c) for c in args.channels.split(",")))
+    except ValueError:
+        raise UserError(f"--channels {args.channels!r}: expected comma-separated integers, e.g. 32,64,128") from None
     train_audio, train_labels = load_digits(args.data, ("train",))
     test_audio, test_labels = load_digits(args.data, ("test",))
     valid_audio, valid_labels = load_digits(args.data, ("valid",))
     other_sets = {data: load_digits(data, SPLITS) for data in args.also_test}
     classifier = dc.train_classifier(
-        train_audio, train_labels, args.steps, args.batch_size, args.lr, args.seed, augmentation=augmentation
+        train_audio, train_labels, args.steps, args.batch_size, args.lr, args.seed, network, augmentation
     )
     classifier.card.update(
         data=str(args.data),

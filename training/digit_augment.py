@@ -18,7 +18,7 @@ from engine.mulaw import SAMPLE_RATE
 class AugmentConfig:
     """Training-time augmentation: what varies between voices and recordings, drawn per clip.
 
-    Every field at its neutral value (0, or 1 for the speed factors) turns that step off.
+    A shift, level range, speed range, probability or mask count of 0 turns that step off.
     """
 
     shift_seconds: float = 0.1  # circular shift of the clip, +-this

@@ -12,8 +12,9 @@ import soundfile
 
 from engine.cli import SELF_COMMAND
 from engine.mulaw import SILENCE, decode
+from training.data.digits import FLITE_VOICES, all_voices
 from training.data.loader import BatchPlan, Split, eval_batches
-from training.data.manifest import read_manifest
+from training.data.manifest import assign_splits, read_manifest
 from training.data.piano import (
     GAP_SECONDS,
     TRAINING_PIANOS,
@@ -54,6 +55,23 @@ def test_build_digits_limit(tmp_path):
     assert labels.min() >= 0 and labels.max() <= 9
     tokens = Split(out, "train").tokens
     assert tokens.std() > 5  # speech, not silence
+
+
+def test_build_digits_of_one_synthesizer(tmp_path):
+    """flite's voices alone keep the splits they have in the full set: a test set of a synthesizer never heard."""
+    out = tmp_path / "flite"
+    harmonic("data", "build", "digits", "--synthesizers", "flite", "--out", out)
+    manifest = read_manifest(out)
+    full = assign_splits(all_voices())
+    assert manifest["voices"] == len(all_voices(("flite",))) == len(FLITE_VOICES)
+    for split in ("valid", "test"):
+        assert manifest[f"{split}_voices"] == sorted(v for v in full if v.startswith("flite:") and full[v] == split)
+    proc = subprocess.run(
+        [*SELF_COMMAND, "data", "build", "digits", "--synthesizers", "mbrola", "--out", tmp_path / "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "unknown synthesizer mbrola" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def silent_samples(directory: Path, split: str) -> int:

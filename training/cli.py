@@ -98,6 +98,11 @@ def _register_data(commands):
         "--scale", default="minmax", choices=["minmax", "peak", "none"], help="per-clip scaling (docs/spec.md §1)"
     )
     build.add_argument("--takes", type=int, default=1, help="digits: random pitch/rate/level takes per voice and word")
+    build.add_argument(
+        "--synthesizers",
+        default="",
+        help="digits: comma-separated speech synthesizers whose voices to use (espeak, flite; default: all)",
+    )
     build.add_argument("--max-hours", type=float, default=0.0, help="piano: stop at this much score time (0: all)")
     build.add_argument(
         "--gap-seconds", type=float, default=0.5, help="piano: digital silence between one work and the next"
@@ -166,10 +171,20 @@ def run_data_build(args) -> int:
 def _build(args, out: Path) -> dict:
     try:
         if args.kind == "digits":
-            from training.data.digits import build_digits
+            from training.data.digits import SYNTHESIZERS, build_digits
 
+            synthesizers = tuple(args.synthesizers.split(",")) if args.synthesizers else SYNTHESIZERS
+            if unknown := set(synthesizers) - set(SYNTHESIZERS):
+                raise UserError(
+                    f"unknown synthesizer {', '.join(sorted(unknown))}; choose from {', '.join(SYNTHESIZERS)}"
+                )
             manifest = build_digits(
-                out, limit=args.limit, takes=args.takes, scale_mode=args.scale, workers=args.workers
+                out,
+                limit=args.limit,
+                takes=args.takes,
+                scale_mode=args.scale,
+                workers=args.workers,
+                synthesizers=synthesizers,
             )
         elif args.kind == "piano":
             from training.data.piano import build_piano, make_soundfonts

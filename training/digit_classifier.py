@@ -19,6 +19,7 @@ import optax
 
 from engine.checkpoint import CheckpointError, read_meta, read_params, write_params_and_meta
 from engine.mulaw import SAMPLE_RATE
+from training.digit_augment import AugmentConfig, augment_audio, spec_mask
 
 FORMAT = "harmonicrnn-digit-classifier/1"
 NUM_DIGITS = 10
@@ -53,9 +54,14 @@ def mel_filterbank(config: ClassifierConfig) -> np.ndarray:
     return np.maximum(0.0, np.minimum(rising, falling)).T.astype(np.float32)
 
 
+def num_frames(samples: int, config: ClassifierConfig) -> int:
+    """Log-mel frames of a clip of `samples` samples (windows wholly inside it)."""
+    return 1 + (samples - config.frame) // config.hop
+
+
 def log_mel(audio: jax.Array, config: ClassifierConfig) -> jax.Array:
     """audio float32 [N, T] in [-1, 1] -> normalised log-mel [N, frames, mels]."""
-    frames = 1 + (audio.shape[1] - config.frame) // config.hop
+    frames = num_frames(audio.shape[1], config)
     index = np.arange(frames)[:, None] * config.hop + np.arange(config.frame)[None, :]
     windowed = audio[:, index] * jnp.hanning(config.frame)
     power = jnp.abs(jnp.fft.rfft(windowed, n=config.fft, axis=-1)) ** 2
@@ -82,8 +88,12 @@ class DigitClassifier(nn.Module):
     config: ClassifierConfig
 
     @nn.compact
-    def __call__(self, audio):
-        x = log_mel(audio, self.config)[..., None]
+    def __call__(self, audio, mel_mask=None):
+        """mel_mask: optional [N, frames, mels] multiplier of the normalised log-mel (SpecAugment in training)."""
+        x = log_mel(audio, self.config)
+        if mel_mask is not None:
+            x = x * mel_mask
+        x = x[..., None]
         x = nn.Conv(self.config.channels[0], (3, 3))(x)
         for stage, channels in enumerate(self.config.channels):
             for block in range(self.config.blocks_per_stage):
@@ -123,15 +133,6 @@ def _apply_fn(config: ClassifierConfig):
     return _APPLY_CACHE[config]
 
 
-def _augment(key, audio):
-    """Random shift (+-100 ms, circular), gain and light noise, per clip."""
-    shift_key, gain_key, noise_key = jax.random.split(key, 3)
-    shifts = jax.random.randint(shift_key, (audio.shape[0],), -1600, 1601)
-    audio = jax.vmap(jnp.roll)(audio, shifts)
-    gain = jax.random.uniform(gain_key, (audio.shape[0], 1), minval=0.3, maxval=1.0)
-    return gain * audio + 0.003 * jax.random.normal(noise_key, audio.shape)
-
-
 def train_classifier(
     train_audio: np.ndarray,
     train_labels: np.ndarray,
@@ -140,9 +141,14 @@ def train_classifier(
     learning_rate: float = 2e-3,
     seed: int = 0,
     config: ClassifierConfig = ClassifierConfig(),
+    augmentation: AugmentConfig | None = None,
     log_every: int = 100,
 ) -> TrainedClassifier:
-    """Trains on clips float32 [N, 16000] with labels int [N] in 0..9."""
+    """Trains on clips float32 [N, 16000] with labels int [N] in 0..9, each batch freshly augmented.
+
+    augmentation: None for the default `AugmentConfig()`.
+    """
+    augmentation = augmentation or AugmentConfig()
     network = DigitClassifier(config)
     key = jax.random.key(seed)
     params = network.init(key, jnp.zeros((1, train_audio.shape[1]), jnp.float32))["params"]
@@ -153,7 +159,9 @@ def train_classifier(
     @jax.jit
     def train_step(params, opt_state, audio, labels, key):
         def loss_fn(params):
-            logits, _ = network.apply({"params": params}, _augment(key, audio))
+            audio_key, mask_key = jax.random.split(key)
+            mask = spec_mask(mask_key, audio.shape[0], num_frames(audio.shape[1], config), config.mels, augmentation)
+            logits, _ = network.apply({"params": params}, augment_audio(audio_key, audio, augmentation), mask)
             return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
@@ -179,6 +187,7 @@ def train_classifier(
         "steps": steps,
         "batch_size": batch_size,
         "train_clips": int(len(train_audio)),
+        "augment": dataclasses.asdict(augmentation),
         "seconds": time.time() - start,
     }
     return TrainedClassifier(config, jax.device_get(params), card)

@@ -1,7 +1,8 @@
 """`harmonic classifier` and `harmonic eval-samples`: perceptual metrics of generated digits.
 
 `classifier` trains the digit classifier on a built digits set and reports its accuracy
-on the test voices (unseen in training). `eval-samples` generates N one-second clips
+on the test voices (unseen in training); `classifier-accuracy` measures a trained one on
+the splits of any digits set (another synthesizer's voices, say). `eval-samples` generates N one-second clips
 with a checkpoint, in batches of independent voices on whatever device JAX has, and
 prints FID, IS, mIS and AM against the training set next to the same metrics of held-out
 real clips (the ceiling), as in the SaShiMi / Mamba SC09 protocol.
@@ -10,6 +11,7 @@ real clips (the ceiling), as in the SaShiMi / Mamba SC09 protocol.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 from engine import mulaw
 from engine.errors import UserError
 from engine.mulaw import SAMPLE_RATE
+from training.data.manifest import SPLITS
 from training.files import replacing
 
 CLIP = SAMPLE_RATE  # one-second digits
@@ -34,7 +37,30 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--channels", default="32,64,128", help="channels of the network's stages (fewer train faster on a CPU)"
+    )
+    train.add_argument(
+        "--augment",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change one field of the training augmentation (training/digit_augment.py, AugmentConfig), "
+        "e.g. speed_range=0; repeatable",
+    )
+    train.add_argument(
+        "--also-test",
+        action="append",
+        default=[],
+        metavar="DATA",
+        help="also measure on every clip of this digits set (e.g. a synthesizer left out of --data); repeatable",
+    )
     train.set_defaults(run=run_classifier)
+
+    accuracy = commands.add_parser("classifier-accuracy", help="a digit classifier's accuracy on each split of a set")
+    accuracy.add_argument("--data", required=True, help="a built digits data set")
+    accuracy.add_argument("--classifier", default=str(CLASSIFIER))
+    accuracy.set_defaults(run=run_classifier_accuracy)
 
     evaluate = commands.add_parser("eval-samples", help="FID / IS / mIS / AM of generated one-second digits")
     evaluate.add_argument("--checkpoint", required=True, help="a model trained on digits")
@@ -87,28 +113,100 @@ def load_split_audio(data: str, split: str, limit: int = 0, seed: int = 0) -> tu
     return mulaw.decode(tokens), np.asarray(clips.labels[rows]).astype(np.int32)
 
 
+def split_sizes(data: str) -> dict[str, dict]:
+    """{split: {"clips": ..., "sources": ...}} of a built data set."""
+    from training.data.manifest import DataError, read_manifest
+
+    try:
+        return read_manifest(data)["splits"]
+    except DataError as error:
+        raise UserError(str(error)) from None
+
+
+def load_digits(data: str, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The clips float32 [N, 16000] and digit labels int [N] of these splits of a digits set, together."""
+    present = [s for s in splits if split_sizes(data)[s]["clips"]]
+    if not present:
+        raise UserError(f"{data} has no clips in {', '.join(splits)}")
+    loaded = [load_split_audio(data, split) for split in present]
+    labels = np.concatenate([split_labels for _, split_labels in loaded])
+    if labels.min() < 0:
+        raise UserError(f"{data} has no digit labels; build it with: harmonic data build digits")
+    return np.concatenate([split_audio for split_audio, _ in loaded]), labels
+
+
+def parse_augment(pairs: list[str]):
+    """`AugmentConfig` with these FIELD=VALUE changes; UserError names a bad one."""
+    from training.digit_augment import AugmentConfig
+
+    config = AugmentConfig()
+    fields = [field.name for field in dataclasses.fields(config)]
+    changes = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in fields or not value:
+            raise UserError(f"--augment {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        kind = type(getattr(config, name))
+        try:
+            changes[name] = kind(value)
+        except ValueError:
+            raise UserError(f"--augment {pair!r}: {value!r} is not of type {kind.__name__}") from None
+    return dataclasses.replace(config, **changes)
+
+
 def run_classifier(args: argparse.Namespace) -> int:
     from training import digit_classifier as dc
 
     if Path(args.out).exists():
         raise UserError(f"{args.out} already exists; choose a new --out")
-    train_audio, train_labels = load_split_audio(args.data, "train")
-    if train_labels.min() < 0:
-        raise UserError(f"{args.data} has no digit labels; build it with: harmonic data build digits")
-    test_audio, test_labels = load_split_audio(args.data, "test")
-    valid_audio, valid_labels = load_split_audio(args.data, "valid")
-    classifier = dc.train_classifier(train_audio, train_labels, args.steps, args.batch_size, args.lr, args.seed)
+    augmentation = parse_augment(args.augment)
+    try:
+        network = dc.ClassifierConfig(channels=tuple(int(c) for c in args.channels.split(",")))
+    except ValueError:
+        raise UserError(f"--channels {args.channels!r}: expected comma-separated integers, e.g. 32,64,128") from None
+    train_audio, train_labels = load_digits(args.data, ("train",))
+    test_audio, test_labels = load_digits(args.data, ("test",))
+    valid_audio, valid_labels = load_digits(args.data, ("valid",))
+    other_sets = {data: load_digits(data, SPLITS) for data in args.also_test}
+    classifier = dc.train_classifier(
+        train_audio, train_labels, args.steps, args.batch_size, args.lr, args.seed, network, augmentation
+    )
     classifier.card.update(
         data=str(args.data),
         valid_accuracy=classifier.accuracy(valid_audio, valid_labels),
         test_accuracy=classifier.accuracy(test_audio, test_labels),
         test_note="test voices are unseen in training (split by voice)",
+        other_data_accuracy={
+            data: {"clips": len(labels), "accuracy": classifier.accuracy(audio, labels)}
+            for data, (audio, labels) in other_sets.items()
+        },
     )
     dc.save_classifier(args.out, classifier)
     print(
         f"valid accuracy {classifier.card['valid_accuracy']:.3f}, test accuracy (unseen voices) "
         f"{classifier.card['test_accuracy']:.3f}; wrote {args.out}"
     )
+    for data, measured in classifier.card["other_data_accuracy"].items():
+        print(f"{data}: accuracy {measured['accuracy']:.3f} on {measured['clips']} clips")
+    return 0
+
+
+def run_classifier_accuracy(args: argparse.Namespace) -> int:
+    from engine.checkpoint import CheckpointError
+    from training.digit_classifier import load_classifier
+
+    try:
+        classifier = load_classifier(args.classifier)
+    except CheckpointError as error:
+        raise UserError(str(error)) from None
+    splits = split_sizes(args.data)
+    print(f"{'split':<6} {'clips':>6} {'voices':>6} {'accuracy':>8}")
+    for split in SPLITS:
+        if splits[split]["clips"]:
+            audio, labels = load_digits(args.data, (split,))
+            print(
+                f"{split:<6} {len(labels):>6} {splits[split]['sources']:>6} {classifier.accuracy(audio, labels):>8.3f}"
+            )
     return 0
 
 

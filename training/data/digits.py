@@ -28,6 +28,7 @@ from training.data.manifest import SAMPLE_RATE, DatasetWriter, assign_splits
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CLIP_LEN = SAMPLE_RATE  # 1 s
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+SYNTHESIZERS = ("espeak", "flite")
 
 
 def espeak_voices() -> list[str]:
@@ -58,8 +59,9 @@ def flite_voices() -> list[str]:
     return [f"flite:{v}" for v in FLITE_VOICES if v in have]
 
 
-def all_voices() -> list[str]:
-    return espeak_voices() + flite_voices()
+def all_voices(synthesizers: tuple[str, ...] = SYNTHESIZERS) -> list[str]:
+    """Every installed voice of these synthesizers, as "synthesizer:voice"."""
+    return [v for v in espeak_voices() + flite_voices() if v.split(":", 1)[0] in synthesizers]
 
 
 def synthesize(voice: str, word: str, pitch: float, rate: float) -> np.ndarray:
@@ -138,17 +140,20 @@ def build_digits(
     scale_mode: str = "minmax",
     workers: int = 0,
     progress: bool = True,
+    synthesizers: tuple[str, ...] = SYNTHESIZERS,
 ) -> dict:
     """Builds the digits set into `out`; returns its manifest.
 
     Args:
       limit: at most this many clips (0: every voice), voices spread over the splits.
       takes: random (pitch, rate, level) takes per voice and word.
+      synthesizers: whose voices to use; a voice keeps its split whichever others are chosen, so a set of one
+        synthesizer tests a classifier trained on the other on voices of a synthesizer it never heard.
     """
-    voices = all_voices()
+    voices = all_voices(synthesizers)
     if not voices:
-        raise RuntimeError("no speech synthesizer found: install espeak-ng (scripts/setup does)")
-    splits = assign_splits(voices)
+        raise RuntimeError(f"no voices of {', '.join(synthesizers)} found: install espeak-ng and flite (scripts/setup)")
+    splits = assign_splits(all_voices())
     if limit:
         wanted = max(3, -(-limit // (len(WORDS) * takes)))
         shuffler = random.Random(seed)

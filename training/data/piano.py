@@ -3,15 +3,16 @@
 Each work's MIDI is rendered by TinySoundFont (the `tinysoundfont` wheel: no system
 library, so it renders on a bare GPU machine too) at 32 kHz, with one of several piano
 timbres chosen per work from its name: a soundfont piano, a velocity scale, and half of
-the works (`ROOM_SHARE`, a build option) in a synthetic room (exponentially decaying noise, a common reverberation
-model). The render is resampled to 16 kHz with soxr, normalised to the piece's peak
-(so quiet passages stay quiet, unlike per-clip min-max scaling) and trimmed of its silent
-lead-in and of what follows its release. Works are split train/valid/test by name, so a
-split never changes when more works are added; each split's works are then played one
-after another, half a second apart, and cut into 8 s clips. A clip that ends as a work
-ends goes on into the next: the model learns that music follows an ending, where clips
-cut per work taught it that an ending is followed by digital silence for good (its
-takes fell silent for seconds at a time).
+the works (`ROOM_SHARE`, a build option) in a synthetic room (exponentially decaying
+noise, a common reverberation model). The render is resampled to 16 kHz with soxr,
+normalised to the piece's peak (so quiet passages stay quiet, unlike per-clip min-max
+scaling) and trimmed of its silent lead-in and of what follows its release. Works are
+split train/valid/test by name, so a split never changes when more works are added; each
+split's works are then played one after another, half a second apart (`GAP_SECONDS`, a
+build option), and cut into 8 s clips. A clip that ends as a work ends goes on into the
+next: the model learns that music follows an ending, where clips cut per work taught it
+that an ending is followed by digital silence for good (its takes fell silent for seconds
+at a time).
 
 The pianos are subsets of Debian's soundfonts (`make_soundfonts`, a few MB): FluidR3's
 Yamaha grand and bright grand, TimGM6mb's and csound's piano 1. MuseScore General's
@@ -39,6 +40,7 @@ from training.data.audio_folder import cut_clips
 from training.data.manifest import SAMPLE_RATE, DatasetWriter, split_of
 from training.data.score_midi import read_index
 from training.data.soundfont import extract_presets
+from training.files import replacing
 
 CLIP_SECONDS = 8
 RENDER_RATE = 32_000  # TinySoundFont interpolates linearly: render above 16 kHz, then resample
@@ -185,19 +187,15 @@ def cached_render(cache: Path, key: str) -> np.ndarray | None:
     """A work's mu-law tokens from the render cache, or None."""
     try:
         return np.load(cache / f"{key}.npy")
-    except (FileNotFoundError, ValueError, EOFError):  # absent, or cut short by a kill before the rename
+    except (FileNotFoundError, ValueError, EOFError):  # absent, or a copy cut short outside this code
         return None
 
 
 def cache_render(cache: Path, key: str, tokens: np.ndarray) -> None:
-    """Keeps a work's tokens; written aside and renamed, so a kill leaves no partial file."""
+    """Keeps a work's tokens, whole or not at all (`training.files.replacing`)."""
     cache.mkdir(parents=True, exist_ok=True)
-    partial = cache / f"{key}.partial.npy"
-    try:
-        np.save(partial, tokens)
-        os.replace(partial, cache / f"{key}.npy")
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing(cache / f"{key}.npy") as (temporary,), open(temporary, "wb") as file:
+        np.save(file, tokens)
 
 
 def _render_job(job):

@@ -33,9 +33,11 @@ def command_line() -> str:
     return " ".join(["python -m", module] + sys.argv[1:])
 
 
-def publish_results(name: str, title: str, note: str, table: str, write: bool = True) -> None:
-    """Prints `table`; with `write`, replaces (or appends) section `name` of docs/results.md:
-    where it was measured (this 2-core CPU machine), `note` (what the table shows), the table."""
+def publish_results(name: str, title: str, note: str, header: list, rows: list, write: bool = True) -> None:
+    """Prints the table of `header` and `rows`; with `write`, replaces (or appends) section `name`
+    of docs/results.md: where it was measured (this 2-core CPU machine), `note` (what the table
+    shows), the table."""
+    table = doc_sections.markdown_table(header, rows)
     print(table)
     if write:
         body = f"{machine_line('the 2-core CPU VM')} {note}\n\n{table}"

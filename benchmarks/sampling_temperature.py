@@ -16,7 +16,6 @@ from benchmarks.report import publish_results
 from engine.checkpoint import load_model
 from engine.generator import GenerationSettings, Generator
 from engine.mulaw import SAMPLE_RATE
-from training import doc_sections
 from training.audio_measures import HEADER, measure
 
 
@@ -54,9 +53,8 @@ def main() -> None:
         'least and most silent voice. Measures as in docs/model.md, "Sample-quality measures".'
     )
     header = ["model", "temperature", *HEADER, "silent per voice"]
-    table = doc_sections.markdown_table(header, rows)
     title = "Takes against the sampling temperature (issue 15)"
-    publish_results("sampling_temperature", title, note, table, write=not args.no_doc)
+    publish_results("sampling_temperature", title, note, header, rows, write=not args.no_doc)
 
 
 if __name__ == "__main__":

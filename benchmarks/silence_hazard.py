@@ -26,7 +26,6 @@ from engine.audio_file import read_audio
 from engine.checkpoint import ModelCheckpoint, load_model
 from engine.config import ModelConfig
 from engine.mulaw import SILENCE
-from training import doc_sections
 from training.data.loader import Split
 
 LOUD = 0.01  # -40 dBFS: a sample above it starts a note, not a decay's last flicker
@@ -129,8 +128,7 @@ def main() -> None:
         "*mean wait*: 1 / P(loud) in seconds. *(observed)*: how often the real clips did so, over every clip of "
         "the split that holds a silent run of 0.3 s or more."
     )
-    table = doc_sections.markdown_table(header, rows)
-    publish_results("silence_hazard", "Leaving silence (issue 15)", note, table, write=not args.no_doc)
+    publish_results("silence_hazard", "Leaving silence (issue 15)", note, header, rows, write=not args.no_doc)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from engine.audio_file import read_audio
 from engine.checkpoint import ModelCheckpoint, load_model
 from engine.config import ModelConfig
 from engine.watchdog import WatchdogSettings
-from training import doc_sections
 from training.data.loader import Split
 from training.loss import LN2, token_nll
 
@@ -89,9 +88,8 @@ def main() -> None:
         f"`{args.data}`, every voice of a take apart. *above*: the share of windows the watchdog's noise rule "
         "(`WatchdogSettings.noise_bits`) calls noise."
     )
-    table = doc_sections.markdown_table(header, rows)
     publish_results(
-        "surprisal", "Surprisal of real music and of runaways (issue 15)", note, table, write=not args.no_doc
+        "surprisal", "Surprisal of real music and of runaways (issue 15)", note, header, rows, write=not args.no_doc
     )
 
 

@@ -15,7 +15,6 @@ from benchmarks.report import publish_results
 from engine.checkpoint import load_model
 from engine.generator import GenerationSettings, Generator
 from engine.watchdog import WatchdogSettings
-from training import doc_sections
 from training.audio_measures import HEADER, measure
 
 
@@ -51,8 +50,7 @@ def main() -> None:
         "seconds to render the take, rollbacks' discarded audio included. *given up*: runaways the watchdog "
         "stopped retrying (it then lets the voice play on)."
     )
-    table = doc_sections.markdown_table(header, rows)
-    publish_results("watchdog", "The runaway watchdog (issue 15)", note, table, write=not args.no_doc)
+    publish_results("watchdog", "The runaway watchdog (issue 15)", note, header, rows, write=not args.no_doc)
 
 
 if __name__ == "__main__":

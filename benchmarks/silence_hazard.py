@@ -115,7 +115,7 @@ def main() -> None:
     take = []
     if args.take:
         audio = read_audio(args.take, mulaw.SAMPLE_RATE, mono=False)
-        take = [mulaw.encode(channel).astype(np.int32) for channel in np.atleast_2d(audio)]
+        take = [mulaw.encode(channel).astype(np.int32) for channel in audio]
     header = ["model", "fed", "silent so far", "samples", "P(not silence)", "P(loud)", "mean wait for loud (s)"]
     rows = [["(observed)", f"{len(every)} real clips", *row] for row in hazard_rows(None, every)]
     for path in args.models:

@@ -68,7 +68,7 @@ def main() -> None:
     split = Split(Path(args.data), "test")
     chosen = np.sort(np.random.default_rng(0).permutation(len(split))[: args.clips])
     real = [mulaw.decode(split.tokens[i, : split.lengths[i]].astype(np.int32)) for i in chosen]
-    takes = {Path(path).name: np.atleast_2d(read_audio(path, mono=False)) for path in args.takes}
+    takes = {Path(path).name: read_audio(path, mono=False) for path in args.takes}
     rows = []
     for path in args.models:
         checkpoint = load_model(path)

@@ -295,7 +295,7 @@ def run_measure(args) -> int:
     start = int(args.start * SAMPLE_RATE)
     rows = []
     for path in args.audio:
-        voices = np.atleast_2d(read_audio(path, mono=False))[:, start:]
+        voices = read_audio(path, mono=False)[:, start:]
         if args.pooled:
             rows.append((f"{Path(path).name}, {len(voices)} voice(s) pooled", voices.ravel()))
         else:

@@ -69,6 +69,8 @@ def main() -> None:
     chosen = np.sort(np.random.default_rng(0).permutation(len(split))[: args.clips])
     real = [mulaw.decode(split.tokens[i, : split.lengths[i]].astype(np.int32)) for i in chosen]
     takes = {Path(path).name: read_audio(path, mono=False) for path in args.takes}
+    if short := [name for name, voices in takes.items() if voices.shape[1] < WINDOW]:
+        parser.error(f"{', '.join(short)}: shorter than one {WINDOW / mulaw.SAMPLE_RATE:g} s window")
     rows = []
     for path in args.models:
         checkpoint = load_model(path)

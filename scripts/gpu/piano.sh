@@ -10,7 +10,8 @@
 # $OUT/NAME-model.tgz (in 15 MiB parts when larger), with its metrics.csv, and its test-split
 # NLL is printed (with that of each model in $EVAL), then how readily it leaves silence
 # (benchmarks/silence_hazard.py) and what a take of $TAKE_VOICES voices sounds like on the
-# run's GPUs (`harmonic measure`: pooled in the log, each voice in $OUT/NAME-voices.txt);
+# run's GPUs at each temperature of $TAKE_TEMPERATURES (`harmonic measure`: pooled in the log, each
+# voice in $OUT/NAME-voices-tT.txt);
 # the runs named in $PACK come back as packed state too. Here, afterwards (docs/gpu-runs.md):
 #     cat OUT/piano-2x-model.tgz.* | tar xz   # then evaluate, and replace the MODEL with it
 #     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # a packed run
@@ -33,12 +34,14 @@ LR=${LR:-1e-3}             # after warm-up, constant: 2e-3 at 128 clips a step s
 # `harmonic train` flags, comma-separated (--input-noise=0.05,--input-noise-reach=2).
 RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
 PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
-EVAL=${EVAL:-}             # models whose test-split NLL is printed too (the one a run continues)
+EVAL=${EVAL:-}             # models measured as the runs are, after them (the one a run continues)
 BENCH=${BENCH:-}           # a benchmarks.training_throughput suite timed while the CPUs render
 OUT=${OUT:-/tmp/out}
 BATCH=${BATCH:-32} SEQ=${SEQ:-64000}   # clips per GPU; a CPU dry run: RUNS=piano:tiny BATCH=2 SEQ=8000 EVAL_BATCH=4
 EVAL_BATCH=${EVAL_BATCH:-32}           # clips of 8 s per validation and test batch
 TAKE_SECONDS=${TAKE_SECONDS:-15} TAKE_VOICES=${TAKE_VOICES:-64}   # the take measured after each block (0: none)
+TAKE_TEMPERATURES=${TAKE_TEMPERATURES:-1}   # one take at each of these sampling temperatures
+MEASURE=${MEASURE:-1}   # 0: bring each run's model back without its test NLL, hazard and takes (a call's minutes)
 PYTHON=${PYTHON:-python3}
 
 if [[ ${SETUP:-1} == 1 ]]; then
@@ -87,17 +90,20 @@ test_nll() {  # MODEL GPUS: the model's NLL on the test split of data/piano
     | grep --line-buffered "bits" | sed -u "s|^|[test $1] |"
 }
 
-measure_model() {  # NAME GPUS: how readily the exported model leaves silence, and what its take sounds like
-  local name=$1 model=/tmp/$1-model take=/tmp/$1-take.wav
-  CUDA_VISIBLE_DEVICES=$2 $PYTHON -m benchmarks.silence_hazard "$model" --data data/piano --clips 6 --no-doc 2>&1 \
-    | grep --line-buffered "^| $name-model" | sed -u "s/^/[$name hazard] /"
+measure_model() {  # NAME MODEL GPUS: how readily the model leaves silence, and what its takes sound like
+  local name=$1 model=$2 temperature take
+  CUDA_VISIBLE_DEVICES=$3 $PYTHON -m benchmarks.silence_hazard "$model" --data data/piano --clips 6 --no-doc 2>&1 \
+    | grep --line-buffered "^| $(basename "$model")" | sed -u "s/^/[$name hazard] /"
   [[ $TAKE_SECONDS == 0 ]] && return
-  CUDA_VISIBLE_DEVICES=$2 HARMONIC_STEP_BACKEND=jax harmonic generate --checkpoint "$model" --seconds "$TAKE_SECONDS" \
-    --voices "$TAKE_VOICES" --chunk-ms 250 --seed 5 --out "$take" 2>&1 | tr "\r" "\n" | grep -v "^generating" | tail -4 \
-    | sed -u "s/^/[$name take] /"
-  harmonic measure "$take" --pooled | sed -u "s/^/[$name take] /"
-  harmonic measure "$take" --start 5 --pooled | sed -u "s/^/[$name take from 5 s] /"
-  harmonic measure "$take" >"$OUT/$name-voices.txt"
+  for temperature in $TAKE_TEMPERATURES; do
+    take=/tmp/$name-take-t$temperature.wav
+    CUDA_VISIBLE_DEVICES=$3 HARMONIC_STEP_BACKEND=jax harmonic generate --checkpoint "$model" --seconds "$TAKE_SECONDS" \
+      --voices "$TAKE_VOICES" --temperature "$temperature" --chunk-ms 250 --seed 5 --out "$take" 2>&1 | tr "\r" "\n" \
+      | grep -v "^generating" | tail -4 | sed -u "s/^/[$name take t$temperature] /"
+    harmonic measure "$take" --pooled | sed -u "s/^/[$name take t$temperature] /"
+    harmonic measure "$take" --start 5 --pooled | sed -u "s/^/[$name take t$temperature from 5 s] /"
+    harmonic measure "$take" >"$OUT/$name-voices-t$temperature.txt"
+  done
 }
 
 train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS: resume or start one run, then bring its results back
@@ -130,17 +136,15 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS: resume or start o
   else
     cp "/tmp/$name-model.tgz" "$OUT/"
   fi
-  test_nll "/tmp/$name-model" "$gpus" || echo "[$name] no test NLL"   # the model is out already
-  measure_model "$name" "$gpus" || echo "[$name] not measured"
+  [[ $MEASURE == 0 ]] && return   # the model is out already
+  test_nll "/tmp/$name-model" "$gpus" || echo "[$name] no test NLL"
+  measure_model "$name" "/tmp/$name-model" "$gpus" || echo "[$name] not measured"
 }
 
 if [[ -n $BENCH ]]; then
   wait "$bench"
   cp docs/benchmarks.md "$OUT/"   # with the suite's section rewritten
 fi
-for model in $EVAL; do
-  test_nll "$model" 0 || echo "no test NLL for $model"
-done &
 index=0
 for spec in $RUNS; do
   IFS=: read -r name preset model gpus matmul gap room flags <<<"$spec"
@@ -148,4 +152,8 @@ for spec in $RUNS; do
   index=$((index + 1))
 done
 wait
+for model in $EVAL; do   # after the runs: a machine of one GPU has no other for it
+  test_nll "$model" 0 || echo "no test NLL for $model"
+  measure_model "$(basename "$model")" "$model" 0 || echo "$model not measured"
+done
 $PYTHON -c "import json; m = json.load(open('data/piano/manifest.json')); print(json.dumps({k: m[k] for k in ('hours', 'clips', 'works', 'splits')}))"

@@ -1,15 +1,17 @@
-"""What a model's takes sound like against the sampling temperature: the sample-quality
+"""What a model's takes sound like against the sampler's settings: the sample-quality
 measures (training/audio_measures.py) of the same takes (model, seed, voices) at each
-temperature, every voice pooled, from `--start` on (issue 15: at temperature 1 a model can
-run away into a loud wash, below it into quiet decays and silence).
+temperature and top-p, every voice pooled, from `--start` on (issue 15: at temperature 1 a
+model can run away into a loud wash, below it into quiet decays and silence; top-p cuts
+the distribution's tail instead of flattening or sharpening all of it).
 
-    python -m benchmarks.sampling_temperature MODEL [MODEL ...] --temperatures 1 0.985 0.97
-    python -m benchmarks.sampling_temperature MODEL --seconds 2 --start 0 --no-doc   # a smoke run
+    python -m benchmarks.sampling_settings MODEL [MODEL ...] --temperatures 1 0.985 0.97 --top-p 1 0.95
+    python -m benchmarks.sampling_settings MODEL --seconds 2 --start 0 --no-doc   # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 from benchmarks.report import publish_results
@@ -22,7 +24,8 @@ from training.audio_measures import HEADER, measure
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="model checkpoint folders")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.985, 0.97])
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--top-p", type=float, nargs="+", default=[1.0], help="nucleus masses (default 1: off)")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per take (default 30)")
     parser.add_argument("--voices", type=int, default=4, help="voices per take (default 4)")
     parser.add_argument("--seed", type=int, default=11, help="random seed of every take (default 11)")
@@ -34,27 +37,30 @@ def main() -> None:
     rows = []
     for path in args.models:
         checkpoint = load_model(path)
-        for temperature in args.temperatures:
-            settings = GenerationSettings(temperature=temperature, random_seed=args.seed, voices=args.voices)
+        for temperature, top_p in itertools.product(args.temperatures, args.top_p):
+            settings = GenerationSettings(
+                temperature=temperature, top_p=top_p, random_seed=args.seed, voices=args.voices
+            )
             take = Generator(checkpoint, settings).render(args.seconds)[:, int(args.start * SAMPLE_RATE) :]
             silent = [measure(voice).silent_fraction for voice in take]
             rows.append(
                 [
                     Path(path).name,
                     f"{temperature:g}",
+                    f"{top_p:g}",
                     *measure(take.ravel()).row(),
                     f"{min(silent):.0%}-{max(silent):.0%}",
                 ]
             )
             print(" | ".join(rows[-1]), flush=True)
     note = (
-        f"Takes of {args.voices} voices x {args.seconds:g} s per model and temperature (seed {args.seed}, top-p 1, "
-        f"no watchdog), measured from second {args.start:g} on with every voice pooled; *silent per voice*: the "
+        f"Takes of {args.voices} voices x {args.seconds:g} s per model and setting (seed {args.seed}, no "
+        f"watchdog), measured from second {args.start:g} on with every voice pooled; *silent per voice*: the "
         'least and most silent voice. Measures as in docs/model.md, "Sample-quality measures".'
     )
-    header = ["model", "temperature", *HEADER, "silent per voice"]
-    title = "Takes against the sampling temperature (issue 15)"
-    publish_results("sampling_temperature", title, note, header, rows, write=not args.no_doc)
+    header = ["model", "temperature", "top-p", *HEADER, "silent per voice"]
+    title = "Takes against the sampler's settings (issue 15)"
+    publish_results("sampling_settings", title, note, header, rows, write=not args.no_doc)
 
 
 if __name__ == "__main__":

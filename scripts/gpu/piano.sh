@@ -17,9 +17,9 @@
 #     rm -rf assets/runs/piano && cp -r OUT/piano-state assets/runs/piano   # a packed run
 #
 # Carry (docs/gpu-runs.md): .whl (soundfile, cffi, pycparser, soxr, tensorboardX,
-# platformdirs, tinysoundfont, beartype for Python 3.12), carry/piano-midi.tar.xz (the exported
-# scores: `harmonic data midi`, then tar) and carry/soundfonts-train (the training pianos:
-# `harmonic data soundfonts`, without the hold-out piano).
+# platformdirs, tinysoundfont, beartype for Python 3.12) and carry/soundfonts-train (the
+# training pianos: `harmonic data soundfonts`, without the hold-out piano). The scores travel
+# in the repository: assets/scores/piano-midi.tar.xz (`harmonic data midi`, then tar).
 set -euo pipefail
 
 MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's limit is 10 min)
@@ -67,7 +67,7 @@ render() {  # GAP ROOM: renders its data set unless this machine has it
   local out
   out=$(data_dir "${1:-}" "${2:-}")
   [[ -f $out/manifest.json ]] && return
-  [[ -d data/piano-midi ]] || tar xJf carry/piano-midi.tar.xz -C data
+  [[ -d data/piano-midi ]] || tar xJf assets/scores/piano-midi.tar.xz -C data
   echo "$(date +%T) rendering $HOURS h of scores into $out"
   # One render serves every gap: a second set only joins the works kept in data/piano-renders
   # (and renders those that another room share plays differently).

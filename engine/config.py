@@ -110,6 +110,26 @@ class ModelConfig:
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_overrides(self, pairs: list[str]) -> ModelConfig:
+        """This config with `KEY=VALUE` changes, as `harmonic train --set` takes them (tuples
+        comma-separated: `widths=48,96,144,192,256`); ValueError names what is wrong."""
+        changes: dict = {}
+        fields = {f.name for f in dataclasses.fields(self)}
+        for pair in pairs:
+            if "=" not in pair:
+                raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+            key, value = pair.split("=", 1)
+            if key not in fields:
+                raise ValueError(f"--set: unknown model field {key!r}; fields: {', '.join(fields)}")
+            current = getattr(self, key)
+            if isinstance(current, tuple):
+                changes[key] = tuple(int(v) for v in value.split(",") if v)
+            elif isinstance(current, bool):
+                changes[key] = value.lower() in ("1", "true", "yes")
+            else:
+                changes[key] = type(current)(value)
+        return self.replace(**changes)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

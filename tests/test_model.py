@@ -156,6 +156,16 @@ def test_config_json_round_trip_and_validation():
         model.preset("huge")
 
 
+def test_config_overrides_as_train_set_takes_them():
+    config = model.preset("realtime-2x").with_overrides(["widths=48,96,144,192,256", "dropout=0.2"])
+    assert config.widths == (48, 96, 144, 192, 256) and config.dropout == 0.2
+    assert config.blocks == model.preset("realtime-2x").blocks
+    bad = ((["widths"], "KEY=VALUE"), (["depth=3"], "unknown model field"), (["gate_blocks=7"], "gate"))
+    for pairs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            model.preset("realtime").with_overrides(pairs)
+
+
 def test_remat_gives_the_same_gradients(preset_params):
     config, params = preset_params("tiny")
     tokens = random_tokens(1, 24)

@@ -336,24 +336,10 @@ def _given(args, cls) -> dict:
     return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def _parse_model_overrides(config, pairs):
-    changes = {}
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        if key not in fields:
-            raise UserError(f"--set: unknown model field {key!r}; fields: {', '.join(fields)}")
-        current = getattr(config, key)
-        if isinstance(current, tuple):
-            changes[key] = tuple(int(v) for v in value.split(",") if v)
-        elif isinstance(current, bool):
-            changes[key] = value.lower() in ("1", "true", "yes")
-        else:
-            changes[key] = type(current)(value)
+def _with_overrides(config, pairs: list[str]):
+    """`--set KEY=VALUE` applied (`ModelConfig.with_overrides`); a bad pair is one line."""
     try:
-        return config.replace(**changes)
+        return config.with_overrides(pairs)
     except ValueError as error:
         raise UserError(str(error)) from None
 
@@ -370,7 +356,7 @@ def build_run_config(args):
     saved = Path(args.run_dir) / "config.json" if args.run_dir else None
     if args.resume and saved and saved.is_file():
         base = RunConfig.from_dict(json.loads(saved.read_text()))
-        config = _parse_model_overrides(base.model, args.set) if args.set else base.model
+        config = _with_overrides(base.model, args.set)
         return RunConfig(
             model=config,
             data=dataclasses.replace(base.data, **data_flags),
@@ -387,7 +373,7 @@ def build_run_config(args):
         raise UserError(str(error)) from None
     if train.dropout >= 0:
         config = config.replace(dropout=train.dropout)
-    config = _parse_model_overrides(config, args.set)
+    config = _with_overrides(config, args.set)
     return RunConfig(model=config, data=DataConfig(**data_flags), train=train, parallel=ParallelConfig(**par_flags))
 
 

@@ -139,6 +139,22 @@ def quiet_closed_loop_reports() -> None:
     sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
 
 
+class _DropFailedReads(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" reports of a restore from
+    `folder` that has failed already: orbax reads each array in a task of its own and
+    raises the first read's error, which reaches the user as one line; the other reads of
+    the damaged file fail too, and asyncio reports each with a traceback once its task is
+    collected (seen on a slow machine). Other records pass."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = str(Path(folder).resolve())
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or self.folder not in str(error)
+
+
 def _load_dir(path: Path) -> ModelCheckpoint:
     quiet_closed_loop_reports()
     try:
@@ -160,6 +176,7 @@ def _load_dir(path: Path) -> ModelCheckpoint:
     try:
         params = read_params(path)
     except Exception as error:
+        logging.getLogger("asyncio").addFilter(_DropFailedReads(path))
         raise CheckpointError(f"{path}: the weights are damaged ({error})") from error
     if flat_shapes(params) != expected_shapes(config):
         raise CheckpointError(f"{path}: the weights do not match the model config saved with them")

@@ -8,6 +8,8 @@ disk and a real read-only file system (small tmpfs mounts: tests run as root in 
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import shutil
 import signal
 import subprocess
@@ -21,7 +23,7 @@ import soundfile
 from conftest import child_env, error_line, run_harmonic
 
 from engine.audio_file import read_audio
-from engine.checkpoint import DEFAULT_CHECKPOINT, quiet_closed_loop_reports
+from engine.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, quiet_closed_loop_reports
 from engine.cli import SELF_COMMAND
 from engine.errors import log_unexpected
 
@@ -265,3 +267,31 @@ def test_late_closed_loop_callbacks_are_dropped_and_others_kept(monkeypatch, cap
         RaisesWhenCollected(error)  # reported through sys.unraisablehook, as the callbacks are
     printed = capsys.readouterr().err
     assert "Event loop is closed" not in printed and printed.count("something else") == 2
+
+
+def test_other_failed_reads_of_a_damaged_checkpoint_are_not_reported(tmp_path, caplog):
+    """The other half of that race: orbax's other reads of the damaged file fail in tasks
+    nobody awaits, and asyncio reports each, with a traceback, when it is collected."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(DEFAULT_CHECKPOINT, damaged)
+    for weights in (p for p in (damaged / "params").rglob("*") if p.is_file() and p.stat().st_size > 4096):
+        weights.write_bytes(np.random.default_rng(0).bytes(weights.stat().st_size))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_model(damaged)
+
+    async def read(folder: Path):
+        raise ValueError(f'Error reading "kernel" in OCDBT database at local file "{folder}/params/"')
+
+    def fail_unawaited(folder: Path) -> None:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(read(folder))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+        del task
+        gc.collect()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        fail_unawaited(damaged.resolve())
+        fail_unawaited(tmp_path / "elsewhere")
+    reports = [r for r in caplog.records if r.getMessage().startswith("Task exception was never retrieved")]
+    assert len(reports) == 1 and "elsewhere" in str(reports[0].exc_info[1])

@@ -114,7 +114,7 @@ class ModelConfig:
         """This config with `KEY=VALUE` changes, as `harmonic train --set` takes them (tuples
         comma-separated: `widths=48,96,144,192,256`); ValueError names what is wrong."""
         changes: dict = {}
-        fields = {f.name for f in dataclasses.fields(self)}
+        fields = [f.name for f in dataclasses.fields(self)]  # in order, for the message
         for pair in pairs:
             if "=" not in pair:
                 raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")

@@ -10,20 +10,17 @@ core idle and busy (issue 15: size the piano model up to what plays at 2x real t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
-from pathlib import Path
 
-import jax
-
-from benchmarks.fast_step import busy_core, load_average
+from benchmarks.fast_step import load_average, rtf
 from benchmarks.report import command_line, machine_line, write_section
 from engine import model
-from engine.checkpoint import ModelCheckpoint
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend
-from engine.measure import measure_generator
+from engine.measure import random_checkpoint
 from training.doc_sections import markdown_table
+
+KERNEL = ("kernel", Backend.KERNEL, False)  # benchmarks.fast_step's path: the fused kernel, no watchdog
 
 
 def main() -> None:
@@ -42,21 +39,16 @@ def main() -> None:
         configs = {args.preset: base} | {v: base.with_overrides(v.split(";")) for v in args.variants}
     except ValueError as error:
         parser.error(str(error))
-    checkpoints = {
-        name: ModelCheckpoint(config, model.init_params(config, jax.random.key(0)), {"name": name}, Path(name))
-        for name, config in configs.items()
-    }
+    checkpoints = {name: random_checkpoint(name, config=config) for name, config in configs.items()}
     load_before = load_average()
     header = ["model", "parameters", "full-rate equivalent", "x real time, other core idle", "busy"]
     for checkpoint in checkpoints.values():
-        measure_generator(checkpoint, 1, 0.1, backend=Backend.KERNEL)  # compile before timing
+        rtf(checkpoint, KERNEL, 1, 0.1, 1.0, busy=False)  # compile before timing
     speeds: dict[tuple[str, bool], list[float]] = {}
     for busy in (False, True):
         for _ in range(args.rounds):  # alternate, so that load changes hit all alike
             for name, checkpoint in checkpoints.items():
-                with busy_core() if busy else contextlib.nullcontext():
-                    speed = measure_generator(checkpoint, 1, seconds, backend=Backend.KERNEL).rtf
-                speeds.setdefault((name, busy), []).append(speed)
+                speeds.setdefault((name, busy), []).append(rtf(checkpoint, KERNEL, 1, seconds, 1.0, busy))
     rows = []
     for name, checkpoint in checkpoints.items():
         shapes = model.param_shapes(checkpoint.config)

@@ -24,6 +24,7 @@ import jax
 
 from engine import model
 from engine.checkpoint import ModelCheckpoint
+from engine.config import ModelConfig
 from engine.generator import Backend, GenerationSettings, Generator
 from engine.mulaw import SAMPLE_RATE
 from engine.watchdog import WatchdogSettings
@@ -48,9 +49,9 @@ class GenerationSpeed:
     samples: int
 
 
-def random_checkpoint(preset: str, seed: int = 0) -> ModelCheckpoint:
-    """A `ModelCheckpoint` with random weights of a preset."""
-    config = model.preset(preset)
+def random_checkpoint(preset: str, seed: int = 0, config: ModelConfig | None = None) -> ModelCheckpoint:
+    """A `ModelCheckpoint` with random weights of a preset, or of `config` (named `preset`)."""
+    config = config or model.preset(preset)
     return ModelCheckpoint(config, model.init_params(config, jax.random.key(seed)), {"name": preset}, Path(preset))
 
 

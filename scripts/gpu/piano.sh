@@ -26,12 +26,14 @@ MINUTES=${MINUTES:-5.5}    # training wall time, compile included (the call's li
 HOURS=${HOURS:-14}         # score time of the corpus to render (14 h: 2 min on 64 cores)
 RENDER_SECONDS=${RENDER_SECONDS:-300}   # the render's bound (a 24 h render with BENCH took longer)
 LR=${LR:-1e-3}             # after warm-up, constant: 2e-3 at 128 clips a step spiked (docs/gpu-runs.md)
+STEPS=${STEPS:-1000000}    # a run stops at this step (or after MINUTES): runs compared at equal steps
 # NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP[:ROOM[:FLAGS]]]]]] ...: GPUS a comma list (default: run
 # i on GPU i), MATMUL default or bf16 (harmonic train --matmul), GAP the data set's silence
 # between works and ROOM its share of works in a synthetic room (harmonic data build piano
 # --gap-seconds, --room-share; 0.5 and 0.5 by default, in data/piano, the set every model's
 # test NLL is measured on; others build data/piano-gapGAP-roomROOM as well), FLAGS more
-# `harmonic train` flags, comma-separated (--input-noise=0.05,--input-noise-reach=2).
+# `harmonic train` flags joined by + (--input-noise=0.05+--input-noise-reach=2; a comma belongs
+# to a flag's value: --set=widths=64,96,144,192,256).
 RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
 PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
 EVAL=${EVAL:-}             # models measured as the runs are, after them (the one a run continues)
@@ -109,7 +111,7 @@ measure_model() {  # NAME MODEL GPUS: how readily the model leaves silence, and 
 train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS: resume or start one run, then bring its results back
   local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} data resume=() flags=()
   data=$(data_dir "$6" "$7")
-  [[ -n $8 ]] && IFS=, read -r -a flags <<<"$8"
+  [[ -n $8 ]] && IFS=+ read -r -a flags <<<"$8"
   local batch=$((BATCH * $(tr , "\n" <<<"$gpus" | wc -l)))
   if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
     resume=(--resume)
@@ -121,7 +123,7 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS: resume or start o
   fi
   # Constant learning rate after warm-up: the run is extended block after block.
   CUDA_VISIBLE_DEVICES=$gpus harmonic train --data "$data" --run "runs/$name" "${resume[@]}" --preset "$preset" \
-    --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr "$LR" --warmup-steps 500 --schedule constant --steps 1000000 \
+    --matmul "$matmul" --batch-size "$batch" --seq-len "$SEQ" --lr "$LR" --warmup-steps 500 --schedule constant --steps "$STEPS" \
     --eval-every 1000 --eval-clips 128 --eval-batch-size "$EVAL_BATCH" --save-every 500 --keep-checkpoints 2 --log-every 50 \
     --max-minutes "$MINUTES" --no-progress "${flags[@]}" 2>&1 | sed -u "s/^/[$name] /"
   if [[ " $PACK " == *" $name "* ]]; then

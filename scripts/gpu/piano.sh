@@ -81,7 +81,9 @@ render() {  # GAP ROOM: renders its data set unless this machine has it
   echo "$(date +%T) rendered"
 }
 
-render 0.5
+if [[ $MEASURE == 1 || -n $EVAL ]]; then
+  render 0.5   # data/piano: its test split is where every model is measured
+fi
 for spec in $RUNS; do
   IFS=: read -r _ _ _ _ _ gap room _ <<<"$spec"
   render "$gap" "$room"
@@ -158,4 +160,6 @@ for model in $EVAL; do   # after the runs: a machine of one GPU has no other for
   test_nll "$model" 0 || echo "no test NLL for $model"
   measure_model "$(basename "$model")" "$model" 0 || echo "$model not measured"
 done
-$PYTHON -c "import json; m = json.load(open('data/piano/manifest.json')); print(json.dumps({k: m[k] for k in ('hours', 'clips', 'works', 'splits')}))"
+for manifest in data/piano*/manifest.json; do
+  $PYTHON -c "import json, sys; m = json.load(open(sys.argv[1])); print(sys.argv[1], json.dumps({k: m[k] for k in ('hours', 'clips', 'works', 'splits')}))" "$manifest"
+done

@@ -140,19 +140,28 @@ def quiet_closed_loop_reports() -> None:
 
 
 class _DropFailedReads(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" reports of a restore from
-    `folder` that has failed already: orbax reads each array in a task of its own and
-    raises the first read's error, which reaches the user as one line; the other reads of
-    the damaged file fail too, and asyncio reports each with a traceback once its task is
-    collected (seen on a slow machine). Other records pass."""
+    """Drops asyncio's "Task exception was never retrieved" reports of restores that have
+    failed already, from the folders in `folders`: orbax reads each array in a task of its
+    own and raises the first read's error, which reaches the user as one line; the other
+    reads of the damaged file fail too, and asyncio reports each with a traceback once its
+    task is collected (seen on a slow machine). Other records pass. One filter serves every
+    failed load of the process (`_FAILED_READS`)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self):
         super().__init__()
-        self.folder = str(Path(folder).resolve())
+        self.folders: set[str] = set()
+
+    def add(self, folder: Path) -> None:
+        if not self.folders:
+            logging.getLogger("asyncio").addFilter(self)
+        self.folders.add(str(Path(folder).resolve()))
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return error is None or self.folder not in str(error)
+        return error is None or not any(folder in str(error) for folder in self.folders)
+
+
+_FAILED_READS = _DropFailedReads()
 
 
 def _load_dir(path: Path) -> ModelCheckpoint:
@@ -176,7 +185,7 @@ def _load_dir(path: Path) -> ModelCheckpoint:
     try:
         params = read_params(path)
     except Exception as error:
-        logging.getLogger("asyncio").addFilter(_DropFailedReads(path))
+        _FAILED_READS.add(path)
         raise CheckpointError(f"{path}: the weights are damaged ({error})") from error
     if flat_shapes(params) != expected_shapes(config):
         raise CheckpointError(f"{path}: the weights do not match the model config saved with them")

@@ -11,7 +11,7 @@ import argparse
 import os
 import time
 
-from benchmarks.report import command_line, machine_line, write_section
+from benchmarks.report import command_line, load_average, machine_line, write_section
 from engine.audio import mix_down
 from engine.checkpoint import load_model
 from engine.compile_cache import enable_compile_cache
@@ -60,7 +60,7 @@ def main() -> None:
     running = {name: EffectsChain(spec, max_block=generator.chunk_samples) for name, spec in specs.items()}
     generator.next_chunk()  # compiles (or loads) the program: not timed
     generating, processing, samples, chunks = 0.0, dict.fromkeys(specs, 0.0), 0, 0
-    load_before = os.getloadavg()
+    load_before = load_average()
     while samples < seconds * SAMPLE_RATE:
         began = time.perf_counter()
         chunk = generator.next_chunk()
@@ -72,7 +72,7 @@ def main() -> None:
             processing[name] += time.perf_counter() - began
         samples += chunk.shape[1]
         chunks += 1
-    load_after = os.getloadavg()
+    load_after = load_average()
     audio = samples / SAMPLE_RATE
     header = [
         "chain",
@@ -99,8 +99,7 @@ def main() -> None:
     body = "\n\n".join(
         [
             machine_line(f"a {os.cpu_count()}-core CPU VM")
-            + " Load average before/after: "
-            + " / ".join("/".join(f"{x:.1f}" for x in load) for load in (load_before, load_after))
+            + f" Load average before/after: {load_before} / {load_after}"
             + " (other engineers' jobs shared the cores: read the ratios, not the absolute speeds).",
             f"The default model (`{checkpoint.name}`), 1 voice, {audio:.0f} s of audio in 50 ms chunks; each chain "
             "processes every chunk right after it is generated (`engine.effects.EffectsChain`, as `harmonic play --fx` "

@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 
-from benchmarks.report import command_line, machine_line, write_section
+from benchmarks.report import command_line, load_average, machine_line, write_section
 from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend
@@ -52,10 +52,6 @@ def rtf(
     watchdog = WatchdogSettings() if watched else None
     with busy_core() if busy else contextlib.nullcontext():
         return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend, watchdog=watchdog).rtf
-
-
-def load_average() -> str:
-    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:

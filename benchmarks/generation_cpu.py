@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.report import command_line, machine_line, write_section
+from benchmarks.report import command_line, load_average, machine_line, write_section
 from engine import model, sampling
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend
@@ -47,13 +47,6 @@ def naive_loop_rate(checkpoint, voices: int, steps: int) -> float:
         state, logits, token = one(state, logits, noise[t])
     jax.block_until_ready(token)
     return steps / (time.perf_counter() - began)
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def main() -> None:

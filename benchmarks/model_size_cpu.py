@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from benchmarks.fast_step import load_average, rtf
-from benchmarks.report import command_line, machine_line, write_section
+from benchmarks.fast_step import rtf
+from benchmarks.report import command_line, load_average, machine_line, write_section
 from engine import model
 from engine.compile_cache import enable_compile_cache
 from engine.generator import Backend

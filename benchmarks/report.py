@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import sys
 from pathlib import Path
@@ -20,6 +21,15 @@ def machine_line(device: str) -> str:
         f"Measured {datetime.date.today().isoformat()} on {device} "
         f"(Python {platform.python_version()}, {platform.machine()})."
     )
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages as "1.6/1.9/1.9" ("n/a" where the OS has none):
+    what else ran on the machine while a CPU benchmark timed."""
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def write_section(name: str, title: str, command: str, body: str, doc: Path = DOC) -> None:

@@ -152,8 +152,7 @@ class _DropFailedReads(logging.Filter):
         self.folders: set[str] = set()
 
     def add(self, folder: Path) -> None:
-        if not self.folders:
-            logging.getLogger("asyncio").addFilter(self)
+        logging.getLogger("asyncio").addFilter(self)  # a filter already there is not added twice
         self.folders.add(str(Path(folder).resolve()))
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -3,15 +3,18 @@
 XLA's compiled `engine.model.step` runs hundreds of tiny operations per sample, each
 with its own loop and buffers, and per-operation overhead dominates on a CPU (see
 docs/model.md). This module runs the same arithmetic as straight loops over
-weights packed into one contiguous float32 array (`engine.fast_step.PackedModel` builds
-it and documents the layout): per sample, the down blocks of each level, its down-pool,
+weights packed into two contiguous arrays, the matrices' `m` (float32, or bfloat16 bits
+as uint16) and the other weights' `w` (float32) (`engine.fast_step.PackedModel` builds
+them and documents the layout): per sample, the down blocks of each level, its down-pool,
 the inner level only when the pool fires, the up blocks, the head, and the sampling,
 without returning to Python.
 
 Voices step in lockstep (their pooled levels fire together); `run_voices_in_parallel`
-splits them over threads. Everything is float32 like the JAX path; complex numbers
-are (re, im) halves of the state. Compiled functions are cached on disk (cache=True,
-in NUMBA_CACHE_DIR, which `engine.fast_step` points at the user cache folder).
+splits them over threads. Everything but bfloat16 matrices is float32 like the JAX path
+(a bfloat16 entry is widened to float32 where it is read, and products are summed in
+float32); complex numbers are (re, im) halves of the state. Compiled functions are
+cached on disk (cache=True, in NUMBA_CACHE_DIR, which `engine.fast_step` points at the
+user cache folder), one version per matrix type.
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ WIDTH, HALF, FACTOR, DOWN_FIRST, DOWN_COUNT, UP_FIRST, UP_COUNT = range(7)
 DOWN_POOL_W, DOWN_POOL_B, UP_POOL_W, UP_POOL_B, WINDOW_STATE, PENDING_STATE = range(7, 13)
 LEVEL_FIELDS = 13
 
-# Columns of the per-block-pair table `pairs` [P, PAIR_FIELDS] (int64): weight offsets
-# (kernels are [in, out] row-major as in flax; GATES_W is the CG-LRU's two block-diagonal
-# gate projections as one dense [D, D] matrix, gate_a's outputs first; M_IN_W the MLP's
-# gate and up projections as one [d, 4d] matrix, the gate's outputs first).
+# Columns of the per-block-pair table `pairs` [P, PAIR_FIELDS] (int64): weight offsets,
+# into the matrices `m` for the kernels of matrix products (IN_W, GATES_W, LRU_OUT_W,
+# T_GATE_W, T_OUT_W, M_IN_W, M_OUT_W; so are the levels' *_POOL_W and HEAD_W), into the
+# weights `w` for the rest (kernels are [in, out] row-major as in flax; GATES_W is the
+# CG-LRU's two block-diagonal gate projections as one dense [D, D] matrix, gate_a's
+# outputs first; M_IN_W the MLP's gate and up projections as one [d, 4d] matrix, the
+# gate's outputs first).
 (
     T_NORM_SCALE,
     T_NORM_BIAS,
@@ -87,9 +93,27 @@ _jit = numba.njit(cache=True, fastmath={"contract"}, nogil=True, error_model="nu
 U1, U2, U3, U4, U5, U6, U7, U8 = (np.uint64(i) for i in range(1, 9))
 
 
+@intrinsic
+def _widen(typingctx, entry):
+    """A matrix entry as float32: a float32 as it is, a uint16 as the bfloat16 it holds
+    (the upper half of a float32's bits: zero-extend, shift left 16, bitcast; plain
+    integer operations, so the loops that read matrices vectorise either way)."""
+    if entry == types.float32:
+        return types.float32(entry), lambda context, builder, signature, args: args[0]
+    if entry == types.uint16:
+
+        def codegen(context, builder, signature, args):
+            bits = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+            return builder.bitcast(bits, ir.FloatType())
+
+        return types.float32(entry), codegen
+    return None
+
+
 @_jit
 def _matvec_add(matrix, n_in, n_out, x, y):
-    """y[:n_out] += x[:n_in] @ matrix, matrix flat row-major [n_in, n_out].
+    """y[:n_out] += x[:n_in] @ matrix, matrix flat row-major [n_in, n_out], float32 or
+    bfloat16 bits (uint16; numba compiles one version per type), summed in float32.
 
     Eight rows per pass: y is loaded and stored once per eight rows, so the loop is
     bound by the FMAs rather than by y's store-to-load latency (2x faster at d = 32).
@@ -105,19 +129,28 @@ def _matvec_add(matrix, n_in, n_out, x, y):
         r1, r2, r3, r4 = r0 + n_out, r0 + U2 * n_out, r0 + U3 * n_out, r0 + U4 * n_out
         r5, r6, r7 = r0 + U5 * n_out, r0 + U6 * n_out, r0 + U7 * n_out
         for o in range(n_out):
-            y[o] += (x0 * matrix[r0 + o] + x1 * matrix[r1 + o] + x2 * matrix[r2 + o] + x3 * matrix[r3 + o]) + (
-                x4 * matrix[r4 + o] + x5 * matrix[r5 + o] + x6 * matrix[r6 + o] + x7 * matrix[r7 + o]
+            y[o] += (
+                x0 * _widen(matrix[r0 + o])
+                + x1 * _widen(matrix[r1 + o])
+                + x2 * _widen(matrix[r2 + o])
+                + x3 * _widen(matrix[r3 + o])
+            ) + (
+                x4 * _widen(matrix[r4 + o])
+                + x5 * _widen(matrix[r5 + o])
+                + x6 * _widen(matrix[r6 + o])
+                + x7 * _widen(matrix[r7 + o])
             )
     for i in range(full, np.uint64(n_in)):
         xi, row = x[i], i * n_out
         for o in range(n_out):
-            y[o] += xi * matrix[row + o]
+            y[o] += xi * _widen(matrix[row + o])
 
 
 @_jit
-def _dense(w, kernel, bias, n_in, n_out, x, y):
-    """y[:, :n_out] = x[:, :n_in] @ W + b for every voice."""
-    matrix, b = w[kernel : kernel + n_in * n_out], w[bias : bias + n_out]
+def _dense(w, m, kernel, bias, n_in, n_out, x, y):
+    """y[:, :n_out] = x[:, :n_in] @ W + b for every voice (W at `kernel` in the matrices m,
+    b at `bias` in the weights w)."""
+    matrix, b = m[kernel : kernel + n_in * n_out], w[bias : bias + n_out]
     for v in range(x.shape[0]):
         yv = y[v]
         for o in range(n_out):
@@ -245,7 +278,7 @@ def _add(x, y, width):
 
 
 @_jit
-def _pair_step(w, state, model, pair, width, half, x, scratch):
+def _pair_step(w, m, state, model, pair, width, half, x, scratch):
     """One block pair (temporal block, then MLP block) on x [V, width], in place."""
     rms = model[RMS_NORM] != 0
     lru_width = 2 * half
@@ -274,8 +307,8 @@ def _pair_step(w, state, model, pair, width, half, x, scratch):
             for c in range(width):
                 lru_in[v, c] = z[v, c]
     # CG-LRU (engine.cglru): u = W_in x + b; gates; h = a h + sqrt(1 - |a|^2) i_t u.
-    _dense(w, pair[IN_W], pair[IN_B], width, lru_width, lru_in, u)
-    _dense(w, pair[GATES_W], pair[GATES_B], lru_width, lru_width, u, gates)
+    _dense(w, m, pair[IN_W], pair[IN_B], width, lru_width, lru_in, u)
+    _dense(w, m, pair[GATES_W], pair[GATES_B], lru_width, lru_width, u, gates)
     hs = pair[H_STATE]
     log_decay = w[pair[LOG_DECAY] : pair[LOG_DECAY] + half]  # -8 softplus(lam)
     theta = w[pair[THETA] : pair[THETA] + half]
@@ -298,27 +331,27 @@ def _pair_step(w, state, model, pair, width, half, x, scratch):
             new_im = a_re * h_im + a_im * h_re + uv[half + n] * gx[n]
             hstate[n], hstate[half + n] = new_re, new_im
             hv[n], hv[half + n] = new_re, new_im
-    _dense(w, pair[LRU_OUT_W], pair[LRU_OUT_B], lru_width, width, h, y)
-    _dense(w, pair[T_GATE_W], pair[T_GATE_B], width, width, z, branch)
+    _dense(w, m, pair[LRU_OUT_W], pair[LRU_OUT_B], lru_width, width, h, y)
+    _dense(w, m, pair[T_GATE_W], pair[T_GATE_B], width, width, z, branch)
     for v in range(voices):
         bv, yv = branch[v], y[v]
         for c in range(width):
             bv[c] = yv[c] * _gelu(bv[c])
-    _dense(w, pair[T_OUT_W], pair[T_OUT_B], width, width, branch, y)
+    _dense(w, m, pair[T_OUT_W], pair[T_OUT_B], width, width, branch, y)
     _add(x, y, width)
     # MLP block: x + W_out(gelu(W_gate z) * W_up z).
     _norm(w, pair[M_NORM_SCALE], pair[M_NORM_BIAS], rms, width, x, z)
-    _dense(w, pair[M_IN_W], pair[M_IN_B], width, 4 * width, z, hidden)
+    _dense(w, m, pair[M_IN_W], pair[M_IN_B], width, 4 * width, z, hidden)
     for v in range(voices):
         gate, up = hidden[v, : 2 * width], hidden[v, 2 * width : 4 * width]
         for c in range(2 * width):
             gate[c] = _gelu(gate[c]) * up[c]
-    _dense(w, pair[M_OUT_W], pair[M_OUT_B], 2 * width, width, hidden, y)
+    _dense(w, m, pair[M_OUT_W], pair[M_OUT_B], 2 * width, width, hidden, y)
     _add(x, y, width)
 
 
 @_jit
-def _down_pool(w, state, model, level, inner_width, x, pooled):
+def _down_pool(w, m, state, model, level, inner_width, x, pooled):
     """Appends x to the level's window; pooled = DownPool(window + x) (used if it fires).
 
     The kernel is [factor, groups, width / groups, inner_width / groups]."""
@@ -336,7 +369,7 @@ def _down_pool(w, state, model, level, inner_width, x, pooled):
             for g in range(groups):
                 start = kernel + (k * groups + g) * block
                 _matvec_add(
-                    w[start : start + block],
+                    m[start : start + block],
                     size_in,
                     size_out,
                     inputs[g * size_in : (g + 1) * size_in],
@@ -351,7 +384,7 @@ def _down_pool(w, state, model, level, inner_width, x, pooled):
 
 
 @_jit
-def _up_pool(w, state, model, level, inner_width, inner_y):
+def _up_pool(w, m, state, model, level, inner_width, inner_y):
     """The level's pending outputs [factor, width] = UpPool(inner_y).
 
     The kernel is [factor, groups, inner_width / groups, width / groups]."""
@@ -368,7 +401,7 @@ def _up_pool(w, state, model, level, inner_width, inner_y):
             for g in range(groups):
                 start = kernel + (k * groups + g) * block
                 _matvec_add(
-                    w[start : start + block],
+                    m[start : start + block],
                     size_in,
                     size_out,
                     inner_y[v, g * size_in : (g + 1) * size_in],
@@ -377,7 +410,7 @@ def _up_pool(w, state, model, level, inner_width, inner_y):
 
 
 @_jit
-def _model_step(w, model, levels, pairs, state, steps, tokens, logits, xs, scratch):
+def _model_step(w, m, model, levels, pairs, state, steps, tokens, logits, xs, scratch):
     """One sample for every voice: tokens int32 [V] -> logits [V, 256]; advances state
     (float32 [V, S]) and the per-level step counters `steps` int64 [L]."""
     num_levels = levels.shape[0]
@@ -392,10 +425,10 @@ def _model_step(w, model, levels, pairs, state, steps, tokens, logits, xs, scrat
     for k in range(num_levels):
         level = levels[k]
         for p in range(level[DOWN_COUNT]):
-            _pair_step(w, state, model, pairs[level[DOWN_FIRST] + p], level[WIDTH], level[HALF], xs[k], scratch)
+            _pair_step(w, m, state, model, pairs[level[DOWN_FIRST] + p], level[WIDTH], level[HALF], xs[k], scratch)
         if k == num_levels - 1:
             break
-        _down_pool(w, state, model, level, levels[k + 1, WIDTH], xs[k], xs[k + 1])
+        _down_pool(w, m, state, model, level, levels[k + 1, WIDTH], xs[k], xs[k + 1])
         if steps[k] % level[FACTOR] != 0:
             reached = k
             break
@@ -405,18 +438,18 @@ def _model_step(w, model, levels, pairs, state, steps, tokens, logits, xs, scrat
         if k < num_levels - 1:
             width, phase = level[WIDTH], steps[k] % level[FACTOR]
             if k < reached:
-                _up_pool(w, state, model, level, levels[k + 1, WIDTH], xs[k + 1])
+                _up_pool(w, m, state, model, level, levels[k + 1, WIDTH], xs[k + 1])
             pending = level[PENDING_STATE] + phase * width
             x = xs[k]
             for v in range(voices):
                 for c in range(width):
                     x[v, c] += state[v, pending + c]
             for p in range(level[UP_COUNT]):
-                _pair_step(w, state, model, pairs[level[UP_FIRST] + p], width, level[HALF], x, scratch)
+                _pair_step(w, m, state, model, pairs[level[UP_FIRST] + p], width, level[HALF], x, scratch)
         steps[k] += 1
     z = scratch[0]
     _norm(w, model[FINAL_NORM_SCALE], model[FINAL_NORM_BIAS], model[RMS_NORM] != 0, width0, xs[0], z)
-    _dense(w, model[HEAD_W], model[HEAD_B], width0, NUM_CLASSES, z, logits)
+    _dense(w, m, model[HEAD_W], model[HEAD_B], width0, NUM_CLASSES, z, logits)
 
 
 NUCLEUS_BUCKETS = 64
@@ -545,14 +578,16 @@ def _surprisal_bits(logits, token):
 
 
 @_jit
-def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record, surprisal):
+def run(
+    w, m, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record, surprisal
+):
     """Generates (or, in FORCED mode, consumes) len(tokens) samples for every voice.
 
     Per sample t: token_t = sample(logits_t, uniforms[t]) (FORCED: tokens[t] as given), then
     logits_{t+1}, state = step(state, token_t), as `engine.generator.generate_chunk`.
 
     Args:
-      w, model, levels, pairs: the packed model (`engine.fast_step.PackedModel`).
+      w, m, model, levels, pairs: the packed model (`engine.fast_step.PackedModel`).
       state: float32 [V, S], updated in place; steps: int64 [L] per-level step counters.
       logits: float32 [V, 256], the next sample's logits; updated in place.
       tokens: int32 [T, V]; written with the samples (read in FORCED mode).
@@ -590,14 +625,29 @@ def run(w, model, levels, pairs, state, steps, logits, tokens, uniforms, tempera
         if surprisal.shape[0] > 0:
             for v in range(voices):
                 surprisal[t, v] = _surprisal_bits(logits[v], tokens[t, v])
-        _model_step(w, model, levels, pairs, state, steps, tokens[t], logits, xs, scratch)
+        _model_step(w, m, model, levels, pairs, state, steps, tokens[t], logits, xs, scratch)
         if record.shape[0] > 0:
             record[t] = logits
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def run_voices_in_parallel(
-    w, model, levels, pairs, state, steps, logits, tokens, uniforms, temperature, top_p, mode, record, surprisal, groups
+    w,
+    m,
+    model,
+    levels,
+    pairs,
+    state,
+    steps,
+    logits,
+    tokens,
+    uniforms,
+    temperature,
+    top_p,
+    mode,
+    record,
+    surprisal,
+    groups,
 ):
     """`run` with the voices split into `groups` contiguous groups run on separate
     threads. Voices are independent streams, so the groups never wait for each other
@@ -612,6 +662,7 @@ def run_voices_in_parallel(
         group_surprisal = np.ascontiguousarray(surprisal[:, low:high])
         run(
             w,
+            m,
             model,
             levels,
             pairs,

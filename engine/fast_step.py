@@ -6,19 +6,25 @@
     tokens = packed.generate(state, uniforms, temperature=1.0, top_p=1.0)   # [T, V]
     logits = packed.feed(state, tokens)                # teacher forcing: [T, V, 256]
 
-`engine.model.step` stays the reference: the kernel computes the same float32
-arithmetic (tests/test_fast_step.py holds its logits within 1e-5 of it). It samples from
-the same distribution (softmax at the temperature, the same top-p nucleus) but by
-inverting the cumulative distribution at one uniform draw per sample
-(`engine.sampling.chunk_uniforms`) instead of Gumbel-argmax over 256 noise values: a
-random seed gives one reproducible take on each path, not the same take on both.
+`engine.model.step` stays the reference: with float32 matrices the kernel computes the
+same float32 arithmetic (tests/test_fast_step.py holds its logits within 1e-5 of it);
+with bfloat16 matrices (`PackedModel.pack`'s `bf16`) that of `model.step` on weights
+whose matrix kernels are rounded to bfloat16, still summing in float32 (the same test
+holds it within 1e-5 of that). It samples from the same distribution (softmax at the
+temperature, the same top-p nucleus) but by inverting the cumulative distribution at
+one uniform draw per sample (`engine.sampling.chunk_uniforms`) instead of Gumbel-argmax
+over 256 noise values: a random seed gives one reproducible take on each path, not the
+same take on both.
 
 Several voices run on all cores (`fast_kernel.run_voices_in_parallel`), one voice on the
 calling thread.
 
-Layout: one float32 array holds every weight; int64 tables give each level's and each
-block pair's offsets into it (`engine.fast_kernel` names the columns), and the offsets
-of their recurrent state in a float32 [voices, S] array. Weights that the step only uses
+Layout: one array holds the kernels of every matrix product (dense layers, pools, head),
+float32 or bfloat16 (half the bytes the kernel reads per sample, docs/model.md); one
+float32 array holds the other weights (biases, norms, the CG-LRUs' decays and phases,
+conv kernels, the embedding). int64 tables give each level's and each block pair's
+offsets into them (`engine.fast_kernel` names the columns), and the offsets of their
+recurrent state in a float32 [voices, S] array. Weights that the step only uses
 through a fixed function are stored as that function: -8 softplus(lam) for each CG-LRU,
 the sinusoidal embedding as its table, the two block-diagonal gate projections as one
 dense matrix, the MLP's gate and up projections as one.
@@ -35,6 +41,7 @@ import os
 import threading
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import platformdirs
 
@@ -117,7 +124,10 @@ class PackedModel:
 
     Attributes:
       config: the model config.
-      weights: float32 [W], all weights.
+      weights: float32 [W], the weights outside matrix products: biases, norms, the
+        CG-LRUs' decays and phases, conv kernels, the embedding table.
+      matrices: [M], the kernels of every matrix product (dense layers, pools, head):
+        float32, or bfloat16 bits (uint16) with `pack`'s `bf16`.
       model: int64 [MODEL_FIELDS], model-wide offsets and options.
       levels: int64 [L, LEVEL_FIELDS], per level: shape, pair ranges, pool offsets.
       pairs: int64 [P, PAIR_FIELDS], per block pair: weight and state offsets.
@@ -126,22 +136,29 @@ class PackedModel:
 
     config: ModelConfig
     weights: np.ndarray
+    matrices: np.ndarray
     model: np.ndarray
     levels: np.ndarray
     pairs: np.ndarray
     state_size: int
 
     @classmethod
-    def pack(cls, params: dict, config: ModelConfig) -> PackedModel:
-        """Copies `params` (a params pytree of `config`) into the kernel's layout."""
+    def pack(cls, params: dict, config: ModelConfig, bf16: bool = False) -> PackedModel:
+        """Copies `params` (a params pytree of `config`) into the kernel's layout.
+
+        Args:
+          bf16: store the matrices as bfloat16, each rounded to the nearest (half the
+            bytes the kernel reads per sample, docs/model.md); False keeps them float32,
+            the exact arithmetic of `engine.model.step`.
+        """
         params = _to_numpy(params)
-        weights, states = _Builder(), _Builder()
+        weights, matrices, states = _Builder(), _Builder(), _Builder()
         model = np.zeros(K.MODEL_FIELDS, np.int64)
         table = params["embed"]["table"] if config.embedding == "learned" else sinusoidal_table(config.widths[0])
         model[K.EMBED] = weights.add(table)
         model[K.FINAL_NORM_SCALE] = weights.add(params["final_norm"]["scale"])
         model[K.FINAL_NORM_BIAS] = weights.add(params["final_norm"].get("bias", np.zeros(config.widths[0])))
-        model[K.HEAD_W] = weights.add(params["head"]["kernel"])
+        model[K.HEAD_W] = matrices.add(params["head"]["kernel"])
         model[K.HEAD_B] = weights.add(params["head"]["bias"])
         model[K.RMS_NORM] = config.norm == "rms"
         model[K.CONV_KERNEL] = config.conv_kernel
@@ -155,26 +172,27 @@ class PackedModel:
             row[K.WIDTH], row[K.HALF] = width, config.lru_width(k) // 2
             row[K.DOWN_FIRST], row[K.DOWN_COUNT] = len(pairs), config.blocks[k]
             pairs += [
-                _pack_pair(level_params["down_blocks"][f"pair_{i}"], config, k, weights, states)
+                _pack_pair(level_params["down_blocks"][f"pair_{i}"], config, k, weights, matrices, states)
                 for i in range(config.blocks[k])
             ]
             if k < config.num_levels - 1:
                 factor = config.pooling[k]
                 row[K.FACTOR] = factor
-                row[K.DOWN_POOL_W] = weights.add(level_params["down_pool"]["kernel"])
+                row[K.DOWN_POOL_W] = matrices.add(level_params["down_pool"]["kernel"])
                 row[K.DOWN_POOL_B] = weights.add(level_params["down_pool"]["bias"])
-                row[K.UP_POOL_W] = weights.add(level_params["up_pool"]["kernel"])
+                row[K.UP_POOL_W] = matrices.add(level_params["up_pool"]["kernel"])
                 row[K.UP_POOL_B] = weights.add(level_params["up_pool"]["bias"])
                 row[K.WINDOW_STATE] = states.reserve((factor - 1) * width)
                 row[K.PENDING_STATE] = states.reserve(factor * width)
                 row[K.UP_FIRST], row[K.UP_COUNT] = len(pairs), config.blocks[k]
                 pairs += [
-                    _pack_pair(level_params["up_blocks"][f"pair_{i}"], config, k, weights, states)
+                    _pack_pair(level_params["up_blocks"][f"pair_{i}"], config, k, weights, matrices, states)
                     for i in range(config.blocks[k])
                 ]
                 level_params = level_params["inner"]
         pair_table = np.stack(pairs) if pairs else np.zeros((0, K.PAIR_FIELDS), np.int64)
-        return cls(config, weights.array(), model, levels, pair_table, states.size)
+        matrix_array = _bfloat16_bits(matrices.array()) if bf16 else matrices.array()
+        return cls(config, weights.array(), matrix_array, model, levels, pair_table, states.size)
 
     # ----- states ------------------------------------------------------------------------
 
@@ -267,6 +285,7 @@ class PackedModel:
     def _run(self, state, tokens, uniforms, temperature, top_p, mode, record, surprisal) -> None:
         arguments = (
             self.weights,
+            self.matrices,
             self.model,
             self.levels,
             self.pairs,
@@ -289,8 +308,10 @@ class PackedModel:
             K.run(*arguments)
 
 
-def _pack_pair(pair: dict, config: ModelConfig, level: int, weights: _Builder, states: _Builder) -> np.ndarray:
-    """Appends one block pair's weights; returns its row of the pair table."""
+def _pack_pair(
+    pair: dict, config: ModelConfig, level: int, weights: _Builder, matrices: _Builder, states: _Builder
+) -> np.ndarray:
+    """Appends one block pair's weights and matrices; returns its row of the pair table."""
     row = np.zeros(K.PAIR_FIELDS, np.int64)
     temporal, mlp, lru = pair["temporal"], pair["mlp"], pair["temporal"]["lru"]
     width = config.widths[level]
@@ -300,15 +321,16 @@ def _pack_pair(pair: dict, config: ModelConfig, level: int, weights: _Builder, s
         row[bias_field] = weights.add(params.get("bias", np.zeros(width)))
 
     def dense(params: dict, kernel_field: int, bias_field: int) -> None:
-        row[kernel_field] = weights.add(params["kernel"])
+        row[kernel_field] = matrices.add(params["kernel"])
         row[bias_field] = weights.add(params["bias"])
 
     norm(temporal["norm"], K.T_NORM_SCALE, K.T_NORM_BIAS)
-    if config.conv_kernel:
-        dense({"kernel": temporal["conv"]["weight"], "bias": temporal["conv"]["bias"]}, K.CONV_W, K.CONV_B)
+    if config.conv_kernel:  # depthwise: element-wise products, not a matrix
+        row[K.CONV_W] = weights.add(temporal["conv"]["weight"])
+        row[K.CONV_B] = weights.add(temporal["conv"]["bias"])
     dense(lru["in_proj"], K.IN_W, K.IN_B)
     gates = [_dense_block_diagonal(np.asarray(lru[name]["kernel"], np.float32)) for name in ("gate_a", "gate_x")]
-    row[K.GATES_W] = weights.add(np.concatenate(gates, axis=1))
+    row[K.GATES_W] = matrices.add(np.concatenate(gates, axis=1))
     row[K.GATES_B] = weights.add(np.concatenate([lru["gate_a"]["bias"], lru["gate_x"]["bias"]]))
     lam = np.asarray(lru["lam"], np.float32)
     softplus = np.logaddexp(np.float32(0), lam)  # float32, as jax.nn.softplus
@@ -318,7 +340,7 @@ def _pack_pair(pair: dict, config: ModelConfig, level: int, weights: _Builder, s
     dense(temporal["gate_proj"], K.T_GATE_W, K.T_GATE_B)
     dense(temporal["out_proj"], K.T_OUT_W, K.T_OUT_B)
     norm(mlp["norm"], K.M_NORM_SCALE, K.M_NORM_BIAS)
-    row[K.M_IN_W] = weights.add(np.concatenate([mlp["gate_proj"]["kernel"], mlp["up_proj"]["kernel"]], axis=1))
+    row[K.M_IN_W] = matrices.add(np.concatenate([mlp["gate_proj"]["kernel"], mlp["up_proj"]["kernel"]], axis=1))
     row[K.M_IN_B] = weights.add(np.concatenate([mlp["gate_proj"]["bias"], mlp["up_proj"]["bias"]]))
     dense(mlp["out_proj"], K.M_OUT_W, K.M_OUT_B)
     row[K.H_STATE] = states.reserve(config.lru_width(level))
@@ -335,6 +357,12 @@ def _dense_block_diagonal(kernel: np.ndarray) -> np.ndarray:
     for block in range(blocks):
         dense[block * size_in : (block + 1) * size_in, block * size_out : (block + 1) * size_out] = kernel[block]
     return dense
+
+
+def _bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """float32 [n] -> uint16 [n]: each value rounded to the nearest bfloat16 (ties to
+    even, as JAX's astype(jnp.bfloat16)), as its bits, the upper half of a float32's."""
+    return array.astype(ml_dtypes.bfloat16).view(np.uint16)
 
 
 def _to_numpy(tree):

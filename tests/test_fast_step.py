@@ -1,9 +1,10 @@
 """The fused CPU kernel (engine.fast_step) against the reference, engine.model.step.
 
 Logits within 1e-5 over thousands of steps for every preset, with every pooled level
-firing, from the zero state and after a prefill, batch 1 and > 1; its sampling equals
-a numpy inverse-CDF draw on the reference logits with the same uniforms; the generator
-runs it by default and falls back to the JAX path when told to.
+firing, from the zero state and after a prefill, batch 1 and > 1 (with float32 matrices;
+with bfloat16 matrices, within 1e-5 of the reference on bfloat16-rounded kernels); its
+sampling equals a numpy inverse-CDF draw on the reference logits with the same uniforms;
+the generator runs it by default and falls back to the JAX path when told to.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -57,6 +59,14 @@ def random_tokens(steps: int, voices: int, seed: int = 0) -> np.ndarray:
     return np.clip(model.START_TOKEN + walk, 0, 255).astype(np.int32)
 
 
+def bf16_rounded(params: dict) -> dict:
+    """`params` with the kernel of every matrix product (each leaf named "kernel") rounded to
+    the nearest bfloat16, the values `PackedModel.pack(..., bf16=True)` stores."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: leaf.astype(jnp.bfloat16).astype(jnp.float32) if path[-1].key == "kernel" else leaf, params
+    )
+
+
 def assert_close(got, expected):
     expected = np.asarray(expected)
     error = np.abs(got - expected).max()
@@ -73,20 +83,48 @@ def test_logits_equal_the_reference_step(preset_params, name, steps, voices):
     config, params = preset_params(name)
     tokens = with_start(random_tokens(steps, voices))
     assert steps > 2 * config.total_pooling, "every level must fire more than once"
-    packed = PackedModel.pack(params, config)
+    packed = PackedModel.pack(params, config, bf16=False)
     got = packed.feed(packed.zero_state(voices), tokens)
     expected = reference_logits(params, config, model.init_state(params, config, voices), tokens)
     assert_close(got, expected)
 
 
-def test_every_option_of_the_config_is_packed():
+@pytest.mark.parametrize("name, steps, voices", [("tiny", 1500, 2), ("realtime-2x", 1500, 1)])
+def test_bf16_matrices_equal_the_reference_on_rounded_kernels(preset_params, name, steps, voices):
+    """bfloat16 matrices compute model.step on bfloat16-rounded kernels, summed in float32:
+    as close as the float32 path, and the rounding is real (the float32 step differs)."""
+    config, params = preset_params(name)
+    tokens = with_start(random_tokens(steps, voices, seed=4))
+    packed = PackedModel.pack(params, config, bf16=True)
+    got = packed.feed(packed.zero_state(voices), tokens)
+    state = model.init_state(params, config, voices)
+    assert_close(got, reference_logits(bf16_rounded(params), config, state, tokens))
+    assert np.abs(got - reference_logits(params, config, state, tokens)).max() > 100 * TOLERANCE
+
+
+def test_bf16_packing_halves_the_matrix_bytes(preset_params):
+    """The matrices, nearly all of the weights' bytes, take half the bytes as bfloat16,
+    each the nearest bfloat16 (ties to even, as JAX rounds); the other weights stay float32."""
+    config, params = preset_params("realtime-2x")
+    full, half = PackedModel.pack(params, config, bf16=False), PackedModel.pack(params, config, bf16=True)
+    assert full.matrices.dtype == np.float32 and half.matrices.dtype == np.uint16
+    assert 2 * half.matrices.nbytes == full.matrices.nbytes
+    assert full.weights.nbytes < 0.02 * full.matrices.nbytes
+    np.testing.assert_array_equal(half.weights, full.weights)
+    rounded = np.asarray(jnp.asarray(full.matrices).astype(jnp.bfloat16))
+    np.testing.assert_array_equal(half.matrices, rounded.view(np.uint16))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_every_option_of_the_config_is_packed(bf16):
     """The options no preset uses: a causal conv before each CG-LRU, RMSNorm, a learned
     embedding, two pooling groups."""
     config = model.preset("tiny").replace(conv_kernel=3, norm="rms", embedding="learned", pool_groups=2)
     params = model.init_params(config, jax.random.key(1))
     tokens = with_start(random_tokens(300, 3, seed=1))
-    packed = PackedModel.pack(params, config)
-    expected = reference_logits(params, config, model.init_state(params, config, 3), tokens)
+    packed = PackedModel.pack(params, config, bf16=bf16)
+    reference_params = bf16_rounded(params) if bf16 else params
+    expected = reference_logits(reference_params, config, model.init_state(params, config, 3), tokens)
     assert_close(packed.feed(packed.zero_state(3), tokens), expected)
 
 
@@ -96,7 +134,7 @@ def test_prefill_then_kernel_steps(preset_params, name, seed_length):
     config, params = preset_params(name)
     seed, more = random_tokens(seed_length, 2, seed=2), random_tokens(700, 2, seed=3)
     logits, state = model.prefill(params, config, seed.T, max_steps=512)
-    packed = PackedModel.pack(params, config)
+    packed = PackedModel.pack(params, config, bf16=False)
     kernel_state = packed.from_model_state(state, logits)
     np.testing.assert_array_equal(kernel_state.logits, np.asarray(logits))
     expected = reference_logits(params, config, state, more)
@@ -121,7 +159,7 @@ def test_sampling_equals_the_reference_draw(preset_params, temperature, top_p):
     forced along the kernel's own tokens) at the same uniforms."""
     config, params = preset_params("tiny")
     voices, steps = 2, 4 * NOISE_BLOCK
-    packed = PackedModel.pack(params, config)
+    packed = PackedModel.pack(params, config, bf16=False)
     state = packed.start(voices)
     first_logits = state.logits.copy()
     uniforms = sampling.chunk_uniforms(9, 0, steps // NOISE_BLOCK, voices)
@@ -137,7 +175,7 @@ def test_sampling_equals_the_reference_draw(preset_params, temperature, top_p):
 
 def test_greedy_takes_the_argmax(preset_params):
     config, params = preset_params("tiny")
-    packed = PackedModel.pack(params, config)
+    packed = PackedModel.pack(params, config, bf16=False)
     state = packed.start(1)
     tokens = packed.generate(state, np.zeros((300, 1), np.float32), 0.0, 1.0)
     logits = reference_logits(params, config, model.init_state(params, config, 1), with_start(tokens))

@@ -127,7 +127,7 @@ class PackedModel:
       weights: float32 [W], the weights outside matrix products: biases, norms, the
         CG-LRUs' decays and phases, conv kernels, the embedding table.
       matrices: [M], the kernels of every matrix product (dense layers, pools, head):
-        float32, or bfloat16 bits (uint16) with `pack`'s `bf16`.
+        bfloat16 bits (uint16), or float32 without `pack`'s `bf16`.
       model: int64 [MODEL_FIELDS], model-wide offsets and options.
       levels: int64 [L, LEVEL_FIELDS], per level: shape, pair ranges, pool offsets.
       pairs: int64 [P, PAIR_FIELDS], per block pair: weight and state offsets.
@@ -143,13 +143,13 @@ class PackedModel:
     state_size: int
 
     @classmethod
-    def pack(cls, params: dict, config: ModelConfig, bf16: bool = False) -> PackedModel:
+    def pack(cls, params: dict, config: ModelConfig, bf16: bool = True) -> PackedModel:
         """Copies `params` (a params pytree of `config`) into the kernel's layout.
 
         Args:
           bf16: store the matrices as bfloat16, each rounded to the nearest (half the
             bytes the kernel reads per sample, docs/model.md); False keeps them float32,
-            the exact arithmetic of `engine.model.step`.
+            the float32 arithmetic of `engine.model.step`.
         """
         params = _to_numpy(params)
         weights, matrices, states = _Builder(), _Builder(), _Builder()

@@ -8,13 +8,15 @@
     for chunk in gen.chunks():                 # float32 [voices, chunk_samples] each
         ...                                    # until gen.stop() (from any thread)
 
-Two backends run the samples of a chunk (`Backend`; HARMONIC_STEP_BACKEND=kernel|jax
-overrides the default):
+Two backends run the samples of a chunk (`Backend`;
+HARMONIC_STEP_BACKEND=kernel|kernel-float32|jax overrides the default):
 
 - KERNEL (the default wherever numba imports): `engine.fast_step`, one fused numba loop
   per chunk over weights packed once, sampling inside it at one uniform draw per
   sample (`sampling.chunk_uniforms`); 1.3-2x the JAX path's speed on a 2-core CPU,
-  about 5x real time for `realtime` (docs/benchmarks.md).
+  about 5x real time for `realtime` (docs/benchmarks.md). Its matrices are bfloat16,
+  half the bytes to read per sample; KERNEL_FLOAT32 keeps them float32, the JAX path's
+  float32 arithmetic (docs/model.md: what bfloat16 gains and what it changes).
 - JAX (the reference and fallback): one compiled `lax.scan` of `engine.model.step`
   per chunk, with the chunk's Gumbel noise drawn inside the same program.
 
@@ -83,6 +85,7 @@ class Backend(enum.Enum):
     """What runs the samples of a chunk (see the module docstring)."""
 
     KERNEL = "kernel"
+    KERNEL_FLOAT32 = "kernel-float32"
     JAX = "jax"
 
     @classmethod
@@ -93,7 +96,8 @@ class Backend(enum.Enum):
             try:
                 return cls(choice)
             except ValueError:
-                raise ValueError(f"{BACKEND_VARIABLE} must be 'kernel' or 'jax', got {choice!r}") from None
+                choices = ", ".join(f"'{backend.value}'" for backend in cls)
+                raise ValueError(f"{BACKEND_VARIABLE} must be one of {choices}, got {choice!r}") from None
         return cls.KERNEL if fast_step is not None else cls.JAX
 
 
@@ -153,7 +157,7 @@ class Generator:
         default (raises `engine.checkpoint.CheckpointError` with a clear message if it
         is missing or damaged).
       settings: `GenerationSettings`; change later with `update`.
-      backend: `Backend` (None: `Backend.default()`); KERNEL without numba raises.
+      backend: `Backend` (None: `Backend.default()`); KERNEL(_FLOAT32) without numba raises.
 
     Attributes:
       sample_rate: 16000.
@@ -172,10 +176,11 @@ class Generator:
         self.config = self.model.config
         self.backend = Backend.default() if backend is None else backend
         self._packed: PackedModel | None = None
-        if self.backend is Backend.KERNEL:
+        if self.backend is not Backend.JAX:
             if fast_step is None:
                 raise ValueError("the kernel backend needs numba, which did not import; use Backend.JAX")
-            self._packed = fast_step.PackedModel.pack(self.model.params, self.config)
+            bf16 = self.backend is Backend.KERNEL
+            self._packed = fast_step.PackedModel.pack(self.model.params, self.config, bf16=bf16)
         self.params = jax.device_put(self.model.params)
         self._settings = settings or GenerationSettings()
         self._lock = threading.RLock()

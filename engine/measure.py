@@ -86,7 +86,7 @@ def probe_startup(target: str, cache_dir: str, backend: str | None = None) -> fl
     """Seconds from spawning a fresh Python process to its first generated chunk
     (imports, model load, compile or cache load, first chunk), with `cache_dir` holding
     the persistent compile caches (JAX's and numba's); `backend` sets
-    HARMONIC_STEP_BACKEND ("kernel" or "jax"; None: the default).
+    HARMONIC_STEP_BACKEND ("kernel", "kernel-float32" or "jax"; None: the default).
 
     Args:
       target: a preset name (random weights) or a checkpoint folder.

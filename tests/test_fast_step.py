@@ -212,7 +212,8 @@ def test_generator_runs_the_kernel_by_default(tiny, monkeypatch):
     monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
     settings = GenerationSettings(random_seed=4, voices=2, temperature=0.8, top_p=0.95, chunk_ms=20)
     generator = Generator(tiny, settings)
-    assert generator.backend is Backend.KERNEL
+    assert generator.backend is Backend.KERNEL and generator._packed is not None
+    assert generator._packed.matrices.dtype == np.uint16  # bfloat16
     seed_audio = np.sin(np.arange(900) * 0.07).astype(np.float32) * 0.5
     generator.prime(seed_audio)
     got = take(generator, 3 * settings.chunk_samples)
@@ -224,6 +225,19 @@ def test_generator_runs_the_kernel_by_default(tiny, monkeypatch):
     np.testing.assert_array_equal(got, packed.generate(state, uniforms, 0.8, 0.95).T)
 
 
+def test_the_float32_kernel_serves_when_asked(tiny, monkeypatch):
+    monkeypatch.setenv(BACKEND_VARIABLE, "kernel-float32")
+    settings = GenerationSettings(random_seed=3, chunk_ms=10)
+    generator = Generator(tiny, settings)
+    assert generator.backend is Backend.KERNEL_FLOAT32 and generator._packed is not None
+    assert generator._packed.matrices.dtype == np.float32
+    packed = PackedModel.pack(tiny.params, tiny.config, bf16=False)
+    uniforms = sampling.chunk_uniforms(3, 0, 2 * settings.chunk_samples // NOISE_BLOCK, 1)
+    np.testing.assert_array_equal(
+        take(generator, 2 * settings.chunk_samples), packed.generate(packed.start(1), uniforms, 1.0, 1.0).T
+    )
+
+
 def test_the_jax_path_serves_when_the_kernel_is_turned_off(tiny, monkeypatch):
     monkeypatch.setenv(BACKEND_VARIABLE, "jax")
     settings = GenerationSettings(random_seed=2, chunk_ms=10)
@@ -232,5 +246,5 @@ def test_the_jax_path_serves_when_the_kernel_is_turned_off(tiny, monkeypatch):
     tokens = take(generator, 2 * settings.chunk_samples)
     assert tokens.shape == (1, 2 * settings.chunk_samples) and len(np.unique(tokens)) > 5
     monkeypatch.setenv(BACKEND_VARIABLE, "numpy")
-    with pytest.raises(ValueError, match="kernel' or 'jax'"):
+    with pytest.raises(ValueError, match="'kernel', 'kernel-float32', 'jax'"):
         Generator(tiny, settings)

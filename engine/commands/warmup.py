@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print("warmup: the compile cache is disabled (HARMONIC_COMPILE_CACHE); nothing to do")
         return 0
     seconds = generator.warmup()
-    where = f"numba: {os.environ['NUMBA_CACHE_DIR']}" if generator.backend is Backend.KERNEL else f"jax: {cache}"
+    where = f"numba: {os.environ['NUMBA_CACHE_DIR']}" if generator.backend is not Backend.JAX else f"jax: {cache}"
     print(f"warmup: compiled the {generator.backend.value} programs of {checkpoint.name} in {seconds:.1f} s ({where})")
     return 0
 

@@ -1,9 +1,11 @@
 """The fused CPU kernel (engine.fast_step) side by side with the JAX step in one run, and the
 kernel with the runaway watchdog on (engine.watchdog): batch 1 plain and top-p, with another
 process keeping the other core busy, the `realtime-2x` preset, eight voices, and the time to
-first audio of a new process.
+first audio of a new process. Then the shipped model with the kernel's matrices in bfloat16
+(the default) and in float32: speed side by side, and the teacher-forced NLL of real piano
+(test works of the piano set, rendered as `harmonic data build piano` renders them).
 
-    python -m benchmarks.fast_step            # about 5 minutes on a quiet 2-core VM
+    python -m benchmarks.fast_step            # about 8 minutes on a quiet 2-core VM
     python -m benchmarks.fast_step --quick    # a smoke run; does not write the doc
 """
 
@@ -15,14 +17,42 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from platformdirs import user_cache_dir
+from scipy.special import logsumexp
 
 from benchmarks.report import command_line, load_average, machine_line, write_section
 from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model
 from engine.compile_cache import enable_compile_cache
+from engine.fast_step import PackedModel
 from engine.generator import Backend
 from engine.measure import measure_generator, random_checkpoint, startup_times
+from engine.model import START_TOKEN
+from engine.mulaw import SAMPLE_RATE, encode
 from engine.watchdog import WatchdogSettings
+from training.data.manifest import split_of
+from training.data.piano import (
+    CLIP_SECONDS,
+    TRAINING_PIANOS,
+    Performance,
+    choose_works,
+    make_soundfonts,
+    render,
+    trim_silence,
+)
+from training.data.score_midi import read_index
 from training.doc_sections import markdown_table
+
+SCORES = Path(__file__).resolve().parent.parent / "assets" / "scores" / "piano-midi.tar.xz"
+# Unpacked to a fixed folder: a render's room noise is seeded by the MIDI file's path
+# (`training.data.piano.render`), so the clips, and their NLL, are the same on every run.
+SCORES_DIR = Path(tempfile.gettempdir()) / "harmonic-benchmark-scores"
+SOUNDFONTS = Path(user_cache_dir("harmonic")) / "piano" / "soundfonts"  # where `harmonic data build piano` cuts them
+PIANO_HOURS = 14.0  # the shipped model's build (`harmonic data build piano --max-hours 14`)
 
 
 @contextlib.contextmanager
@@ -54,10 +84,82 @@ def rtf(
         return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend, watchdog=watchdog).rtf
 
 
+# The kernel's two matrix formats: (name, backend).
+PRECISIONS = [("bfloat16", Backend.KERNEL), ("float32", Backend.KERNEL_FLOAT32)]
+PRECISION_HEADER = ["matrices", "matrix MB", "x real time, other core idle", "busy", "test NLL bits/sample"]
+
+
+def piano_test_clips(count: int, midi_dir: Path, soundfonts: Path) -> np.ndarray:
+    """int32 [count, CLIP_SECONDS * 16000] mu-law tokens: the first 8 s of each of the first
+    `count` test-split works of the shipped model's build (works it never trained on), each
+    rendered with its piano, velocity and room as the build renders it."""
+    works = choose_works(read_index(midi_dir)["works"], 0, PIANO_HOURS)
+    tests = [work for work in works if split_of(work["id"]) == "test"][:count]
+    clips = []
+    for work in tests:
+        audio = render(midi_dir / work["file"], soundfonts, Performance.for_work(work["id"], TRAINING_PIANOS))
+        clips.append(encode(trim_silence(audio))[: CLIP_SECONDS * SAMPLE_RATE])
+    return np.stack(clips).astype(np.int32)
+
+
+def teacher_forced_bits(packed: PackedModel, clips: np.ndarray, chunk: int = 4000) -> float:
+    """Mean -log2 p(token) of clips int32 [V, T], each token predicted from those before it
+    (START_TOKEN first, as training scores a clip): bits per sample. The clips run as voices
+    of one kernel state, `chunk` samples per call (the logits of 8 clips of 8 s would be 1 GB)."""
+    voices, steps = clips.shape
+    targets = clips.T
+    inputs = np.concatenate([np.full((1, voices), START_TOKEN, np.int32), targets[:-1]])
+    state = packed.zero_state(voices)
+    nats = 0.0
+    for start in range(0, steps, chunk):
+        logits = packed.feed(state, inputs[start : start + chunk]).astype(np.float64)
+        chosen = np.take_along_axis(logits, targets[start : start + chunk, :, None], axis=-1)[..., 0]
+        nats += float(np.sum(logsumexp(logits, axis=-1) - chosen))
+    return nats / (voices * steps) / np.log(2.0)
+
+
+def precision_rows(checkpoint: ModelCheckpoint, rounds: int, seconds: float, clips: int) -> tuple[list[list], str]:
+    """Per matrix format: the kernel's matrix bytes, its batch-1 speed with the other core idle
+    and busy (median of `rounds`, alternating the formats), and its NLL on `clips` test clips;
+    and a line comparing bfloat16 with float32."""
+    paths = {name: (name, backend, False) for name, backend in PRECISIONS}
+    for path in paths.values():  # compile before timing
+        rtf(checkpoint, path, 1, 0.1, 1.0, busy=False)
+    speeds: dict[tuple[str, bool], list[float]] = {}
+    for busy in (False, True):
+        for _ in range(rounds):
+            for name, path in paths.items():
+                speeds.setdefault((name, busy), []).append(rtf(checkpoint, path, 1, seconds, 1.0, busy))
+    if not (SCORES_DIR / "piano-midi").is_dir():
+        with tarfile.open(SCORES) as archive:
+            archive.extractall(SCORES_DIR, filter="data")
+    tokens = piano_test_clips(clips, SCORES_DIR / "piano-midi", make_soundfonts(SOUNDFONTS, TRAINING_PIANOS))
+    rows, bits = [], {}
+    for name, _ in PRECISIONS:
+        packed = PackedModel.pack(checkpoint.params, checkpoint.config, bf16=name == "bfloat16")
+        idle, loaded = (statistics.median(speeds[(name, busy)]) for busy in (False, True))
+        bits[name] = teacher_forced_bits(packed, tokens)
+        megabytes = packed.matrices.nbytes / 1e6
+        rows.append([name, f"{megabytes:.1f}", f"{idle:.2f}x", f"{loaded:.2f}x", f"{bits[name]:.4f}"])
+        print(markdown_table(PRECISION_HEADER, rows[-1:]).splitlines()[-1], flush=True)
+    ratio = {
+        b: statistics.median(speeds[("bfloat16", b)]) / statistics.median(speeds[("float32", b)]) for b in (False, True)
+    }
+    summary = (
+        f"bfloat16 against float32: {ratio[False]:.2f}x the speed with the other core idle, {ratio[True]:.2f}x busy; "
+        f"NLL {bits['bfloat16'] - bits['float32']:+.4f} bits per sample."
+    )
+    print(summary)
+    return rows, summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, short runs; do not write docs/benchmarks.md")
     parser.add_argument("--rounds", type=int, default=3, help="measurements per cell, alternating paths (default 3)")
+    parser.add_argument(
+        "--clips", type=int, default=8, help="8 s test clips for the NLL of each matrix format (default 8)"
+    )
     args = parser.parse_args()
     enable_compile_cache()
     seconds = 0.5 if args.quick else 2.0
@@ -102,6 +204,9 @@ def main() -> None:
         )
         print(markdown_table(header, rows[-1:]).splitlines()[-1], flush=True)
 
+    shipped = checkpoints[main_preset] if args.quick else load_model(None)
+    clips = 1 if args.quick else args.clips
+    precision, precision_summary = precision_rows(shipped, args.rounds, seconds, clips)
     try:
         startup_target, startup_name = str(load_model(None).path), "the shipped default checkpoint"
     except CheckpointError:
@@ -120,13 +225,21 @@ def main() -> None:
             "Random weights of each preset (speed does not depend on the values, except top-p's, which does less work "
             "on a trained model's peaked distributions). *JAX step*: `engine.generator.generate_chunk`, one compiled "
             "`lax.scan` of `engine.model.step` per 50 ms chunk (`HARMONIC_STEP_BACKEND=jax`). *kernel*: "
-            "`engine.fast_step`, the fused numba loop (the default). *kernel + watchdog*: the kernel with "
-            "`--watchdog`: each sample's surprisal from the kernel and the statistics windows (random weights "
-            "hiss at 7.3 bits a sample: it rolls each take back twice, gives up, and watches on). Median of "
-            f"{args.rounds} rounds alternating the three paths, {seconds:g} s each; x real time is per voice. *busy*: "
-            "another process spins at 100% of a core during the measurement; *idle*: the benchmark starts none "
-            "(the load average shows what else ran).",
+            "`engine.fast_step`, the fused numba loop (the default, its matrices bfloat16). *kernel + watchdog*: "
+            "the kernel with `--watchdog`: each sample's surprisal from the kernel and the statistics windows "
+            "(random weights hiss at 7.3 bits a sample: it rolls each take back twice, gives up, and watches on). "
+            f"Median of {args.rounds} rounds alternating the three paths, {seconds:g} s each; x real time is per "
+            "voice. *busy*: another process spins at 100% of a core during the measurement; *idle*: the benchmark "
+            "starts none (the load average shows what else ran).",
             markdown_table(header, rows),
+            f"The kernel's matrices in bfloat16 (the default) and in float32 (`HARMONIC_STEP_BACKEND=kernel-float32`), "
+            f"the shipped model (`{shipped.name}`), batch 1, top-p 1: median of {args.rounds} rounds alternating the "
+            f"two, {seconds:g} s each, the other core idle, then busy. *matrix MB*: the matrices the kernel reads "
+            f"(docs/model.md). *test NLL*: teacher-forced (the kernel's `feed`), on the first 8 s of each of the first "
+            f"{clips} test works of the model's build (`harmonic data build piano --max-hours 14`: works it never "
+            "trained on), rendered as the build renders them.",
+            markdown_table(PRECISION_HEADER, precision),
+            precision_summary,
             f"Time to first audio of a new process: Python start, imports, loading {startup_name}, compiling or "
             "loading the programs from the caches (JAX's and numba's, both emptied for the cold start), and the first "
             "50 ms chunk of the generator, the path `harmonic play` and the app take before the sound card starts "

@@ -89,17 +89,22 @@ def test_logits_equal_the_reference_step(preset_params, name, steps, voices):
     assert_close(got, expected)
 
 
-@pytest.mark.parametrize("name, steps, voices", [("tiny", 1500, 2), ("realtime-2x", 1500, 1)])
-def test_bf16_matrices_equal_the_reference_on_rounded_kernels(preset_params, name, steps, voices):
+def test_bf16_matrices_equal_the_reference_on_rounded_kernels(preset_params):
     """bfloat16 matrices compute model.step on bfloat16-rounded kernels, summed in float32:
-    as close as the float32 path, and the rounding is real (the float32 step differs)."""
-    config, params = preset_params(name)
+    as close as the float32 path, and the rounding is real (float32 matrices differ). The
+    kernel's functions are the same for every preset (numba compiles one version per matrix
+    type), so `tiny` runs them all; the shipped model's NLL with bfloat16 matrices is
+    benchmarks/fast_step.py's."""
+    steps, voices = 1500, 2
+    config, params = preset_params("tiny")
     tokens = with_start(random_tokens(steps, voices, seed=4))
+    assert steps > 2 * config.total_pooling, "every level must fire more than once"
     packed = PackedModel.pack(params, config, bf16=True)
     got = packed.feed(packed.zero_state(voices), tokens)
     state = model.init_state(params, config, voices)
     assert_close(got, reference_logits(bf16_rounded(params), config, state, tokens))
-    assert np.abs(got - reference_logits(params, config, state, tokens)).max() > 100 * TOLERANCE
+    full = PackedModel.pack(params, config, bf16=False)
+    assert np.abs(got - full.feed(full.zero_state(voices), tokens)).max() > 100 * TOLERANCE
 
 
 def test_bf16_packing_halves_the_matrix_bytes(preset_params):

@@ -13,8 +13,8 @@ HARMONIC_STEP_BACKEND=kernel|kernel-float32|jax overrides the default):
 
 - KERNEL (the default wherever numba imports): `engine.fast_step`, one fused numba loop
   per chunk over weights packed once, sampling inside it at one uniform draw per
-  sample (`sampling.chunk_uniforms`); 1.3-2x the JAX path's speed on a 2-core CPU,
-  about 5x real time for `realtime` (docs/benchmarks.md). Its matrices are bfloat16,
+  sample (`sampling.chunk_uniforms`); 1.3-3x the JAX path's speed on a 2-core CPU
+  (docs/benchmarks.md, section fast_step). Its matrices are bfloat16,
   half the bytes to read per sample; KERNEL_FLOAT32 keeps them float32, the JAX path's
   float32 arithmetic (docs/model.md: what bfloat16 gains and what it changes).
 - JAX (the reference and fallback): one compiled `lax.scan` of `engine.model.step`

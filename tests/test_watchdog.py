@@ -38,7 +38,7 @@ def test_surprisal_is_the_models_own_surprise_at_each_sample(preset_params, back
     tokens, bits, _ = generator._run_chunk(state, 0, settings, seeds, surprisal=True)
     assert bits is not None and bits.shape == tokens.shape == (2, settings.chunk_samples)
     # The reference: teacher-force the same tokens and take -log2 softmax at temperature 1.
-    packed = PackedModel.pack(params, config)
+    packed = PackedModel.pack(params, config, bf16=backend is Backend.KERNEL)  # the arithmetic of the backend
     start = packed.start(2)
     first = start.logits.copy()  # feed advances the state in place
     logits = np.concatenate([first[None], packed.feed(start, np.array(tokens.T))[:-1]])  # [T, V, 256]

@@ -21,9 +21,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 from platformdirs import user_cache_dir
-from scipy.special import logsumexp
 
 from benchmarks.report import command_line, load_average, machine_line, write_section
 from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model
@@ -46,6 +46,7 @@ from training.data.piano import (
 )
 from training.data.score_midi import read_index
 from training.doc_sections import markdown_table
+from training.loss import token_nll
 
 SCORES = Path(__file__).resolve().parent.parent / "assets" / "scores" / "piano-midi.tar.xz"
 # Unpacked to a fixed folder: a render's room noise is seeded by the MIDI file's path
@@ -84,6 +85,27 @@ def rtf(
         return measure_generator(checkpoint, voices, seconds, top_p=top_p, backend=backend, watchdog=watchdog).rtf
 
 
+def median_rtfs(
+    checkpoint: ModelCheckpoint,
+    paths: list[tuple[str, Backend, bool]],
+    voices: int,
+    seconds: float,
+    top_p: float,
+    busy: bool,
+    rounds: int,
+) -> list[float]:
+    """Each path's median real-time factor per voice over `rounds` measurements of `seconds`,
+    after a short run that compiles it; the paths alternate within a round, so that a change
+    of the machine's load hits all of them alike."""
+    for path in paths:
+        rtf(checkpoint, path, voices, 0.1, top_p, busy=False)
+    per_round: list[list[float]] = [[] for _ in paths]
+    for _ in range(rounds):
+        for measured, path in zip(per_round, paths, strict=True):
+            measured.append(rtf(checkpoint, path, voices, seconds, top_p, busy))
+    return [statistics.median(measured) for measured in per_round]
+
+
 # The kernel's two matrix formats: (name, backend).
 PRECISIONS = [("bfloat16", Backend.KERNEL), ("float32", Backend.KERNEL_FLOAT32)]
 PRECISION_HEADER = ["matrices", "matrix MB", "x real time, other core idle", "busy", "test NLL bits/sample"]
@@ -112,9 +134,9 @@ def teacher_forced_bits(packed: PackedModel, clips: np.ndarray, chunk: int = 400
     state = packed.zero_state(voices)
     nats = 0.0
     for start in range(0, steps, chunk):
-        logits = packed.feed(state, inputs[start : start + chunk]).astype(np.float64)
-        chosen = np.take_along_axis(logits, targets[start : start + chunk, :, None], axis=-1)[..., 0]
-        nats += float(np.sum(logsumexp(logits, axis=-1) - chosen))
+        logits = packed.feed(state, inputs[start : start + chunk])
+        nll = token_nll(jnp.asarray(logits), jnp.asarray(targets[start : start + chunk]))
+        nats += float(np.sum(np.asarray(nll, np.float64)))
     return nats / (voices * steps) / np.log(2.0)
 
 
@@ -122,29 +144,21 @@ def precision_rows(checkpoint: ModelCheckpoint, rounds: int, seconds: float, cli
     """Per matrix format: the kernel's matrix bytes, its batch-1 speed with the other core idle
     and busy (median of `rounds`, alternating the formats), and its NLL on `clips` test clips;
     and a line comparing bfloat16 with float32."""
-    paths = {name: (name, backend, False) for name, backend in PRECISIONS}
-    for path in paths.values():  # compile before timing
-        rtf(checkpoint, path, 1, 0.1, 1.0, busy=False)
-    speeds: dict[tuple[str, bool], list[float]] = {}
-    for busy in (False, True):
-        for _ in range(rounds):
-            for name, path in paths.items():
-                speeds.setdefault((name, busy), []).append(rtf(checkpoint, path, 1, seconds, 1.0, busy))
+    paths = [(name, backend, False) for name, backend in PRECISIONS]
+    speeds = {busy: median_rtfs(checkpoint, paths, 1, seconds, 1.0, busy, rounds) for busy in (False, True)}
     if not (SCORES_DIR / "piano-midi").is_dir():
         with tarfile.open(SCORES) as archive:
             archive.extractall(SCORES_DIR, filter="data")
     tokens = piano_test_clips(clips, SCORES_DIR / "piano-midi", make_soundfonts(SOUNDFONTS, TRAINING_PIANOS))
     rows, bits = [], {}
-    for name, _ in PRECISIONS:
-        packed = PackedModel.pack(checkpoint.params, checkpoint.config, bf16=name == "bfloat16")
-        idle, loaded = (statistics.median(speeds[(name, busy)]) for busy in (False, True))
+    for index, (name, backend) in enumerate(PRECISIONS):
+        packed = PackedModel.pack(checkpoint.params, checkpoint.config, bf16=backend is Backend.KERNEL)
+        idle, loaded = speeds[False][index], speeds[True][index]
         bits[name] = teacher_forced_bits(packed, tokens)
         megabytes = packed.matrices.nbytes / 1e6
         rows.append([name, f"{megabytes:.1f}", f"{idle:.2f}x", f"{loaded:.2f}x", f"{bits[name]:.4f}"])
         print(markdown_table(PRECISION_HEADER, rows[-1:]).splitlines()[-1], flush=True)
-    ratio = {
-        b: statistics.median(speeds[("bfloat16", b)]) / statistics.median(speeds[("float32", b)]) for b in (False, True)
-    }
+    ratio = {busy: bf16 / float32 for busy, (bf16, float32) in speeds.items()}  # PRECISIONS: bfloat16 first
     summary = (
         f"bfloat16 against float32: {ratio[False]:.2f}x the speed with the other core idle, {ratio[True]:.2f}x busy; "
         f"NLL {bits['bfloat16'] - bits['float32']:+.4f} bits per sample."
@@ -182,13 +196,7 @@ def main() -> None:
         if name not in checkpoints:  # one random model per preset, built once
             checkpoints[name] = random_checkpoint(name)
         checkpoint = checkpoints[name]
-        for path in PATHS:  # warm every path (compile) before timing
-            rtf(checkpoint, path, voices, 0.1, top_p, busy=False)
-        per_round: dict[str, list[float]] = {path[0]: [] for path in PATHS}
-        for _ in range(args.rounds):  # alternate, so that load changes hit all alike
-            for path in PATHS:
-                per_round[path[0]].append(rtf(checkpoint, path, voices, seconds, top_p, busy))
-        jax_step, kernel, watched = (statistics.median(per_round[path[0]]) for path in PATHS)
+        jax_step, kernel, watched = median_rtfs(checkpoint, PATHS, voices, seconds, top_p, busy, args.rounds)
         rows.append(
             [
                 name,

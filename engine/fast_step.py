@@ -26,8 +26,8 @@ conv kernels, the embedding). int64 tables give each level's and each block pair
 offsets into them (`engine.fast_kernel` names the columns), and the offsets of their
 recurrent state in a float32 [voices, S] array. Weights that the step only uses
 through a fixed function are stored as that function: -8 softplus(lam) for each CG-LRU,
-the sinusoidal embedding as its table, the two block-diagonal gate projections as one
-dense matrix, the MLP's gate and up projections as one.
+the sinusoidal embedding as its table, the MLP's gate and up projections as one matrix.
+The two block-diagonal gate projections keep only their blocks.
 
 numba caches the compiled kernel in the user cache folder (NUMBA_CACHE_DIR, set here
 before numba is imported unless the environment sets it); `harmonic warmup` fills it.
@@ -163,6 +163,7 @@ class PackedModel:
         model[K.RMS_NORM] = config.norm == "rms"
         model[K.CONV_KERNEL] = config.conv_kernel
         model[K.POOL_GROUPS] = config.pool_groups
+        model[K.GATE_BLOCKS] = config.gate_blocks
         levels = np.zeros((config.num_levels, K.LEVEL_FIELDS), np.int64)
         pairs: list[np.ndarray] = []
         level_params = params["root"]
@@ -329,8 +330,8 @@ def _pack_pair(
         row[K.CONV_W] = weights.add(temporal["conv"]["weight"])
         row[K.CONV_B] = weights.add(temporal["conv"]["bias"])
     dense(lru["in_proj"], K.IN_W, K.IN_B)
-    gates = [_dense_block_diagonal(np.asarray(lru[name]["kernel"], np.float32)) for name in ("gate_a", "gate_x")]
-    row[K.GATES_W] = matrices.add(np.concatenate(gates, axis=1))
+    gate_blocks = [np.ravel(lru[name]["kernel"]) for name in ("gate_a", "gate_x")]  # each [blocks, in, out]
+    row[K.GATES_W] = matrices.add(np.concatenate(gate_blocks))
     row[K.GATES_B] = weights.add(np.concatenate([lru["gate_a"]["bias"], lru["gate_x"]["bias"]]))
     lam = np.asarray(lru["lam"], np.float32)
     softplus = np.logaddexp(np.float32(0), lam)  # float32, as jax.nn.softplus
@@ -346,17 +347,6 @@ def _pack_pair(
     row[K.H_STATE] = states.reserve(config.lru_width(level))
     row[K.CONV_STATE] = states.reserve(max(config.conv_kernel - 1, 0) * width)
     return row
-
-
-def _dense_block_diagonal(kernel: np.ndarray) -> np.ndarray:
-    """[blocks, in, out] block-diagonal kernel -> the dense [blocks * in, blocks * out]
-    matrix, zero off the blocks. One product with the zeros costs less than many small
-    ones: at level 0 of `realtime` the blocks are 8 x 4."""
-    blocks, size_in, size_out = kernel.shape
-    dense = np.zeros((blocks * size_in, blocks * size_out), np.float32)
-    for block in range(blocks):
-        dense[block * size_in : (block + 1) * size_in, block * size_out : (block + 1) * size_out] = kernel[block]
-    return dense
 
 
 def _bfloat16_bits(array: np.ndarray) -> np.ndarray:

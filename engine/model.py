@@ -64,7 +64,10 @@ def _network(config: ModelConfig, sequence_axis: str | None = None, remat: bool 
     return HarmonicRNN(config, sequence_axis, remat)
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
+# Initialising runs once and its compile is nearly all its time: at XLA's optimisation level 0
+# the 2-core CPU compiles `realtime`'s init in 15 s instead of 40 s, and the weights differ
+# from level 2's by at most 1.2e-7 (docs/benchmarks.md, "Initialising a model").
+@functools.partial(jax.jit, static_argnums=(0,), compiler_options={"xla_backend_optimization_level": 0})
 def init_params(config: ModelConfig, key: jax.Array) -> dict:
     """Random initial weights: a nested dict pytree of float32 arrays."""
     dummy = jnp.full((1, config.total_pooling), START_TOKEN, jnp.int32)

@@ -64,14 +64,27 @@ def _network(config: ModelConfig, sequence_axis: str | None = None, remat: bool 
     return HarmonicRNN(config, sequence_axis, remat)
 
 
-# Initialising runs once and its compile is nearly all its time: at XLA's optimisation level 0
-# the 2-core CPU compiles `realtime`'s init in 15 s instead of 40 s, and the weights differ
-# from level 2's by at most 1.2e-7 (docs/benchmarks.md, "Initialising a model").
-@functools.partial(jax.jit, static_argnums=(0,), compiler_options={"xla_backend_optimization_level": 0})
-def init_params(config: ModelConfig, key: jax.Array) -> dict:
-    """Random initial weights: a nested dict pytree of float32 arrays."""
+# Initialising runs once and compiling is nearly all its time: at XLA's optimisation level 0
+# the 2-core CPU compiles `realtime`'s init in 14 s instead of 44 s, and the weights differ
+# from level 2's by at most 1.2e-7 (docs/benchmarks.md, "Initialising a model"). Options
+# belong to a top-level jit only: a jit that calls `init_params` passes them itself.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def _random_weights(config: ModelConfig, key: jax.Array) -> dict:
     dummy = jnp.full((1, config.total_pooling), START_TOKEN, jnp.int32)
     return _network(config).init({"params": key}, dummy)["params"]
+
+
+_random_weights_alone = jax.jit(_random_weights, static_argnums=(0,), compiler_options=INIT_COMPILER_OPTIONS)
+
+
+def init_params(config: ModelConfig, key: jax.Array) -> dict:
+    """Random initial weights: a nested dict pytree of float32 arrays. Called alone, it is
+    compiled alone; inside a jit (or `jax.eval_shape`), it is part of that program."""
+    if isinstance(key, jax.core.Tracer):
+        return _random_weights(config, key)
+    return _random_weights_alone(config, key)
 
 
 def shift_right(tokens: Int[Array, "batch time"], sequence_axis: str | None = None) -> Int[Array, "batch time"]:
@@ -218,7 +231,7 @@ def count_params(params) -> int:
 
 def param_shapes(config: ModelConfig) -> dict:
     """The params pytree of `config` as `jax.ShapeDtypeStruct`s, without computing it."""
-    return jax.eval_shape(init_params, config, jax.random.key(0))
+    return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
 
 
 def level_param_counts(params: dict, config: ModelConfig) -> list[int]:

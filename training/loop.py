@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
+from engine.model import INIT_COMPILER_OPTIONS
 from training.checkpoints import RunCheckpoints
 from training.config import RunConfig
 from training.data.loader import BatchPlan, Prefetcher, Split
@@ -119,7 +120,11 @@ def set_up(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Sessi
             )
         if resume and primary:
             print(f"no checkpoint yet: starting from step 0 ({run_dir} was stopped before its first save)", flush=True)
-        state = jax.jit(lambda: init_state(config, train_cfg, optimizer), out_shardings=replicated(mesh))()
+        state = jax.jit(
+            lambda: init_state(config, train_cfg, optimizer),
+            out_shardings=replicated(mesh),
+            compiler_options=INIT_COMPILER_OPTIONS,
+        )()
         if train_cfg.init_from:
             state = start_from_model(state, train_cfg.init_from, config, optimizer, mesh)
         start = 0

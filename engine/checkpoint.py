@@ -87,10 +87,11 @@ def read_meta(path: str | Path) -> dict:
 
 
 def read_params(path: str | Path) -> dict:
-    """The params item of a checkpoint directory as a pytree of numpy arrays."""
+    """The params item of a checkpoint directory as a pytree of float32 numpy arrays
+    (weights stored in bfloat16, `harmonic export --bfloat16`, are widened)."""
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         restored = checkpointer.restore(Path(path).absolute(), ocp.args.Composite(params=ocp.args.StandardRestore()))
-    return restored["params"]
+    return jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), restored["params"])
 
 
 def model_meta(config: ModelConfig, card: dict | None = None) -> dict:

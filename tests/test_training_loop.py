@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 import jax
+import ml_dtypes
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from engine import model
@@ -147,14 +149,21 @@ def test_train_kill_resume_eval_export(tmp_path, digits, env):
     assert math.isfinite(exported.card["test_nll_bits"]) and math.isfinite(exported.card["valid_nll_bits"])
     assert exported.card["data"]["kind"] == "digits" and exported.card["wall_seconds"] > 0
 
-    # 6. A new run starts from the exported weights (--init-from), with a fresh optimiser:
-    # after one step at a negligible learning rate its EMA is the exported model's.
+    # 6. A new run starts from the exported weights (--init-from), stored in bfloat16 to
+    # travel, with a fresh optimiser: after one step at a negligible learning rate its
+    # float32 EMA is the exported model's, rounded to bfloat16.
+    half_dir = tmp_path / "model-bf16"
+    harmonic(["export", run, "--out", half_dir, "--no-test", "--bfloat16"], env)
+    with ocp.StandardCheckpointer() as checkpointer:
+        stored = checkpointer.metadata((half_dir / "params").absolute()).item_metadata
+    assert {leaf.dtype for leaf in jax.tree.leaves(stored)} == {np.dtype(ml_dtypes.bfloat16)}
     started = tmp_path / "started"
-    init = ["--init-from", model_dir, "--steps", "1", "--lr", "1e-9"]
+    init = ["--init-from", half_dir, "--steps", "1", "--lr", "1e-9"]
     harmonic(["train", "--data", digits, "--run", started, *TRAIN, *init], env)
     for x, y in zip(jax.tree.leaves(ema_params(started)), jax.tree.leaves(exported.params), strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
-    assert str(model_dir) in (started / "config.json").read_text()  # the run says where it began
+        assert x.dtype == np.float32
+        np.testing.assert_allclose(x, y.astype(ml_dtypes.bfloat16).astype(np.float32), rtol=1e-5, atol=1e-7)
+    assert str(half_dir) in (started / "config.json").read_text()  # the run says where it began
     wrong = subprocess.run(
         [*SELF_COMMAND, "train", "--data", digits, "--run", tmp_path / "wrong", *TRAIN, *init, "--preset", "realtime"],
         capture_output=True,

@@ -480,6 +480,9 @@ def _register_export(commands):
     parser.add_argument("--name", default="", help="model name for the card")
     parser.add_argument("--no-test", action="store_true", help="skip measuring test NLL for the card")
     parser.add_argument("--max-clips", type=int, default=0, help="test clips to measure (0: all)")
+    parser.add_argument(
+        "--bfloat16", action="store_true", help="store the weights in half the bytes (a run's start to carry)"
+    )
     parser.set_defaults(run=run_export)
 
 
@@ -489,7 +492,9 @@ def run_export(args) -> int:
 
     try:
         with full_disk_is_user_error(Path(args.out), lambda: f"nothing was written to {args.out}; free space"):
-            out, card = export_run(args.run_dir, args.out, args.name, test=not args.no_test, max_clips=args.max_clips)
+            out, card = export_run(
+                args.run_dir, args.out, args.name, not args.no_test, args.max_clips, bfloat16=args.bfloat16
+            )
     except (CheckpointError, ValueError) as error:
         raise UserError(str(error)) from None
     print(json.dumps(card, indent=2))

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import jax
+import ml_dtypes
 
 from engine.checkpoint import CheckpointError, ModelCheckpoint, load_model, save_model
 from training.checkpoints import room_needed
@@ -50,10 +51,18 @@ def evaluate_checkpoint(
 
 
 def export_run(
-    run: str | Path, out: str | Path, name: str = "", test: bool = True, max_clips: int = 0, progress: bool = True
+    run: str | Path,
+    out: str | Path,
+    name: str = "",
+    test: bool = True,
+    max_clips: int = 0,
+    progress: bool = True,
+    bfloat16: bool = False,
 ) -> tuple[Path, dict]:
     """Writes a run's newest loadable EMA params as a standalone model directory whose
-    card carries the data, steps, wall time, device and valid/test NLL in bits."""
+    card carries the data, steps, wall time, device and valid/test NLL in bits.
+    `bfloat16` stores the weights in half the bytes: a starting point for `--init-from`
+    small enough to travel to a GPU machine, not a model to ship (its NLL moves)."""
     run, out = Path(run), Path(out).absolute()
     if out.exists():
         raise CheckpointError(f"{out} already exists; choose a new folder")
@@ -71,9 +80,10 @@ def export_run(
     # (orbax's temporary folders included) is inside it and removed whole; a kill leaves
     # only this hidden folder, never a model folder that looks finished.
     staging = out.with_name(f".{out.name}.export-{os.getpid()}")
-    require_space(out.parent, room_needed(loaded.params))
+    params = jax.tree.map(lambda leaf: leaf.astype(ml_dtypes.bfloat16), loaded.params) if bfloat16 else loaded.params
+    require_space(out.parent, room_needed(params))
     try:
-        os.rename(save_model(staging / out.name, loaded.config, loaded.params, card), out)
+        os.rename(save_model(staging / out.name, loaded.config, params, card), out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out, card

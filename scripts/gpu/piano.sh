@@ -5,9 +5,10 @@
 # $RUNS side by side, each data-parallel over its own GPUs, for $MINUTES. A run resumes from
 # its folder on a warm machine, else from its packed state in the repository
 # (assets/runs/NAME), else from the weights of its MODEL (the shipped checkpoint it
-# improves, with a fresh optimiser that warms up again: a larger model's packed state
-# would not fit the 64 MiB that travels), else it starts. Each run's EMA model comes back as
-# $OUT/NAME-model.tgz (in 15 MiB parts when larger), with its metrics.csv, and its test-split
+# improves, or a run's weights in bfloat16, with a fresh optimiser that warms up again: a
+# larger model's packed state would not fit the 64 MiB that travels), else it starts. Each
+# run's EMA model comes back as $OUT/NAME-model.tgz (in 15 MiB parts when larger), with its
+# metrics.csv, and as $OUT/NAME-start.tgz in bfloat16 (the next block's MODEL); its test-split
 # NLL is printed (with that of each model in $EVAL), then how readily it leaves silence
 # (benchmarks/silence_hazard.py) and what a take of $TAKE_VOICES voices sounds like on the
 # run's GPUs at each temperature of $TAKE_TEMPERATURES (`harmonic measure`: pooled in the log, each
@@ -140,6 +141,9 @@ train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS: resume or start o
   else
     cp "/tmp/$name-model.tgz" "$OUT/"
   fi
+  rm -rf "/tmp/$name-start"
+  CUDA_VISIBLE_DEVICES=$gpus harmonic export "runs/$name" --out "/tmp/$name-start" --no-test --bfloat16 >/dev/null
+  tar czf "$OUT/$name-start.tgz" -C /tmp "$name-start"
   [[ $MEASURE == 0 ]] && return   # the model is out already
   test_nll "/tmp/$name-model" "$gpus" || echo "[$name] no test NLL"
   measure_model "$name" "/tmp/$name-model" "$gpus" || echo "[$name] not measured"

@@ -8,17 +8,22 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
 from engine.cli import SELF_COMMAND
-from engine.mulaw import SILENCE, decode
+from engine.mulaw import SILENCE, decode, encode
 from training.data.digits import FLITE_VOICES, all_voices
 from training.data.loader import BatchPlan, Split, eval_batches
 from training.data.manifest import assign_splits, read_manifest
 from training.data.piano import (
+    BREAK_FADE_SECONDS,
     GAP_SECONDS,
+    ONSET,
     TRAINING_PIANOS,
     Performance,
+    add_breaks,
+    build_piano,
     cache_render,
     cached_render,
     split_clips,
@@ -135,6 +140,13 @@ def test_build_piano_from_exported_scores(tmp_path):
         joins = max(0, info["sources"] - 1)
         fewer = silent_samples(out, split) - silent_samples(joined, split)
         assert abs(fewer - joins * GAP_SECONDS * 16000) < 16000
+    # --breaks-seconds: pauses of 0.25-0.75 s inside the works as well, from the same renders.
+    paused = tmp_path / "piano-breaks"
+    args[args.index(joined)] = paused
+    harmonic(*args, "--breaks-seconds", 4, "--render-cache", renders)
+    breaks = read_manifest(paused)["breaks"]
+    added = sum(silent_samples(paused, split) - silent_samples(out, split) for split in manifest["splits"])
+    assert breaks > 0 and 0.25 * 16000 * breaks <= added <= 0.75 * 16000 * breaks + 16000
 
     holdout = tmp_path / "holdout"
     harmonic(
@@ -153,6 +165,33 @@ def test_build_piano_from_exported_scores(tmp_path):
     manifest = read_manifest(holdout)
     assert manifest["works"] == 3 and manifest["splits"]["test"]["sources"] == 3  # all of it is the hold-out
     assert "MuseScore_General_Lite-pianos.sf3" in manifest["source"]
+
+
+def test_breaks_pause_before_notes_that_follow_a_quiet_moment():
+    """Notes that decay away, then a held tone: pauses go only before the notes, each one
+    0.25-0.75 s of digital silence followed by the note, and the music around them is kept."""
+    t = np.arange(24_000) / 16_000
+    decaying = np.tile(0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-4 * t), 40)  # a note every 1.5 s, -52 dB at its end
+    held = 0.3 * np.sin(2 * np.pi * 220 * np.arange(30 * 16_000) / 16_000)  # 30 s, never quiet
+    tokens = encode(np.concatenate([decaying, held]).astype(np.float32)).astype(np.uint8)
+    paused, pauses = add_breaks(tokens, 4.0, GAP_SECONDS, seed=7)
+    assert np.array_equal(add_breaks(tokens, 4.0, GAP_SECONDS, seed=7)[0], paused)  # reproducible
+    assert 5 <= len(pauses) <= 30  # about one every 4 s of the 60 s of notes
+    assert all(0.25 * 16_000 <= length <= 0.75 * 16_000 for _, length in pauses)
+    assert all(cut % 24_000 >= 24_000 - 320 and cut < decaying.size for cut, _ in pauses)  # 20 ms before a note
+    kept, at = [], 0
+    for shift, (cut, length) in zip(np.cumsum([0] + [n for _, n in pauses[:-1]]), pauses, strict=True):
+        kept.append(paused[at : cut + shift])
+        pause = paused[cut + shift : cut + shift + length]
+        assert np.all(pause == SILENCE) and np.abs(decode(paused[cut + shift + length :][:320])).max() > ONSET
+        at = cut + shift + length
+    kept.append(paused[at:])
+    changed = np.flatnonzero(np.concatenate(kept) != tokens)  # only the fades before the pauses
+    cuts = np.array([cut for cut, _ in pauses])
+    assert all(np.any((cuts > i) & (cuts - i <= BREAK_FADE_SECONDS * 16_000)) for i in changed)
+    for breaks, gap in ((-1.0, GAP_SECONDS), (4.0, 0.0)):  # a pause needs a length
+        with pytest.raises(ValueError, match="--breaks-seconds must be 0"):
+            build_piano("unused", "unused", "unused", breaks_seconds=breaks, gap_seconds=gap)
 
 
 def test_a_smaller_room_share_only_takes_works_out_of_their_rooms(tmp_path):

@@ -108,6 +108,13 @@ def _register_data(commands):
         "--gap-seconds", type=float, default=0.5, help="piano: digital silence between one work and the next"
     )
     build.add_argument(
+        "--breaks-seconds",
+        type=float,
+        default=0.0,
+        help="piano: add pauses of about the gap's length before notes after a quiet moment, "
+        "about one every so many seconds of music (0: none)",
+    )
+    build.add_argument(
         "--midi", help="piano: the exported scores (`harmonic data midi`; default: exported into the user cache first)"
     )
     build.add_argument(
@@ -205,6 +212,7 @@ def _build(args, out: Path) -> dict:
                 gap_seconds=args.gap_seconds,
                 render_cache=args.render_cache,
                 room_share=args.room_share,
+                breaks_seconds=args.breaks_seconds,
             )
         elif args.kind == "piano-holdout":
             from training.data.holdout import write_holdout_midi

@@ -28,13 +28,14 @@ HOURS=${HOURS:-14}         # score time of the corpus to render (14 h: 2 min on 
 RENDER_SECONDS=${RENDER_SECONDS:-300}   # the render's bound (a 24 h render with BENCH took longer)
 LR=${LR:-1e-3}             # after warm-up, constant: 2e-3 at 128 clips a step spiked (docs/gpu-runs.md)
 STEPS=${STEPS:-1000000}    # a run stops at this step (or after MINUTES): runs compared at equal steps
-# NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP[:ROOM[:FLAGS]]]]]] ...: GPUS a comma list (default: run
+# NAME:PRESET[:MODEL[:GPUS[:MATMUL[:GAP[:ROOM[:FLAGS[:BREAKS]]]]]]] ...: GPUS a comma list (default: run
 # i on GPU i), MATMUL default or bf16 (harmonic train --matmul), GAP the data set's silence
 # between works and ROOM its share of works in a synthetic room (harmonic data build piano
 # --gap-seconds, --room-share; 0.5 and 0.5 by default, in data/piano, the set every model's
 # test NLL is measured on; others build data/piano-gapGAP-roomROOM as well), FLAGS more
 # `harmonic train` flags joined by + (--input-noise=0.05+--input-noise-reach=2; a comma belongs
-# to a flag's value: --set=widths=64,96,144,192,256).
+# to a flag's value: --set=widths=64,96,144,192,256), BREAKS the data set's pauses inside works
+# (--breaks-seconds; 0 by default; others build data/piano-gapGAP-roomROOM-breaksBREAKS).
 RUNS=${RUNS:-piano-2x:realtime-2x:assets/checkpoints/piano-realtime-2x}
 PACK=${PACK:-}             # runs whose packed state comes back (a realtime state is 24 MiB)
 EVAL=${EVAL:-}             # models measured as the runs are, after them (the one a run continues)
@@ -61,14 +62,20 @@ if [[ -n $BENCH ]]; then
     | grep --line-buffered -v "slow_operation\|Very slow compile" | sed -u "s/^/[bench] /" &
   bench=$!
 fi
-data_dir() {  # GAP ROOM: the data set of that gap and room share
-  local gap=${1:-0.5} room=${2:-0.5}
-  if [[ $gap == 0.5 && $room == 0.5 ]]; then echo data/piano; else echo "data/piano-gap$gap-room$room"; fi
+data_dir() {  # GAP ROOM BREAKS: the data set of that gap, room share and pauses
+  local gap=${1:-0.5} room=${2:-0.5} breaks=${3:-0}
+  if [[ $gap == 0.5 && $room == 0.5 && $breaks == 0 ]]; then
+    echo data/piano
+  elif [[ $breaks == 0 ]]; then
+    echo "data/piano-gap$gap-room$room"
+  else
+    echo "data/piano-gap$gap-room$room-breaks$breaks"
+  fi
 }
 
-render() {  # GAP ROOM: renders its data set unless this machine has it
+render() {  # GAP ROOM BREAKS: renders its data set unless this machine has it
   local out
-  out=$(data_dir "${1:-}" "${2:-}")
+  out=$(data_dir "${1:-}" "${2:-}" "${3:-}")
   [[ -f $out/manifest.json ]] && return
   [[ -d data/piano-midi ]] || tar xJf assets/scores/piano-midi.tar.xz -C data
   echo "$(date +%T) rendering $HOURS h of scores into $out"
@@ -76,6 +83,7 @@ render() {  # GAP ROOM: renders its data set unless this machine has it
   # (and renders those that another room share plays differently).
   timeout "$RENDER_SECONDS" "${HARMONIC[@]}" data build piano --out "$out" --midi data/piano-midi \
     --soundfonts carry/soundfonts-train --max-hours "$HOURS" --gap-seconds "${1:-0.5}" --room-share "${2:-0.5}" \
+    --breaks-seconds "${3:-0}" \
     --workers "$(nproc)" \
     --render-cache data/piano-renders \
     2> >(stdbuf -o0 tr "\r" "\n" | awk "NR % 100 == 1 { print; fflush() }" >&2)
@@ -86,8 +94,8 @@ if [[ $MEASURE == 1 || -n $EVAL ]]; then
   render 0.5   # data/piano: its test split is where every model is measured
 fi
 for spec in $RUNS; do
-  IFS=: read -r _ _ _ _ _ gap room _ <<<"$spec"
-  render "$gap" "$room"
+  IFS=: read -r _ _ _ _ _ gap room _ breaks <<<"$spec"
+  render "$gap" "$room" "$breaks"
 done
 
 test_nll() {  # MODEL GPUS: the model's NLL on the test split of data/piano
@@ -111,9 +119,9 @@ measure_model() {  # NAME MODEL GPUS: how readily the model leaves silence, and 
   done
 }
 
-train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS: resume or start one run, then bring its results back
+train_run() {  # NAME PRESET MODEL GPUS MATMUL GAP ROOM FLAGS BREAKS: resume or start one run, then bring its results back
   local name=$1 preset=$2 model=$3 gpus=$4 matmul=${5:-default} data resume=() flags=()
-  data=$(data_dir "$6" "$7")
+  data=$(data_dir "$6" "$7" "$9")
   [[ -n $8 ]] && IFS=+ read -r -a flags <<<"$8"
   local batch=$((BATCH * $(tr , "\n" <<<"$gpus" | wc -l)))
   if [[ -f runs/$name/config.json ]]; then   # a warm machine's own run
@@ -155,8 +163,8 @@ if [[ -n $BENCH ]]; then
 fi
 index=0
 for spec in $RUNS; do
-  IFS=: read -r name preset model gpus matmul gap room flags <<<"$spec"
-  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" "$gap" "$room" "$flags" &
+  IFS=: read -r name preset model gpus matmul gap room flags breaks <<<"$spec"
+  train_run "$name" "$preset" "$model" "${gpus:-$index}" "$matmul" "$gap" "$room" "$flags" "$breaks" &
   index=$((index + 1))
 done
 wait

@@ -48,6 +48,9 @@ PEAK = 0.9  # the piece's peak after normalising
 TAIL_SECONDS = 2.0  # rendered past the last event, for the release and the room
 AUDIBLE = 1e-3  # -60 dB: a render's quieter lead-in and tail are trimmed
 GAP_SECONDS = 0.5  # silence between one work and the next in a split's stream (the default)
+QUIET = 1e-2  # -40 dBFS: a break goes only where the 100 ms before a note are below this RMS
+ONSET = 3e-2  # -30 dBFS: ... and the note's first 10 ms above it
+BREAK_FADE_SECONDS = 0.05  # the quiet sound before a break fades out over this
 ROOM_SHARE = 0.5  # the share of works played in a synthetic room (the default)
 
 
@@ -176,6 +179,49 @@ def split_clips(
     return clips
 
 
+def add_breaks(
+    tokens: np.ndarray, mean_seconds: float, gap_seconds: float, seed: int
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """A work's mu-law tokens uint8 [T] with pauses added, as a pianist stops and starts
+    again: before some of the notes that follow 100 ms quieter than `QUIET` (the sound
+    before has decayed), about one every `mean_seconds` of music (exponential spacing),
+    that quiet sound fades out over `BREAK_FADE_SECONDS`, then 0.5-1.5 x `gap_seconds`
+    of digital silence, then the note. Returns the tokens uint8 [T + pauses] and each
+    pause's (place in `tokens`, length in samples).
+
+    Why: the data's only long silences are the gaps between works, one every few
+    minutes, so a model meets long silence almost only in its own takes and does not
+    leave it (docs/results.md, "Session 12"); pauses of no fixed length before real
+    onsets give it many silences that end in a note."""
+    hop = SAMPLE_RATE // 100  # 10 ms frames
+    audio = decode(tokens.astype(np.int32))
+    frames = audio[: audio.size // hop * hop].reshape(-1, hop)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    before = 10  # frames: 100 ms
+    loudest_before = np.full(rms.size, np.inf)
+    if rms.size > before:
+        loudest_before[before:] = np.lib.stride_tricks.sliding_window_view(rms, before)[:-1].max(axis=1)
+    onsets = np.flatnonzero((rms >= ONSET) & (loudest_before < QUIET))
+    rng = np.random.default_rng(seed)
+    cuts, due = [], rng.exponential(mean_seconds) * SAMPLE_RATE
+    for frame in onsets:
+        cut = int(frame - 1) * hop  # the quiet frame before the onset's goes after the pause
+        if cut >= due:
+            cuts.append(cut)
+            due = cut + rng.exponential(mean_seconds) * SAMPLE_RATE
+    fade = np.linspace(1.0, 0.0, int(BREAK_FADE_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    parts, pauses, start = [], [], 0
+    for cut in cuts:
+        piece = tokens[start:cut].copy()
+        tail = piece[-fade.size :]
+        piece[-tail.size :] = encode(decode(tail.astype(np.int32)) * fade[-tail.size :])
+        pauses.append((cut, int(rng.uniform(0.5, 1.5) * gap_seconds * SAMPLE_RATE)))
+        parts += [piece, np.full(pauses[-1][1], SILENCE, np.uint8)]
+        start = cut
+    parts.append(tokens[start:])
+    return np.concatenate(parts).astype(np.uint8), pauses
+
+
 def render_key(work: str, midi: str | Path, performance: Performance) -> str:
     """Names a work's render: its score's bytes, how it is played and the render's settings."""
     digest = hashlib.sha1(repr((work, performance, RENDER_RATE, SAMPLE_RATE, PEAK, TAIL_SECONDS, AUDIBLE)).encode())
@@ -245,6 +291,7 @@ def build_piano(
     gap_seconds: float = GAP_SECONDS,
     render_cache: str | Path | None = None,
     room_share: float = ROOM_SHARE,
+    breaks_seconds: float = 0.0,
 ) -> dict:
     """Renders the exported works of `midi_dir` with `pianos` into a data set at `out`;
     returns its manifest. `split` puts every work into that split (a hold-out set);
@@ -252,9 +299,12 @@ def build_piano(
     work and the next (docs/results.md, "Leaving silence": a model does not time them).
     `render_cache` keeps each work's render, so that another build of the same works (another
     gap, more hours) renders only what it has not rendered before. `room_share` of the works
-    are played in a synthetic room (0: every work dry)."""
+    are played in a synthetic room (0: every work dry). `breaks_seconds` > 0 adds pauses
+    inside the works, about one every so many seconds of music (`add_breaks`)."""
     if gap_seconds < 0:
         raise ValueError(f"--gap-seconds must be >= 0, got {gap_seconds}")
+    if breaks_seconds < 0 or (breaks_seconds and not gap_seconds):
+        raise ValueError(f"--breaks-seconds must be 0 (none) or > 0 with a gap, got {breaks_seconds}")
     if not 0 <= room_share <= 1:
         raise ValueError(f"--room-share must lie in [0, 1], got {room_share}")
     index = read_index(midi_dir)
@@ -287,9 +337,13 @@ def build_piano(
             streams[work] = tokens
             if cache:
                 cache_render(cache, keys[work], tokens)
+    breaks = 0
     for name in ("train", "valid", "test"):
         kept = [w["id"] for w in works if w["id"] in streams and (split or split_of(w["id"])) == name]
         kept_streams = [(work, streams.pop(work)) for work in kept]
+        for i, (work, tokens) in enumerate(kept_streams if breaks_seconds else []):
+            paused, pauses = add_breaks(tokens, breaks_seconds, gap_seconds, zlib.crc32(work.encode()))
+            kept_streams[i], breaks = (work, paused), breaks + len(pauses)
         for tokens, length, source in split_clips(kept_streams, writer.clip_len, gap_seconds):
             writer.add_tokens(name, tokens, length, source=source)
     if writer.count() == 0:
@@ -301,6 +355,8 @@ def build_piano(
         joined=f"each split's works in turn, trimmed below {AUDIBLE}, {gap_seconds} s apart",
         gap_seconds=gap_seconds,
         room_share=room_share,
+        breaks_seconds=breaks_seconds,
+        breaks=breaks,
         works=len(works) - len(failed),
         failed=sorted(failed, key=lambda f: f["work"]),
         split_by=f"all works in {split}" if split else "work",

@@ -67,6 +67,7 @@ def write_params_and_meta(directory: str | Path, params: dict, meta: dict) -> Pa
     directory = Path(directory).absolute()
     if directory.exists():
         raise CheckpointError(f"{directory} already exists; choose a new folder")
+    quiet_closed_loop_reports()
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         checkpointer.save(
             directory,
@@ -113,16 +114,17 @@ def _is_closed_loop_callback(error: BaseException | None) -> bool:
 
 
 def quiet_closed_loop_reports() -> None:
-    """Keeps tensorstore's late callbacks after a failed restore off the terminal.
+    """Keeps tensorstore's late callbacks after a failed restore or save off the terminal.
 
-    orbax restores in an event loop of its own and closes it as soon as one read fails;
-    the reads still in flight complete later in tensorstore's threads, and each one's
-    callback into the closed loop is reported through sys.unraisablehook (or, from some
-    threads, sys.excepthook): a screen of "Event loop is closed" tracebacks around the
-    one-line error. Nothing is lost by dropping them (the restore has already failed).
-    Installed before reading, for the rest of the process: a callback can fire while the
-    failed restore's exception is still on its way to us. Every other report goes to the
-    previous hook.
+    orbax reads and writes in an event loop of its own and closes it as soon as one read
+    or write fails (a damaged file; a disk that fills during a save); the operations still
+    in flight complete later in tensorstore's threads, and each one's callback into the
+    closed loop is reported through sys.unraisablehook (or, from some threads,
+    sys.excepthook): a screen of "Event loop is closed" tracebacks around the one-line
+    error. Nothing is lost by dropping them (the restore or save has already failed).
+    Installed before reading or writing, for the rest of the process: a callback can fire
+    while the failure's exception is still on its way to us. Every other report goes to
+    the previous hook.
     """
     previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
     if getattr(previous_unraisable, "quiets_closed_loop", False):

@@ -29,7 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from engine.checkpoint import CheckpointError, model_meta
+from engine.checkpoint import CheckpointError, model_meta, quiet_closed_loop_reports
 from training.files import require_space
 
 ITEMS = ("params", "model", "train_state", "training")
@@ -46,6 +46,7 @@ class RunCheckpoints:
             enable_async_checkpointing=False,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        quiet_closed_loop_reports()  # a disk that fills during a save: one line, not a screen
 
     def steps(self) -> list[int]:
         self.manager.reload()

@@ -36,6 +36,19 @@ ITEMS = ("params", "model", "train_state", "training")
 log = logging.getLogger(__name__)
 
 
+class _DropFailedSaveThreads(logging.Filter):
+    """Drops orbax's reports of its background threads once a save has failed: the failure
+    reaches the user as one line, while the threads of that save (metadata writes) still
+    run, fail on the full disk or meet the interpreter's shutdown, and absl logs each with
+    a traceback ("_SignalingThread.run() raised an exception"). Other records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "raised an exception" not in record.getMessage()
+
+
+_FAILED_SAVE_THREADS = _DropFailedSaveThreads()
+
+
 class RunCheckpoints:
     def __init__(self, run_dir: str | Path, keep: int = 3):
         self.directory = (Path(run_dir) / "checkpoints").absolute()
@@ -56,18 +69,22 @@ class RunCheckpoints:
         """Saves a step; raises ENOSPC first, writing nothing, when the disk has less room
         than the step needs (`training.files.require_space`)."""
         require_space(self.directory, self._step_size(state))
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                # Host copies: a model dir must load on any topology (one CPU or a pod).
-                params=ocp.args.StandardSave(host_copy(state["ema"])),
-                model=ocp.args.JsonSave(model_meta(model_config, card)),
-                train_state=ocp.args.StandardSave(state),
-                training=ocp.args.JsonSave(run_config),
-            ),
-            force=True,
-        )
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    # Host copies: a model dir must load on any topology (one CPU or a pod).
+                    params=ocp.args.StandardSave(host_copy(state["ema"])),
+                    model=ocp.args.JsonSave(model_meta(model_config, card)),
+                    train_state=ocp.args.StandardSave(state),
+                    training=ocp.args.JsonSave(run_config),
+                ),
+                force=True,
+            )
+            self.manager.wait_until_finished()
+        except BaseException:
+            logging.getLogger("absl").addFilter(_FAILED_SAVE_THREADS)
+            raise
 
     def _step_size(self, state: dict) -> int:
         """Bytes the next step takes on disk: as much as the newest one, or before the

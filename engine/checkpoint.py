@@ -12,11 +12,13 @@ newest step that loads) and an exported model alike.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -67,8 +69,7 @@ def write_params_and_meta(directory: str | Path, params: dict, meta: dict) -> Pa
     directory = Path(directory).absolute()
     if directory.exists():
         raise CheckpointError(f"{directory} already exists; choose a new folder")
-    quiet_closed_loop_reports()
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    with quiet_failed_save(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         checkpointer.save(
             directory,
             ocp.args.Composite(params=ocp.args.StandardSave(jax.device_get(params)), model=ocp.args.JsonSave(meta)),
@@ -140,6 +141,32 @@ def quiet_closed_loop_reports() -> None:
 
     unraisable_hook.quiets_closed_loop = True  # type: ignore[attr-defined]
     sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
+
+
+class _DropFailedSaveThreads(logging.Filter):
+    """Drops orbax's reports of its background threads once a save has failed: the failure
+    reaches the user as one line, while the threads of that save (metadata writes) still
+    run, fail on the full disk or meet the interpreter's shutdown, and absl logs each with
+    a traceback ("_SignalingThread.run() raised an exception"). Other records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "raised an exception" not in record.getMessage()
+
+
+_FAILED_SAVE_THREADS = _DropFailedSaveThreads()
+
+
+@contextlib.contextmanager
+def quiet_failed_save() -> Iterator[None]:
+    """Around an orbax save (a model's or a run's step): should it fail (a disk that fills
+    during the write), the one-line error is all the user sees, not the late reports of
+    tensorstore's callbacks (`quiet_closed_loop_reports`) and of orbax's threads."""
+    quiet_closed_loop_reports()
+    try:
+        yield
+    except BaseException:
+        logging.getLogger("absl").addFilter(_FAILED_SAVE_THREADS)
+        raise
 
 
 class _DropFailedReads(logging.Filter):

@@ -29,24 +29,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from engine.checkpoint import CheckpointError, model_meta, quiet_closed_loop_reports
+from engine.checkpoint import CheckpointError, model_meta, quiet_failed_save
 from training.files import require_space
 
 ITEMS = ("params", "model", "train_state", "training")
 log = logging.getLogger(__name__)
-
-
-class _DropFailedSaveThreads(logging.Filter):
-    """Drops orbax's reports of its background threads once a save has failed: the failure
-    reaches the user as one line, while the threads of that save (metadata writes) still
-    run, fail on the full disk or meet the interpreter's shutdown, and absl logs each with
-    a traceback ("_SignalingThread.run() raised an exception"). Other records pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "raised an exception" not in record.getMessage()
-
-
-_FAILED_SAVE_THREADS = _DropFailedSaveThreads()
 
 
 class RunCheckpoints:
@@ -59,7 +46,6 @@ class RunCheckpoints:
             enable_async_checkpointing=False,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
-        quiet_closed_loop_reports()  # a disk that fills during a save: one line, not a screen
 
     def steps(self) -> list[int]:
         self.manager.reload()
@@ -69,7 +55,7 @@ class RunCheckpoints:
         """Saves a step; raises ENOSPC first, writing nothing, when the disk has less room
         than the step needs (`training.files.require_space`)."""
         require_space(self.directory, self._step_size(state))
-        try:
+        with quiet_failed_save():
             self.manager.save(
                 step,
                 args=ocp.args.Composite(
@@ -82,9 +68,6 @@ class RunCheckpoints:
                 force=True,
             )
             self.manager.wait_until_finished()
-        except BaseException:
-            logging.getLogger("absl").addFilter(_FAILED_SAVE_THREADS)
-            raise
 
     def _step_size(self, state: dict) -> int:
         """Bytes the next step takes on disk: as much as the newest one, or before the
